@@ -1,0 +1,138 @@
+"""The one error tree of qrvey-iac.
+
+Every error a user can meet is a ``QrveyIacError``. Subclasses carry structured
+fields (address, file, line, status) and an exit code; only ``cli.py`` turns
+them into ``Error: ...`` lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class QrveyIacError(Exception):
+    """Root of every error qrvey-iac raises on purpose."""
+
+    exit_code = 1
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One precise complaint about an input file."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        field = f" {self.field}:" if self.field else ""
+        return f"{where}:{field} {self.message}"
+
+
+class InputError(QrveyIacError):
+    """Bad manifests, config, variables: carries every problem found at once."""
+
+    def __init__(self, problems: list[Problem] | tuple[Problem, ...], summary: str = "") -> None:
+        self.problems = tuple(problems)
+        lines = [str(p) for p in self.problems]
+        if summary:
+            lines.append(summary)
+        super().__init__("\n".join(lines))
+
+
+class ManifestError(InputError):
+    """The manifests are invalid."""
+
+
+class ConfigError(InputError):
+    """qrvey-iac.yaml, a values file or a --var is invalid."""
+
+
+class DependencyCycleError(QrveyIacError):
+    def __init__(self, path: list[str]) -> None:
+        self.path = tuple(path)
+        super().__init__("dependency cycle: " + " -> ".join(path))
+
+
+class StateError(QrveyIacError):
+    """The state file cannot be read, written or trusted."""
+
+
+class StateLockedError(StateError):
+    """Another command holds the state's lock."""
+
+
+class PlanError(QrveyIacError):
+    """A plan cannot be built, loaded or applied."""
+
+
+class StalePlanError(PlanError):
+    """A saved plan no longer matches the state or the live objects."""
+
+
+class ProtectedResourceError(PlanError):
+    """A plan would delete or replace a resource marked ``protect: true``."""
+
+
+class ApplyError(QrveyIacError):
+    """An apply stopped: what is done is in the state, what is not is listed."""
+
+
+class ApiError(QrveyIacError):
+    """The Qrvey API answered with an error."""
+
+    def __init__(self, status: int, message: str, method: str, path: str) -> None:
+        self.status = status
+        self.message = message
+        self.method = method
+        self.path = path
+        super().__init__(f"Qrvey API {method} {path} -> HTTP {status}: {message}")
+
+
+class AuthError(ApiError):
+    """401/403: the API key is missing or wrong."""
+
+
+class NotFoundError(ApiError):
+    """404: the object does not exist."""
+
+
+class BadRequestError(ApiError):
+    """400: the server refused the body."""
+
+
+class RateLimitedError(ApiError):
+    """429 that outlived every retry."""
+
+
+class ServerError(ApiError):
+    """5xx that outlived every retry."""
+
+
+class TransportError(QrveyIacError):
+    """The network failed (refused, reset, timed out) and retries ran out."""
+
+    def __init__(self, method: str, path: str, reason: str) -> None:
+        self.method = method
+        self.path = path
+        self.reason = reason
+        super().__init__(f"Qrvey API {method} {path}: {reason}")
+
+
+class OutcomeUnknownError(QrveyIacError):
+    """A non-idempotent write was sent but no answer came back.
+
+    The server may or may not have applied it; retrying blindly could make a
+    duplicate. The caller settles it (a GET for a chosen id, a list for a view).
+    """
+
+    def __init__(self, method: str, path: str, reason: str) -> None:
+        self.method = method
+        self.path = path
+        self.reason = reason
+        super().__init__(
+            f"Qrvey API {method} {path}: outcome unknown ({reason}); "
+            "the write may or may not have been applied"
+        )
