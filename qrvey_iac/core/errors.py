@@ -136,3 +136,35 @@ class OutcomeUnknownError(QrveyIacError):
             f"Qrvey API {method} {path}: outcome unknown ({reason}); "
             "the write may or may not have been applied"
         )
+
+
+class RouteConfigError(ConfigError):
+    """An environment's endpoint route override is unknown or malformed."""
+
+
+class DatasetLoadError(QrveyIacError):
+    """A dataset load did not reach a loaded state."""
+
+    def __init__(self, dataset_id: str, status: str, message: str) -> None:
+        self.dataset_id = dataset_id
+        self.status = status
+        super().__init__(message)
+
+
+class LoadFailedError(DatasetLoadError):
+    """The dataset's status became FAILED."""
+
+    def __init__(self, dataset_id: str, status: str, detail: str = "") -> None:
+        suffix = f": {detail}" if detail else ""
+        super().__init__(dataset_id, status, f"dataset {dataset_id} failed to load (status {status}){suffix}")
+
+
+class LoadTimeoutError(DatasetLoadError):
+    """The dataset was still loading when the wait ran out."""
+
+    def __init__(self, dataset_id: str, status: str, waited: float) -> None:
+        self.waited = waited
+        super().__init__(
+            dataset_id, status,
+            f"dataset {dataset_id} still {status} after waiting {waited:.0f} s",
+        )

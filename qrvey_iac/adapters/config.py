@@ -1,0 +1,134 @@
+"""qrvey-iac.yaml: environments, apps, variables, endpoint and state location."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qrvey_iac.adapters.validation import problems_from
+from qrvey_iac.adapters.yaml_source import parse_documents, read_text
+from qrvey_iac.core.errors import ConfigError, Problem
+from qrvey_iac.core.keys import AppRef
+
+DEFAULT_CONFIG = "qrvey-iac.yaml"
+LOCAL = "local"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AppConfig(Frozen):
+    userId: str = Field(min_length=1)
+    appId: str = Field(min_length=1)
+
+
+class StateConfig(Frozen):
+    backend: Literal["local"] = "local"
+    path: str | None = Field(default=None, description="Default: state/<environment>.json")
+
+
+class EnvironmentConfig(Frozen):
+    endpoint: str = Field(description="'local' (in-process emulator) or the instance's https:// URL")
+    apiKeyEnv: str | None = Field(default=None, description="Environment variable holding the API key")
+    apps: dict[str, AppConfig] = Field(min_length=1)
+    variables: dict[str, Any] = Field(default_factory=dict)
+    state: StateConfig = StateConfig()
+    routes: dict[str, str] = Field(default_factory=dict, description="Overrides of unconfirmed API paths")
+    parallelism: int | None = Field(default=None, ge=1, le=256)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value != LOCAL and not value.startswith(("https://", "http://")):
+            raise ValueError("expected 'local' or an http(s):// URL")
+        return value.rstrip("/")
+
+
+class ProjectConfig(Frozen):
+    manifests: str = "manifests"
+    defaultEnvironment: str | None = None
+    environments: dict[str, EnvironmentConfig] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    root: Path
+    endpoint: str
+    api_key_env: str | None
+    apps: dict[str, AppRef]
+    variables: dict[str, Any]
+    state_path: Path
+    manifests_dir: Path
+    routes: dict[str, str] = field(default_factory=dict)
+    parallelism: int | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.endpoint == LOCAL
+
+    @property
+    def emulator_data(self) -> Path:
+        return self.state_path.with_name(f"{self.name}.emulator.json")
+
+    def api_key(self, environ: Mapping[str, str]) -> str:
+        if self.is_local:
+            return LOCAL
+        if not self.api_key_env:
+            raise ConfigError([Problem(DEFAULT_CONFIG, None, f"environments.{self.name}.apiKeyEnv",
+                                       "required for a remote endpoint")])
+        key = environ.get(self.api_key_env, "")
+        if not key:
+            raise ConfigError([Problem(DEFAULT_CONFIG, None, f"environments.{self.name}.apiKeyEnv",
+                                       f"environment variable {self.api_key_env} is not set")])
+        return key
+
+
+def read_config(path: Path) -> ProjectConfig:
+    shown = str(path)
+    if not path.is_file():
+        raise ConfigError([Problem(shown, None, "", "config file not found: run from the folder "
+                                   "that holds qrvey-iac.yaml or pass --config FILE")])
+    text, problems = read_text(path, shown)
+    if text is None:
+        raise ConfigError(problems)
+    documents, problems = parse_documents(text, shown)
+    if problems:
+        raise ConfigError(problems)
+    if len(documents) != 1 or not isinstance(documents[0].data, dict):
+        raise ConfigError([Problem(shown, 1, "", "expected one YAML mapping")])
+    try:
+        return ProjectConfig.model_validate(documents[0].data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc, documents[0])) from None
+
+
+def load_environment(
+    path: Path, name: str | None, overrides: Mapping[str, Any] | None = None
+) -> Environment:
+    config = read_config(path)
+    chosen = name or config.defaultEnvironment or (next(iter(config.environments)) if len(config.environments) == 1 else None)
+    if chosen is None or chosen not in config.environments:
+        known = ", ".join(sorted(config.environments))
+        what = f"unknown environment {chosen!r}" if chosen else "no --env given and no defaultEnvironment"
+        raise ConfigError([Problem(str(path), None, "environments", f"{what} (known: {known})")])
+    env = config.environments[chosen]
+    root = path.parent
+    state_path = root / (env.state.path or f"state/{chosen}.json")
+    return Environment(
+        name=chosen,
+        root=root,
+        endpoint=env.endpoint,
+        api_key_env=env.apiKeyEnv,
+        apps={alias: AppRef(a.userId, a.appId) for alias, a in env.apps.items()},
+        variables={**env.variables, **(overrides or {})},
+        state_path=state_path,
+        manifests_dir=root / config.manifests,
+        routes=dict(env.routes),
+        parallelism=env.parallelism,
+    )

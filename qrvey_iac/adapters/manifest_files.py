@@ -1,0 +1,174 @@
+"""Load every manifest under a folder into a validated, resolved Manifest.
+
+All problems of all files are collected and raised at once as a
+ManifestError, each naming file, line and field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from qrvey_iac.adapters.validation import problems_from
+from qrvey_iac.adapters.yaml_source import YamlDocument, format_path, parse_documents, read_text
+from qrvey_iac.core.errors import ManifestError, Problem
+from qrvey_iac.core.graph import find_cycle
+from qrvey_iac.core.keys import AppRef, address_of
+from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec, Document
+
+DOCUMENT = TypeAdapter(Document)
+REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
+SUFFIXES = (".yaml", ".yml")
+
+
+def manifest_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+
+
+def load_manifest(
+    folder: Path,
+    apps: Mapping[str, AppRef],
+    variables: Mapping[str, Any],
+    environ: Mapping[str, str],
+    shown_base: Path | None = None,
+) -> Manifest:
+    if not folder.is_dir():
+        raise ManifestError([Problem(str(folder), None, "", "manifests folder not found")])
+    problems: list[Problem] = []
+    located: list[tuple[Any, YamlDocument]] = []
+    secrets: set[str] = set()
+    digest = hashlib.sha256()
+    for path in manifest_files(folder):
+        shown = _shown(path, shown_base)
+        text, read_problems = read_text(path, shown)
+        problems.extend(read_problems)
+        if text is None:
+            continue
+        digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
+        documents, parse_problems = parse_documents(text, shown)
+        problems.extend(parse_problems)
+        for document in documents:
+            parsed = _validate_document(document, variables, environ, secrets, problems)
+            if parsed is not None:
+                located.append((parsed, document))
+    resources = _resolve(located, apps, problems)
+    if problems:
+        raise ManifestError(problems, summary=_summary(problems))
+    return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+
+
+def _summary(problems: list[Problem]) -> str:
+    return f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found in the manifests."
+
+
+def _shown(path: Path, base: Path | None) -> str:
+    try:
+        return str(path.relative_to(base)) if base else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _validate_document(
+    document: YamlDocument, variables, environ, secrets: set[str], problems: list[Problem]
+) -> Any | None:
+    if document.data is None:
+        return None
+    if not isinstance(document.data, dict):
+        problems.append(Problem(document.file, document.line, "", "expected a mapping (a manifest document)"))
+        return None
+    before = len(problems)
+    data = _interpolate(document.data, (), document, variables, environ, secrets, problems)
+    if len(problems) > before:
+        return None
+    try:
+        return DOCUMENT.validate_python(data)
+    except ValidationError as exc:
+        problems.extend(problems_from(exc, document))
+        return None
+
+
+def _interpolate(value, path, document, variables, environ, secrets, problems):
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*path, k), document, variables, environ, secrets, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*path, i), document, variables, environ, secrets, problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def lookup(match: re.Match) -> Any:
+        name, env = match.group(1), match.group(2)
+        if name is not None:
+            if name in variables:
+                return variables[name]
+            known = ", ".join(sorted(variables)) or "none"
+            problems.append(Problem(document.file, document.line_of(path), format_path(path),
+                                    f"unknown variable {name!r} (known: {known})"))
+            return ""
+        if env in environ:
+            secrets.add(environ[env])
+            return environ[env]
+        problems.append(Problem(document.file, document.line_of(path), format_path(path),
+                                f"environment variable {env} is not set"))
+        return ""
+
+    whole = REFERENCE.fullmatch(value)
+    if whole:
+        return lookup(whole)
+    return REFERENCE.sub(lambda m: str(lookup(m)), value)
+
+
+def _resolve(located, apps: Mapping[str, AppRef], problems: list[Problem]) -> dict[str, Resource]:
+    resources: dict[str, Resource] = {}
+    where: dict[str, YamlDocument] = {}
+    for parsed, document in located:
+        address = address_of(parsed.kind, parsed.metadata.name)
+        if address in resources:
+            first = where[address]
+            problems.append(Problem(document.file, document.line_of(("metadata", "name")), "metadata.name",
+                                    f"duplicate address {address} (first defined at {first.file}:{first.line})"))
+            continue
+        app = apps.get(parsed.spec.app)
+        if app is None:
+            known = ", ".join(sorted(apps)) or "none"
+            problems.append(Problem(document.file, document.line_of(("spec", "app")), "spec.app",
+                                    f"unknown app {parsed.spec.app!r} (apps of this environment: {known})"))
+            app = AppRef("", "")
+        depends = list(parsed.metadata.dependsOn)
+        if isinstance(parsed.spec, DatasetViewSpec) and isinstance(parsed.spec.source, str):
+            depends.insert(0, parsed.spec.source)
+        resources[address] = Resource(
+            address=address, kind=parsed.kind, app=app, app_alias=parsed.spec.app, spec=parsed.spec,
+            depends_on=tuple(dict.fromkeys(depends)), file=document.file, line=document.line,
+        )
+        where[address] = document
+    _check_references(resources, where, problems)
+    return resources
+
+
+def _check_references(resources: dict[str, Resource], where, problems: list[Problem]) -> None:
+    for address, resource in resources.items():
+        document = where[address]
+        for index, needed in enumerate(resource.depends_on):
+            is_source = needed == resource.source_address
+            field = ("spec", "source") if is_source else ("metadata", "dependsOn", index - bool(resource.source_address))
+            if needed not in resources:
+                problems.append(Problem(document.file, document.line_of(field), format_path(field),
+                                        f"unknown reference {needed}"))
+            elif is_source and not _is_shared(resources[needed]):
+                problems.append(Problem(document.file, document.line_of(field), format_path(field),
+                                        f"{needed} is not shared: set shared: true on it to use it as a view's source"))
+    cycle = find_cycle({a: [d for d in r.depends_on if d in resources] for a, r in resources.items()})
+    if cycle:
+        first = where[cycle[0]]
+        problems.append(Problem(first.file, first.line, "metadata.dependsOn",
+                                "dependency cycle: " + " -> ".join(cycle)))
+
+
+def _is_shared(resource: Resource) -> bool:
+    return isinstance(resource.spec, DatasetSpec) and resource.spec.shared

@@ -1,0 +1,149 @@
+"""Local state backend: one JSON file per environment, atomic, backed up, locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from qrvey_iac.core.errors import StateError, StateLockedError
+from qrvey_iac.core.state import STATE_VERSION, State
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Temp file in the same folder, fsync, rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def dump_json(data: object) -> str:
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+class LocalStateStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.backup_path = path.with_name(path.name + ".backup")
+        self.lock_path = path.with_name(path.name + ".lock")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def load(self) -> State:
+        if not self.path.exists():
+            return State()
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StateError(
+                f"state file {self.path} is unreadable ({exc.__class__.__name__}: {exc}); "
+                f"the previous version is in {self.backup_path} and was not touched"
+            ) from None
+        version = raw.get("version") if isinstance(raw, dict) else None
+        if isinstance(version, int) and version > STATE_VERSION:
+            raise StateError(
+                f"state file {self.path} has format version {version}; this qrvey-iac reads "
+                f"up to {STATE_VERSION}: upgrade qrvey-iac"
+            )
+        try:
+            return State.model_validate(raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise StateError(f"state file {self.path} is invalid at {where}: {first['msg']}") from None
+
+    def save(self, state: State) -> None:
+        if self.path.exists():
+            write_atomic(self.backup_path, self.path.read_text(encoding="utf-8"))
+        write_atomic(self.path, dump_json(state.model_dump(mode="json")))
+
+    @contextmanager
+    def lock(self, command: str, timeout: float = 0.0) -> Iterator[str]:
+        lock_id = str(uuid.uuid4())
+        holder = {
+            "id": lock_id, "host": socket.gethostname(), "pid": os.getpid(),
+            "command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        deadline = time.monotonic() + timeout
+        while not self._try_create(holder):
+            if time.monotonic() >= deadline:
+                raise StateLockedError(self._held_message())
+            time.sleep(0.2)
+        try:
+            yield lock_id
+        finally:
+            self._release(lock_id)
+
+    def holder(self) -> dict | None:
+        try:
+            return json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def unlock(self, lock_id: str) -> dict:
+        holder = self.holder()
+        if holder is None:
+            raise StateError(f"state {self.path} is not locked")
+        if holder.get("id") != lock_id:
+            raise StateError(f"lock id {lock_id} does not match the lock held: {holder.get('id')}")
+        self.lock_path.unlink(missing_ok=True)
+        return holder
+
+    def _try_create(self, holder: dict) -> bool:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(dump_json(holder))
+        return True
+
+    def _release(self, lock_id: str) -> None:
+        holder = self.holder()
+        if holder and holder.get("id") == lock_id:
+            self.lock_path.unlink(missing_ok=True)
+
+    def _held_message(self) -> str:
+        holder = self.holder() or {}
+        stale = _is_stale(holder)
+        text = (
+            f"state {self.path} is locked by {holder.get('command', '?')} "
+            f"(pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('started', '?')}, "
+            f"lock id {holder.get('id', '?')})"
+        )
+        if stale:
+            return text + ". That process is gone: the lock is stale; run " \
+                f"`qrvey-iac state unlock {holder.get('id')}` to break it."
+        return text + ". Wait for it to finish, or pass --lock-timeout to wait."
+
+
+def _is_stale(holder: dict) -> bool:
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    try:
+        os.kill(holder["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

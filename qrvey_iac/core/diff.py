@@ -1,0 +1,158 @@
+"""Normalise both sides and compare them: the only importer of deepdiff.
+
+A resource's *document* holds only the fields a manifest manages, with lists
+of named things keyed by name, so a change reads ``columns.Total.columnType``
+and never ``columns[3]``. Server-owned fields (ids, status, dates) never enter
+a document, so they can never show as a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from deepdiff import DeepDiff
+from pydantic import BaseModel, ConfigDict
+
+from qrvey_iac.core.manifest import Resource
+from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec
+
+OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+DATASOURCE_KEYS = ("connectionId", "connectorType", "database", "tableName", "query")
+COLUMN_DEFAULT_KEYS = ("columnType",)
+NAMED_MAPS = ("datasources", "columns")
+
+
+class FieldChange(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    before: Any = None
+    after: Any = None
+
+
+def canonical_hash(document: Any) -> str:
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def desired_document(resource: Resource) -> dict[str, Any]:
+    """The managed fields of a manifest resource (``shared`` is handled apart)."""
+    spec = resource.spec
+    attributes = dict(spec.customAttributes or {})
+    attributes[OWNER_ATTRIBUTE] = resource.address
+    if isinstance(spec, DatasetSpec):
+        document: dict[str, Any] = {
+            "name": spec.name,
+            "datasources": {d.name: _datasource_fields(d.model_dump()) for d in spec.datasources},
+            "columns": {c.columnName: _given(c.model_dump(), skip="columnName") for c in spec.columns},
+            "customAttributes": attributes,
+        }
+        if spec.dataSync is not None:
+            document["dataSync"] = spec.dataSync
+        return document
+    assert isinstance(spec, DatasetViewSpec)
+    return {
+        "name": spec.name,
+        "columns": {c.column: _given(c.model_dump(), skip="column") for c in spec.columns},
+        "customAttributes": attributes,
+    }
+
+
+def live_document(live: dict[str, Any], desired: dict[str, Any], is_view: bool) -> dict[str, Any]:
+    """Project a live Get Dataset answer onto the fields ``desired`` manages."""
+    full = _normalise_live_view(live) if is_view else _normalise_live_dataset(live)
+    projected: dict[str, Any] = {}
+    for key, wanted in desired.items():
+        have = full.get(key)
+        if key in NAMED_MAPS and isinstance(wanted, dict):
+            projected[key] = _project_named(have or {}, wanted, key, keep_extra=not is_view)
+        elif key == "customAttributes":
+            have = have if isinstance(have, dict) else {}
+            projected[key] = {k: have[k] for k in wanted if k in have}
+        else:
+            projected[key] = have
+    return projected
+
+
+def diff_documents(before: dict[str, Any], after: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Per-field changes that turn ``before`` (live) into ``after`` (desired)."""
+    if canonical_hash(before) == canonical_hash(after):
+        return ()
+    tree = DeepDiff(before, after, verbose_level=2, view="tree")
+    changes: dict[str, FieldChange] = {}
+    for report in tree.values():
+        for item in report:
+            path = ".".join(str(part) for part in item.path(output_format="list"))
+            changes[path] = FieldChange(
+                path=path, before=_plain(item.t1), after=_plain(item.t2)
+            )
+    return tuple(changes[p] for p in sorted(changes))
+
+
+def _plain(value: Any) -> Any:
+    """deepdiff marks a missing side with a sentinel: show it as None."""
+    if type(value).__name__ == "NotPresent":
+        return None
+    return value
+
+
+def _given(fields: dict[str, Any], skip: str) -> dict[str, Any]:
+    return {k: _jsonable(v) for k, v in fields.items() if v is not None and k != skip}
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _datasource_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    record = {k: fields.get(k) for k in DATASOURCE_KEYS}
+    if fields.get("datasourceId"):
+        record["datasourceId"] = fields["datasourceId"]
+    return record
+
+
+def _normalise_live_dataset(live: dict[str, Any]) -> dict[str, Any]:
+    datasources = {}
+    for source in live.get("datasources") or []:
+        record = {k: source.get(k) for k in DATASOURCE_KEYS}
+        record["datasourceId"] = source.get("datasourceId")
+        datasources[str(source.get("name"))] = record
+    columns = {str(c.get("columnName")): dict(c) for c in live.get("columns") or []}
+    return {
+        "name": live.get("name"),
+        "datasources": datasources,
+        "columns": columns,
+        "dataSync": live.get("dataSync"),
+        "customAttributes": live.get("customAttributes"),
+    }
+
+
+def _normalise_live_view(live: dict[str, Any]) -> dict[str, Any]:
+    columns = {}
+    for column in live.get("columns") or []:
+        key = column.get("origColumnSourceName") or column.get("columnName")
+        columns[str(key)] = {
+            "columnName": column.get("columnName"),
+            "visible": column.get("visible", True),
+        }
+    return {
+        "name": live.get("name"),
+        "columns": columns,
+        "customAttributes": live.get("customAttributes"),
+    }
+
+
+def _project_named(
+    have: dict[str, dict], wanted: dict[str, dict], key: str, keep_extra: bool
+) -> dict[str, Any]:
+    default = DATASOURCE_KEYS if key == "datasources" else COLUMN_DEFAULT_KEYS
+    names = set(wanted) | (set(have) if keep_extra else set())
+    projected = {}
+    for name in sorted(names):
+        if name not in have:
+            continue
+        fields = wanted.get(name, {}).keys() or default
+        projected[name] = {f: _jsonable(have[name].get(f)) for f in fields if have[name].get(f) is not None or f in DATASOURCE_KEYS}
+    return projected

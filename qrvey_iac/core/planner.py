@@ -1,0 +1,183 @@
+"""build_plan: manifest + state + live objects -> Plan. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qrvey_iac.core.diff import canonical_hash, desired_document, diff_documents, live_document
+from qrvey_iac.core.errors import ProtectedResourceError
+from qrvey_iac.core.graph import topo_levels
+from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.models import DatasetSpec
+from qrvey_iac.core.plan import Action, AppTarget, Plan, execution_levels, fingerprint
+from qrvey_iac.core.state import ResourceState, State
+
+DRIFT = "changed outside qrvey-iac"
+
+
+@dataclass(frozen=True)
+class Live:
+    """What refresh read: every state resource by address (None: 404, gone)."""
+
+    objects: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
+    sources: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # by datasetId
+
+
+def build_plan(
+    manifest: Manifest, state: State, live: Live, *, environment: str = ""
+) -> Plan:
+    actions: list[Action] = []
+    recreated: set[str] = set()
+    order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
+    for level in order:
+        for address in level:
+            resource = manifest.resources[address]
+            actions.extend(_plan_resource(resource, state, live, recreated))
+    for address in sorted(set(state.resources) - set(manifest.resources)):
+        actions.append(_delete_action(address, state.resources[address], live))
+    _refuse_protected(actions)
+    plan = Plan(
+        environment=environment,
+        lineage=state.lineage,
+        serial=state.serial,
+        manifest_digest=manifest.digest,
+        fingerprints={a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)},
+        actions=tuple(actions),
+    )
+    return plan.model_copy(update={"actions": _in_execution_order(plan)})
+
+
+def _plan_resource(
+    resource: Resource, state: State, live: Live, recreated: set[str]
+) -> list[Action]:
+    current = state.resources.get(resource.address)
+    obj = live.objects.get(resource.address) if current else None
+    base = _base(resource)
+    if current is None or obj is None:
+        recreated.add(resource.address)
+        reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
+        create = Action(op="create", reason=reason, drift=current is not None, **base)
+        return [create, *_share_after_create(resource, base)]
+    replace_reason = _replace_reason(resource, current, obj, recreated)
+    if replace_reason:
+        recreated.add(resource.address)
+        replace = Action(op="replace", reason=replace_reason, dataset_id=current.datasetId, **base)
+        return [replace, *_share_after_create(resource, base)]
+    return [_update_or_noop(resource, current, obj, base), *_share_change(resource, current, obj, base)]
+
+
+def _base(resource: Resource) -> dict[str, Any]:
+    source = None
+    if resource.source_address:
+        source = {"address": resource.source_address}
+    elif resource.external_source:
+        source = resource.external_source.model_dump()
+    return {
+        "address": resource.address,
+        "kind": resource.kind,
+        "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
+        "desired": desired_document(resource),
+        "source": source,
+        "depends_on": resource.depends_on,
+        "protect": resource.protect,
+    }
+
+
+def _replace_reason(
+    resource: Resource, current: ResourceState, obj: dict[str, Any], recreated: set[str]
+) -> str | None:
+    if (current.userId, current.appId) != (resource.app.user_id, resource.app.app_id):
+        return f"app changed from {current.appId} to {resource.app.app_id} (a dataset cannot move between apps)"
+    if resource.kind != "DatasetView":
+        return None
+    if resource.source_address in recreated:
+        return f"its source {resource.source_address} gets a new dataset"
+    recorded = (current.source or {}).get("datasetId")
+    external = resource.external_source
+    if external and recorded != external.datasetId:
+        return f"source changed from {recorded} to {external.datasetId}"
+    if resource.source_address and (current.source or {}).get("address") != resource.source_address:
+        return f"source changed to {resource.source_address}"
+    if obj.get("sourceStatus") == "DELETED":
+        return "its source dataset was deleted outside qrvey-iac"
+    return None
+
+
+def _update_or_noop(
+    resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
+) -> Action:
+    desired = base["desired"]
+    changes = diff_documents(live_document(obj, desired, resource.kind == "DatasetView"), desired)
+    if not changes:
+        return Action(op="no-op", reason="up to date", dataset_id=current.datasetId, **base)
+    drift = canonical_hash(desired) == current.applied_hash
+    reason = DRIFT if drift else "changed in the manifests"
+    return Action(
+        op="update", reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base
+    )
+
+
+def _share_after_create(resource: Resource, base: dict[str, Any]) -> list[Action]:
+    if isinstance(resource.spec, DatasetSpec) and resource.spec.shared:
+        return [Action(op="share", reason="shared: true", **base)]
+    return []
+
+
+def _share_change(
+    resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
+) -> list[Action]:
+    if not isinstance(resource.spec, DatasetSpec):
+        return []
+    wanted = resource.spec.shared
+    is_shared = bool(obj.get("isPublic", current.shared))
+    if is_shared == wanted:
+        return []
+    drift = current.shared == wanted
+    reason = DRIFT if drift else f"shared: {str(wanted).lower()} in the manifests"
+    change = {"path": "shared", "before": is_shared, "after": wanted}
+    return [
+        Action(
+            op="share" if wanted else "unshare", reason=reason, drift=drift,
+            changes=(change,), dataset_id=current.datasetId, **base,
+        )
+    ]
+
+
+def _delete_action(address: str, current: ResourceState, live: Live) -> Action:
+    gone = live.objects.get(address) is None
+    source_address = (current.source or {}).get("address")
+    return Action(
+        op="delete",
+        address=address,
+        kind=current.kind,
+        reason="removed from the manifests" + (" (already gone from Qrvey)" if gone else ""),
+        app=AppTarget(alias="", userId=current.userId, appId=current.appId),
+        dataset_id=current.datasetId,
+        depends_on=(source_address,) if source_address else (),
+        protect=current.protect,
+    )
+
+
+def _refuse_protected(actions: list[Action]) -> None:
+    blocked = []
+    for action in actions:
+        protected = action.protect   # a delete carries the protect flag the state recorded
+        if action.op in ("delete", "replace") and protected:
+            blocked.append(f"{action.address} ({action.op}: {action.reason})")
+    if blocked:
+        raise ProtectedResourceError(
+            "the plan would destroy protected resources: " + "; ".join(blocked)
+            + ". Set protect: false and apply first if this is intended."
+        )
+
+
+def _in_execution_order(plan: Plan) -> tuple[Action, ...]:
+    rank: dict[int, int] = {}
+    for level_index, level in enumerate(execution_levels(plan)):
+        for step in level:
+            rank.setdefault(step.action_index, level_index)
+    indexed = list(enumerate(plan.actions))
+    indexed.sort(key=lambda pair: (rank.get(pair[0], 10**9), pair[1].address, pair[0]))
+    return tuple(action for _, action in indexed)

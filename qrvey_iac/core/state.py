@@ -1,0 +1,76 @@
+"""The state model (DESIGN §5): what qrvey-iac created, by address.
+
+Pure data: reading and writing files is the job of ``adapters/state_store.py``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STATE_VERSION = 1
+
+
+class ResourceState(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["Dataset", "DatasetView"]
+    datasetId: str
+    appId: str
+    userId: str
+    connectionId: str | None = None
+    shared: bool = False
+    protect: bool = False
+    applied_hash: str = ""
+    source: dict[str, str] | None = None   # views: {address?, datasetId, appId, userId}
+
+
+class JournalEntry(BaseModel):
+    """A write sent (or about to be sent) whose outcome is not yet recorded."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str
+    op: str
+    address: str
+    datasetId: str | None = None
+    appId: str
+    userId: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    started: str = ""
+
+
+class State(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    version: int = STATE_VERSION
+    lineage: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    serial: int = 0
+    resources: dict[str, ResourceState] = Field(default_factory=dict)
+    journal: tuple[JournalEntry, ...] = ()
+
+    def with_resource(self, address: str, resource: ResourceState) -> State:
+        resources = dict(self.resources)
+        resources[address] = resource
+        return self.model_copy(update={"resources": resources})
+
+    def without_resource(self, address: str) -> State:
+        resources = {k: v for k, v in self.resources.items() if k != address}
+        return self.model_copy(update={"resources": resources})
+
+    def with_journal(self, entry: JournalEntry) -> State:
+        return self.model_copy(update={"journal": (*self.journal, entry)})
+
+    def without_journal(self, entry_id: str) -> State:
+        kept = tuple(e for e in self.journal if e.id != entry_id)
+        return self.model_copy(update={"journal": kept})
+
+    def bumped(self) -> State:
+        return self.model_copy(update={"serial": self.serial + 1})
+
+    def views_of(self, address: str) -> list[str]:
+        return sorted(
+            a for a, r in self.resources.items() if r.source and r.source.get("address") == address
+        )
