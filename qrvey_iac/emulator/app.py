@@ -1,0 +1,142 @@
+"""The ASGI app: prefix, auth, routing, faults, the handler, autosave, in that order."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+from starlette.types import Receive, Scope, Send
+
+from qrvey_iac.emulator.config import EmulatorConfig
+from qrvey_iac.emulator.context import Call
+from qrvey_iac.emulator.errors import ApiError, error_body, invalid
+from qrvey_iac.emulator.faults import FaultRule
+from qrvey_iac.emulator.ids import IdMinter
+from qrvey_iac.emulator.injector import FaultInjector
+from qrvey_iac.emulator.routes import Route, match_route, split_prefix
+from qrvey_iac.emulator.world import World
+
+HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_FAULT_ANSWERS = {
+    "429": (429, "Too Many Requests (injected fault)"),
+    "500": (500, "Internal Server Error (injected fault)"),
+    "503": (503, "Service Unavailable (injected fault)"),
+    "lost-500": (500, "Internal Server Error (injected fault after the change was committed)"),
+}
+
+
+class Emulator:
+    """One emulated Qrvey instance: its world, settings, id minter and fault injector."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self.world = _initial_world(self.config)
+        self.ids = IdMinter(self.config.seed)
+        self.injector = FaultInjector(self.config.faults, self.config.seed)
+        self.fault_counts: Counter[str] = self.injector.counts  # injected faults per kind
+        self.request_counts: Counter[str] = Counter()  # routed calls per "METHOD /template"
+
+    def save(self, path: Path | None = None) -> None:
+        """Write the world to ``path``, else to config.data_file."""
+        target = path or self.config.data_file
+        if target is None:
+            raise ValueError("Emulator.save: no path given and config.data_file is not set")
+        self.world.save(target)
+
+    async def handle(self, request: Request) -> Response:
+        if self.config.latency_ms:
+            await asyncio.sleep(self.config.latency_ms / 1000)
+        try:
+            return await self._dispatch(request)
+        except ApiError as error:
+            return error_response(error)
+
+    async def _dispatch(self, request: Request) -> Response:
+        user_id, app_id, path = split_prefix(request.url.path)
+        _check_api_key(request, self.config.api_key)
+        route, params = match_route(request.method, path)
+        self.request_counts[f"{route.method} {route.template}"] += 1
+        decision = self.injector.decide(request.method, path)
+        if decision.latency_ms:
+            await asyncio.sleep(decision.latency_ms / 1000)
+        if decision.rejects:
+            return fault_response(decision.outcome)
+        body = await _read_json(request)
+        call = Call(self.world, self.config, self.ids, user_id, app_id, params, body, decision.load_fails)
+        response = self._run(route, call)
+        if decision.loses:
+            return fault_response(decision.outcome)
+        return response
+
+    def _run(self, route: Route, call: Call) -> Response:
+        revision = self.world.revision
+        try:
+            response: Response = JSONResponse(route.handler(call))
+        except ApiError as error:
+            response = error_response(error)
+        if self.world.revision != revision and self.config.autosave and self.config.data_file:
+            self.world.save(self.config.data_file)
+        return response
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    """The emulator as a Starlette app; ``app.state.emulator`` is its Emulator."""
+    emulator = Emulator(config)
+    app = Starlette(routes=[StarletteRoute("/{path:path}", emulator.handle, methods=HTTP_METHODS)])
+    app.state.emulator = emulator
+    return app
+
+
+class DroppedResponse(Response):
+    """Starts an answer and stops: the client sees the connection drop before the body."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=200)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"1024")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    return JSONResponse(error_body(error.message), status_code=error.status, headers=error.headers)
+
+
+def fault_response(rule: FaultRule | None) -> Response:
+    if rule is None or rule.kind in ("drop", "lost-drop"):
+        return DroppedResponse()
+    status, message = _FAULT_ANSWERS[rule.kind]
+    headers = {"Retry-After": str(rule.retry_after)} if rule.kind == "429" else None
+    return error_response(ApiError(status, message, headers))
+
+
+def _check_api_key(request: Request, api_key: str) -> None:
+    sent = request.headers.get("x-api-key")
+    if sent is None:
+        raise ApiError(401, "Unauthorized: the x-api-key header is missing")
+    if not hmac.compare_digest(sent.encode(), api_key.encode()):
+        raise ApiError(401, "Unauthorized: the x-api-key header is not valid")
+
+
+async def _read_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise invalid("body is not valid JSON") from None
+
+
+def _initial_world(config: EmulatorConfig) -> World:
+    if config.data_file is not None and config.data_file.exists():
+        return World.load(config.data_file)
+    return World()

@@ -1,0 +1,42 @@
+"""Settings of one emulator instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from qrvey_iac.emulator.faults import FaultSet
+
+TERMINAL_STATUSES = ("LOADED", "ACTIVE")
+SOURCE_DELETE_MODES = ("orphan", "refuse", "cascade")
+
+
+@dataclass
+class EmulatorConfig:
+    """How the emulator behaves; every field has a safe default."""
+
+    api_key: str = "local"
+    data_file: Path | None = None
+    autosave: bool = True
+    seed: int = 0
+    latency_ms: float = 0
+    faults: FaultSet | None = None
+    terminal_status: str = "LOADED"
+    load_polls: int = 2
+    on_source_delete: str = "orphan"
+
+    def __post_init__(self) -> None:
+        if self.data_file is not None:
+            self.data_file = Path(self.data_file)
+        if self.terminal_status not in TERMINAL_STATUSES:
+            raise ValueError(f"terminal_status must be one of {TERMINAL_STATUSES}, got {self.terminal_status!r}")
+        if self.on_source_delete not in SOURCE_DELETE_MODES:
+            raise ValueError(
+                f"on_source_delete must be one of {SOURCE_DELETE_MODES}, got {self.on_source_delete!r}"
+            )
+        if self.load_polls < 0:
+            raise ValueError(f"load_polls must be >= 0, got {self.load_polls}")
+        if self.latency_ms < 0:
+            raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")

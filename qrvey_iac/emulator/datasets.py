@@ -1,0 +1,187 @@
+"""Dataset routes: create (two ways), get, list, update, apply changes, delete, load."""
+
+from __future__ import annotations
+
+import copy
+
+from qrvey_iac.emulator import views
+from qrvey_iac.emulator.columns import build_columns, fresh_columns, synthetic_columns
+from qrvey_iac.emulator.context import Call, utc_now
+from qrvey_iac.emulator.errors import invalid, missing, not_found, refused
+from qrvey_iac.emulator.listing import list_page
+from qrvey_iac.emulator.records import MANAGED, VIEW, new_dataset
+from qrvey_iac.emulator.validation import (
+    check_dataset_id,
+    optional_object,
+    optional_text,
+    require_object,
+    require_text,
+    validate_definition,
+)
+
+def create_dataset(call: Call) -> dict:
+    """POST /qollect/dataset: create from a full definition (seed 000)."""
+    definition = validate_definition(call.body)
+    dataset = new_dataset(call, _choose_dataset_id(call), definition["name"], MANAGED)
+    _apply_definition(call, dataset, definition)
+    call.world.put_dataset(dataset)
+    return dataset
+
+
+def create_from_connection(call: Call) -> dict:
+    """POST /qollect/dataset/datasource: one table or query of an existing connection."""
+    body = require_object(call.body, "body")
+    connection_id = require_text(body, "connectionId")
+    name = require_text(body, "name")
+    source = _table_or_query(body)
+    connection = call.world.connections.get(connection_id)
+    if connection is None:
+        raise not_found("Connection", connection_id)
+    dataset = new_dataset(call, _choose_dataset_id(call), name, MANAGED)
+    datasource = {
+        "datasourceId": call.mint_uuid(),
+        "name": name,
+        "connectionId": connection_id,
+        "connectorType": connection["connectorType"],
+    }
+    database = optional_text(body, "database")
+    if database is not None:
+        datasource["database"] = database
+    dataset["datasources"] = [{**datasource, **source}]
+    dataset["columns"] = synthetic_columns(call, dataset["datasetId"])
+    dataset["customAttributes"] = copy.deepcopy(optional_object(body, "customAttributes") or {})
+    call.world.put_dataset(dataset)
+    return dataset
+
+
+def get_dataset(call: Call) -> dict:
+    """GET /qollect/dataset/{id}; each GET also moves a running load forward."""
+    dataset = call.owned_dataset(call.params["datasetId"])
+    _advance_load(call, dataset)
+    return dataset
+
+
+def list_datasets(call: Call) -> dict:
+    """POST /qollect/dataset/all: the path app's datasets, views included, in creation order."""
+    mine = [dataset for dataset in call.world.ordered_datasets() if call.owns(dataset, "appId", "userId")]
+    return list_page(call.body, mine, call.world.dataset_order)
+
+
+def update_dataset(call: Call) -> dict:
+    """PUT /qollect/dataset/{id}: replace the client-owned fields; marks pending changes."""
+    dataset_id = call.params["datasetId"]
+    stored = call.owned_dataset(dataset_id)
+    body = require_object(call.body, "body")
+    if "datasetId" in body and body["datasetId"] != dataset_id:
+        raise invalid(f"datasetId {body['datasetId']} does not match the datasetId {dataset_id} in the path")
+    definition = validate_definition(body)
+    if stored["datasetType"] == VIEW:
+        views.check_view_update(stored, definition)
+        definition["datasources"] = copy.deepcopy(stored["datasources"])
+    server_fields = {key: value for key, value in stored.items() if key in _SERVER_FIELDS}
+    updated = {**server_fields, "pendingChanges": True, "updateDate": utc_now()}
+    _apply_definition(call, updated, definition, previous=stored)
+    call.world.put_dataset(updated)
+    return updated
+
+
+def apply_changes(call: Call) -> dict:
+    """POST /qollect/dataset/{id}/applyChanges (path is the emulator's choice)."""
+    dataset = call.owned_dataset(call.params["datasetId"])
+    dataset["pendingChanges"] = False
+    dataset["updateDate"] = utc_now()
+    call.world.mark_changed()
+    return dataset
+
+
+def delete_dataset(call: Call) -> dict:
+    """DELETE /qollect/dataset/{id}; views of it follow config.on_source_delete."""
+    dataset_id = call.params["datasetId"]
+    dataset = call.owned_dataset(dataset_id)
+    doomed_views = views.before_source_delete(call, dataset)
+    call.world.remove_dataset(dataset_id)
+    for view_id in doomed_views:
+        call.world.remove_dataset(view_id)
+    return {"datasetId": dataset_id}
+
+
+def load_dataset(call: Call) -> dict:
+    """POST /qollect/dataset/{id}/load: start a load; a second trigger while LOADING is ignored."""
+    dataset_id = call.params["datasetId"]
+    dataset = call.owned_dataset(dataset_id)
+    if dataset["datasetType"] == VIEW:
+        raise refused(f"Dataset {dataset_id} is a dataset view: views hold no data and cannot be loaded")
+    if dataset["status"] != "LOADING":
+        call.world.loads[dataset_id] = {"pollsLeft": call.config.load_polls, "fails": call.load_fails}
+        views.set_status(call.world, dataset, "LOADING")
+    return {"datasetId": dataset_id, "status": "LOADING"}
+
+
+_SERVER_FIELDS = frozenset(
+    {
+        "datasetId", "appId", "userId", "status", "datasetType", "connectionId", "isPublic",
+        "sourceDataset", "sourceStatus", "createDate",
+    }
+)
+
+
+def _apply_definition(call: Call, dataset: dict, definition: dict, previous: dict | None = None) -> None:
+    dataset_id = dataset["datasetId"]
+    dataset["name"] = definition["name"]
+    if previous is None:
+        dataset["datasources"] = _fill_datasource_ids(call, definition["datasources"], [])
+        dataset["columns"] = fresh_columns(call, dataset_id, definition["columns"])
+    else:
+        dataset["datasources"] = _fill_datasource_ids(call, definition["datasources"], previous["datasources"])
+        dataset["columns"] = build_columns(call, dataset_id, definition["columns"], previous["columns"])
+    dataset["customAttributes"] = definition.get("customAttributes", {})
+    for key, value in definition.items():
+        if key not in ("name", "datasources", "columns", "customAttributes"):
+            dataset[key] = value
+
+
+def _fill_datasource_ids(call: Call, datasources: list[dict], previous: list[dict]) -> list[dict]:
+    """Keep sent datasourceIds; reuse a previous one with the same name; else mint a UUID."""
+    sent_ids = {source["datasourceId"] for source in datasources if "datasourceId" in source}
+    reusable = [source for source in previous if source.get("datasourceId") not in sent_ids]
+    filled = []
+    for source in datasources:
+        if "datasourceId" not in source:
+            same_name = next((old for old in reusable if old.get("name") == source["name"]), None)
+            if same_name is not None:
+                reusable.remove(same_name)
+            source = {"datasourceId": same_name["datasourceId"] if same_name else call.mint_uuid(), **source}
+        filled.append(source)
+    return filled
+
+
+def _choose_dataset_id(call: Call) -> str:
+    requested = call.body.get("datasetId") if isinstance(call.body, dict) else None
+    if requested is None:
+        return call.mint_short_id()
+    dataset_id = check_dataset_id(requested)
+    if dataset_id in call.world.datasets:
+        raise refused(f"datasetId {dataset_id} is already taken")
+    return call.world.claim_id(dataset_id)
+
+
+def _table_or_query(body: dict) -> dict:
+    table = optional_text(body, "tableName")
+    query = optional_text(body, "query")
+    if table is None and query is None:
+        raise missing("tableName")
+    if table is not None and query is not None:
+        raise invalid("query cannot be set together with tableName")
+    return {"tableName": table} if table is not None else {"query": query}
+
+
+def _advance_load(call: Call, dataset: dict) -> None:
+    load = call.world.loads.get(dataset["datasetId"])
+    if load is None:
+        return
+    if load["pollsLeft"] > 0:
+        load["pollsLeft"] -= 1
+        call.world.mark_changed()
+        return
+    del call.world.loads[dataset["datasetId"]]
+    views.set_status(call.world, dataset, "FAILED" if load["fails"] else call.config.terminal_status)
