@@ -59,6 +59,7 @@ def load_manifest(
                 located.append((parsed, document))
     resources = _resolve(located, apps, problems)
     if problems:
+        problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
 
@@ -84,10 +85,10 @@ def _validate_document(
         return None
     before = len(problems)
     data = _interpolate(document.data, (), document, variables, environ, secrets, problems)
-    if len(problems) > before:
-        return None
+    unresolved = len(problems) > before
     try:
-        return DOCUMENT.validate_python(data)
+        parsed = DOCUMENT.validate_python(data)
+        return None if unresolved else parsed
     except ValidationError as exc:
         problems.extend(problems_from(exc, document))
         return None
@@ -109,13 +110,13 @@ def _interpolate(value, path, document, variables, environ, secrets, problems):
             known = ", ".join(sorted(variables)) or "none"
             problems.append(Problem(document.file, document.line_of(path), format_path(path),
                                     f"unknown variable {name!r} (known: {known})"))
-            return ""
+            return match.group(0)
         if env in environ:
             secrets.add(environ[env])
             return environ[env]
         problems.append(Problem(document.file, document.line_of(path), format_path(path),
                                 f"environment variable {env} is not set"))
-        return ""
+        return match.group(0)
 
     whole = REFERENCE.fullmatch(value)
     if whole:

@@ -14,8 +14,12 @@ UNION_LABELS = {"str", "constrained-str", "ExternalSource", "Dataset", "DatasetV
 
 def problems_from(exc: ValidationError, document: YamlDocument, prefix: tuple = ()) -> list[Problem]:
     problems: dict[str, Problem] = {}
-    for error in exc.errors(include_url=False):
-        loc = tuple(p for p in error["loc"] if not _is_label(p))
+    errors = [(tuple(p for p in e["loc"] if not _is_label(p)), e) for e in exc.errors(include_url=False)]
+    for loc, error in errors:
+        if any(len(other) > len(loc) and other[: len(loc)] == loc for other, _ in errors):
+            continue          # a container's complaint is noise beside its item's own
+        if error["type"].startswith("union_tag"):
+            loc = ("kind",)
         path = (*prefix, *loc)
         shown = format_path(path)
         if shown in problems:

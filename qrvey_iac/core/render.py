@@ -1,0 +1,103 @@
+"""Plans as text for a terminal (Terraform-like) and as JSON."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from qrvey_iac.core.plan import Action, Plan
+
+SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "share": "~", "unshare": "~"}
+PHRASE = {
+    "create": "will be created", "update": "will be updated in place",
+    "replace": "must be replaced", "delete": "will be destroyed",
+    "share": "will be shared", "unshare": "will be unshared",
+}
+MASK = "(sensitive)"
+
+
+def summary_line(plan: Plan) -> str:
+    if not plan.has_changes:
+        return "No changes. Qrvey matches the manifests."
+    counts = plan.summary()
+    line = (
+        f"Plan: {counts['create']} to create, {counts['update']} to update, "
+        f"{counts['replace']} to replace, {counts['delete']} to delete"
+    )
+    extras = [f"{counts[op]} to {op}" for op in ("share", "unshare") if counts[op]]
+    return line + "".join(f", {e}" for e in extras) + "."
+
+
+def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
+    if not plan.has_changes:
+        return summary_line(plan) + "\n"
+    lines = [f"qrvey-iac will perform these actions in environment {plan.environment or '?'}:", ""]
+    for action in plan.changes:
+        lines.extend(_action_lines(action))
+        lines.append("")
+    lines.append(summary_line(plan))
+    return mask("\n".join(lines) + "\n", secrets)
+
+
+def render_json(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
+    data = plan.model_dump(mode="json")
+    data["summary"] = plan.summary()
+    return mask(json.dumps(data, indent=2, sort_keys=True) + "\n", secrets)
+
+
+def mask(text: str, secrets: frozenset[str]) -> str:
+    """Replace every secret value read through ${env:X} (longest first)."""
+    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        text = text.replace(json.dumps(secret)[1:-1], MASK)
+    return text
+
+
+def _action_lines(action: Action) -> list[str]:
+    drift = " [drift]" if action.drift else ""
+    header = f"  # {action.address} {PHRASE[action.op]} ({action.reason}){drift}"
+    if action.selection:
+        header += f" [{action.selection}]"
+    ident = f" [id={action.dataset_id}]" if action.dataset_id else ""
+    lines = [header, f"  {SYMBOL[action.op]} {action.address}{ident}"]
+    if action.op == "create" and action.desired:
+        lines.extend(_create_lines(action))
+    elif action.op in ("share", "unshare") and not action.changes:
+        lines.append(f"      ~ shared: {_value(action.op == 'unshare')} → {_value(action.op == 'share')}")
+    for change in action.changes:
+        lines.append("      " + _change_line(change.path, change.before, change.after))
+    return lines
+
+
+def _create_lines(action: Action) -> list[str]:
+    desired = action.desired or {}
+    app = action.app.alias if action.app else "?"
+    lines = [f"      app     = {app}", f"      name    = {_value(desired.get('name'))}"]
+    if action.source:
+        source = action.source.get("address") or action.source.get("datasetId")
+        lines.append(f"      source  = {source}")
+    if action.kind == "Dataset":
+        columns = desired.get("columns", {})
+        described = ", ".join(f"{n} {c.get('columnType', '')}".strip() for n, c in columns.items())
+        lines.append(f"      columns = {len(columns)} ({_clip(described, 100)})")
+    return lines
+
+
+def _change_line(path: str, before: Any, after: Any) -> str:
+    if before is None:
+        return f"+ {path} = {_value(after)}"
+    if after is None:
+        return f"- {path} (was {_value(before)})"
+    return f"~ {path}: {_value(before)} → {_value(after)}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    return _clip(json.dumps(value, sort_keys=True, default=str), 120)
+
+
+def _clip(text: str, width: int) -> str:
+    text = re.sub(r"\s+", " ", text)
+    return text if len(text) <= width else text[: width - 1] + "…"

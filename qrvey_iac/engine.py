@@ -1,0 +1,262 @@
+"""Use cases: refresh, plan, apply, settle the journal. Talks to ports only."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash
+from qrvey_iac.core.errors import ApplyError, OutcomeUnknownError, QrveyIacError, StateError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.plan import Action, Plan, Step, execution_levels
+from qrvey_iac.core.planner import Live, build_plan
+from qrvey_iac.core.state import JournalEntry, ResourceState, State
+from qrvey_iac.ports import QrveyPort, StatePort
+
+Progress = Callable[[str], None]
+VERBS = {
+    "create": ("Creating", "created"), "update": ("Updating", "updated"),
+    "delete": ("Destroying", "destroyed"), "share": ("Sharing", "shared"),
+    "unshare": ("Unsharing", "unshared"),
+}
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class Engine:
+    qrvey: QrveyPort
+    store: StatePort
+    progress: Progress = _quiet
+    parallelism: int = 10
+    _saves: int = field(default=0, init=False)
+
+    async def refresh(self, manifest: Manifest, state: State) -> Live:
+        """GET every object the state knows (and external view sources), concurrently."""
+        addresses = sorted(state.resources)
+        if addresses:
+            self.progress(f"Refreshing {len(addresses)} objects...")
+        started = time.monotonic()
+        reads = [self.qrvey.read(_app(state.resources[a]), state.resources[a].datasetId) for a in addresses]
+        externals = {
+            r.external_source.datasetId: r.external_source
+            for r in manifest.resources.values() if r.external_source
+        }
+        source_reads = [self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId) for s in externals.values()]
+        results = await asyncio.gather(*reads, *source_reads)
+        if addresses:
+            self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
+        objects = dict(zip(addresses, results[: len(addresses)]))
+        return Live(objects=objects, sources=dict(zip(externals, results[len(addresses):])))
+
+    async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
+        live = await self.refresh(manifest, state)
+        return build_plan(manifest, state, live, environment=environment), live
+
+    async def settle_journal(self, state: State) -> State:
+        """Decide the outcome of writes a crashed run left pending."""
+        for entry in state.journal:
+            state = await self._settle(state, entry)
+            state = state.without_journal(entry.id)
+        return state
+
+    async def apply(self, plan: Plan, state: State) -> State:
+        run = _ApplyRun(self, plan, state)
+        await run.execute()
+        return run.state
+
+    def save(self, state: State) -> State:
+        state = state.bumped()
+        self.store.save(state)
+        self._saves += 1
+        return state
+
+    async def _settle(self, state: State, entry: JournalEntry) -> State:
+        if entry.op != "create" or entry.address in state.resources:
+            return state
+        app = AppRef(entry.userId, entry.appId)
+        if entry.datasetId:
+            found = await self.qrvey.read(app, entry.datasetId)
+        else:
+            found = _find_view(await self.qrvey.list_app(app), entry)
+        if found is None:
+            self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
+            return state
+        self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
+        return state.with_resource(entry.address, _recorded(entry, found))
+
+
+def _find_view(items: list[dict[str, Any]], entry: JournalEntry) -> dict[str, Any] | None:
+    matches = [
+        item for item in items
+        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
+        and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
+    ]
+    if len(matches) > 1:
+        ids = ", ".join(sorted(m["datasetId"] for m in matches))
+        raise StateError(
+            f"{entry.address}: an interrupted view create left {len(matches)} candidate views "
+            f"({ids}) in app {entry.appId}; delete the extra ones in Qrvey, then run again"
+        )
+    return matches[0] if matches else None
+
+
+def _recorded(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
+    return ResourceState(
+        kind=entry.detail.get("kind", "Dataset"),
+        datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
+        connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
+        protect=bool(entry.detail.get("protect", False)),
+        applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
+    )
+
+
+def _app(resource: ResourceState) -> AppRef:
+    return AppRef(resource.userId, resource.appId)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _ApplyRun:
+    """One apply: walks the levels, journals each write, saves state after each call."""
+
+    def __init__(self, engine: Engine, plan: Plan, state: State) -> None:
+        self.engine = engine
+        self.plan = plan
+        self.state = state
+        self.done: list[str] = []
+        self.failed: list[tuple[str, Exception]] = []
+        self.limit = asyncio.Semaphore(engine.parallelism)
+
+    async def execute(self) -> None:
+        levels = execution_levels(self.plan)
+        for level in levels:
+            await asyncio.gather(*(self._guarded(step) for step in level))
+            if self.failed:
+                raise ApplyError(self._failure_report(levels))
+
+    async def _guarded(self, step: Step) -> None:
+        async with self.limit:
+            action = self.plan.actions[step.action_index]
+            present, past = VERBS[step.op]
+            self.engine.progress(f"{action.address}: {present}...")
+            started = time.monotonic()
+            try:
+                detail = await self._run(step, action)
+            except QrveyIacError as exc:
+                self.failed.append((step.key, exc))
+                self.engine.progress(f"{action.address}: {step.op} failed: {exc}")
+                return
+            self.done.append(step.key)
+            elapsed = time.monotonic() - started
+            self.engine.progress(f"{action.address}: {past} after {elapsed:.1f}s{detail}")
+
+    async def _run(self, step: Step, action: Action) -> str:
+        if step.op == "delete":
+            return await self._delete(action)
+        if step.op == "create":
+            if action.kind == "DatasetView":
+                return await self._create_view(action)
+            return await self._create_dataset(action)
+        current = self.state.resources[action.address]
+        if step.op == "update":
+            await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
+                                           is_view=action.kind == "DatasetView")
+            self._record(action.address, current.model_copy(update={"applied_hash": canonical_hash(action.desired)}))
+            return f" [id={current.datasetId}]"
+        shared = step.op == "share"
+        await self.engine.qrvey.set_shared(_app(current), current.datasetId, shared)
+        self._record(action.address, current.model_copy(update={"shared": shared}))
+        return f" [id={current.datasetId}]"
+
+    async def _create_dataset(self, action: Action) -> str:
+        app = AppRef(action.app.userId, action.app.appId)
+        dataset_id = str(uuid.uuid4())
+        entry = self._journal("create", action, app, dataset_id, {})
+        try:
+            created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
+        except OutcomeUnknownError:
+            created = await self.engine.qrvey.read(app, dataset_id)
+            if created is None:
+                created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
+        self._finish(entry, _recorded(entry, created))
+        return f" [id={dataset_id}]"
+
+    async def _create_view(self, action: Action) -> str:
+        app = AppRef(action.app.userId, action.app.appId)
+        source_app, connection_id, source = await self._resolve_source(action)
+        entry = self._journal("create", action, app, None, {"connectionId": connection_id, "source": source})
+        try:
+            view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
+        except OutcomeUnknownError:
+            view = _find_view(await self.engine.qrvey.list_app(app), entry)
+            if view is None:
+                view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
+        self._finish(entry, _recorded(entry, view))
+        return f" [id={view['datasetId']}]"
+
+    async def _resolve_source(self, action: Action) -> tuple[AppRef, str, dict[str, str]]:
+        source = action.source or {}
+        if "address" in source:
+            recorded = self.state.resources[source["address"]]
+            ref = {"address": source["address"], "datasetId": recorded.datasetId,
+                   "appId": recorded.appId, "userId": recorded.userId}
+            if recorded.connectionId:
+                return _app(recorded), recorded.connectionId, ref
+            live = await self.engine.qrvey.read(_app(recorded), recorded.datasetId)
+        else:
+            ref = dict(source)
+            live = await self.engine.qrvey.read(AppRef(source["userId"], source["appId"]), source["datasetId"])
+        if live is None or not live.get("connectionId"):
+            raise ApplyError(f"{action.address}: source dataset {ref['datasetId']} not found in Qrvey")
+        return AppRef(ref["userId"], ref["appId"]), live["connectionId"], ref
+
+    async def _delete(self, action: Action) -> str:
+        current = self.state.resources.get(action.address)
+        if current is None:
+            return " (not in state)"
+        entry = self._journal("delete", action, _app(current), current.datasetId, {})
+        existed = await self.engine.qrvey.delete(_app(current), current.datasetId)
+        self.state = self.state.without_resource(action.address).without_journal(entry.id)
+        self.state = self.engine.save(self.state)
+        return "" if existed else " (it was already gone)"
+
+    def _journal(
+        self, op: str, action: Action, app: AppRef, dataset_id: str | None, detail: dict
+    ) -> JournalEntry:
+        entry = JournalEntry(
+            id=str(uuid.uuid4()), op=op,
+            address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
+            detail={"kind": action.kind, "protect": action.protect,
+                    "applied_hash": canonical_hash(action.desired), **detail},
+            started=_now(),
+        )
+        self.state = self.engine.save(self.state.with_journal(entry))
+        return entry
+
+    def _finish(self, entry: JournalEntry, resource: ResourceState) -> None:
+        self.state = self.engine.save(self.state.with_resource(entry.address, resource).without_journal(entry.id))
+
+    def _record(self, address: str, resource: ResourceState) -> None:
+        self.state = self.engine.save(self.state.with_resource(address, resource))
+
+    def _failure_report(self, levels: list[list[Step]]) -> str:
+        pending = [s.key for level in levels for s in level if s.key not in self.done
+                   and s.key not in dict(self.failed)]
+        lines = [f"apply stopped: {len(self.failed)} operation(s) failed"]
+        lines += [f"  {key}: {exc}" for key, exc in self.failed]
+        lines.append(f"done and recorded in state: {len(self.done)}" + (f" ({', '.join(self.done)})" if len(self.done) <= 20 else ""))
+        if pending:
+            lines.append(f"not done: {', '.join(pending)}")
+        lines.append("run plan to see what remains; apply again to finish")
+        return "\n".join(lines)

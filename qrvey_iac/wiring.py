@@ -1,0 +1,70 @@
+"""Composition: environment -> client (remote or in-process emulator) -> engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qrvey_iac.adapters.config import Environment, load_environment
+from qrvey_iac.adapters.manifest_files import load_manifest
+from qrvey_iac.adapters.qrvey.client import QrveyClient
+from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
+from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.engine import Engine, Progress
+
+LOCAL_BASE_URL = "http://qrvey-emulator.local"
+DEFAULT_PARALLELISM = 10
+
+
+@dataclass
+class Workspace:
+    """Everything a command needs, resolved from the flags."""
+
+    environment: Environment
+    store: LocalStateStore
+    environ: Mapping[str, str]
+
+    @classmethod
+    def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
+        environment = load_environment(Path(config), env, variables)
+        return cls(environment, LocalStateStore(environment.state_path), dict(os.environ))
+
+    def manifest(self) -> Manifest:
+        env = self.environment
+        return load_manifest(env.manifests_dir, env.apps, env.variables, self.environ, shown_base=Path.cwd())
+
+    def secrets(self) -> frozenset[str]:
+        if self.environment.is_local:
+            return frozenset()
+        return frozenset({self.environment.api_key(self.environ)})
+
+    @asynccontextmanager
+    async def engine(self, progress: Progress, parallelism: int | None = None) -> AsyncIterator[Engine]:
+        env = self.environment
+        limit = parallelism or env.parallelism or DEFAULT_PARALLELISM
+        emulator = None
+        transport = None
+        base_url = env.endpoint
+        if env.is_local:
+            emulator, transport = _local_emulator(env)
+            base_url = LOCAL_BASE_URL
+        client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
+                             parallelism=limit, routes=env.routes or None)
+        try:
+            yield Engine(QrveyGateway(client), self.store, progress=progress, parallelism=limit)
+        finally:
+            await client.aclose()
+            if emulator is not None:
+                emulator.save()
+
+
+def _local_emulator(env: Environment):
+    from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
+
+    app = create_app(EmulatorConfig(api_key="local", data_file=env.emulator_data, autosave=False))
+    return app.state.emulator, EmulatorTransport(app)

@@ -1,0 +1,224 @@
+"""build_plan with dict literals: every action kind, drift vs manifest change, order."""
+
+import pytest
+
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash, desired_document
+from qrvey_iac.core.errors import ProtectedResourceError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec
+from qrvey_iac.core.plan import execution_levels
+from qrvey_iac.core.planner import Live, build_plan
+from qrvey_iac.core.state import ResourceState, State
+
+SALES = AppRef("u1", "a-sales")
+EMEA = AppRef("u2", "a-emea")
+
+
+def make_dataset(name="orders", shared=False, protect=False, columns=None, app=SALES, display="Orders"):
+    spec = DatasetSpec.model_validate({
+        "app": "sales", "name": display, "shared": shared, "protect": protect,
+        "datasources": [{"name": "Orders", "connectionId": "c1", "connectorType": "MSSQL_LIVE",
+                         "database": "shop", "tableName": "orders"}],
+        "columns": columns or [{"columnName": "Total", "columnType": "NUMBER"}],
+    })
+    return Resource(f"dataset.{name}", "Dataset", app, "sales", spec, ())
+
+
+def make_view(name="orders-emea", source="dataset.orders", display="Orders (EMEA)"):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": source, "name": display})
+    return Resource(f"view.{name}", "DatasetView", EMEA, "emea", spec, (source,))
+
+
+def make_manifest(*resources):
+    return Manifest(resources={r.address: r for r in resources})
+
+
+def live_dataset(resource, dataset_id="d1", **overrides):
+    """What the emulator's Get Dataset returns for a dataset created from ``resource``."""
+    spec = resource.spec
+    body = {
+        "datasetId": dataset_id, "appId": resource.app.app_id, "userId": resource.app.user_id,
+        "status": "DRAFT", "connectionId": f"sys-{dataset_id}", "datasetType": "MANAGED",
+        "isPublic": spec.shared, "name": spec.name,
+        "datasources": [{**d.model_dump(exclude_none=True), "datasourceId": "ds-1"} for d in spec.datasources],
+        "columns": [{"columnName": c.columnName, "columnType": c.columnType, "columnId": f"col{i}",
+                     "datasetId": dataset_id, "origColumnType": c.columnType,
+                     "origColumnSourceName": c.columnName} for i, c in enumerate(spec.columns)],
+        "customAttributes": {OWNER_ATTRIBUTE: resource.address},
+    }
+    body.update(overrides)
+    return body
+
+
+def live_view(resource, dataset_id="v1", source_id="d1", **overrides):
+    body = {
+        "datasetId": dataset_id, "appId": resource.app.app_id, "userId": resource.app.user_id,
+        "datasetType": "VIEW", "name": resource.spec.name, "connectionId": f"sys-{dataset_id}",
+        "columns": [{"columnName": "Total", "columnType": "NUMBER", "origColumnSourceName": "Total"}],
+        "customAttributes": {OWNER_ATTRIBUTE: resource.address},
+        "sourceDataset": {"datasetId": source_id}, "sourceStatus": "AVAILABLE",
+    }
+    body.update(overrides)
+    return body
+
+
+def recorded(resource, dataset_id="d1", shared=None, source=None):
+    return ResourceState(
+        kind=resource.kind, datasetId=dataset_id, appId=resource.app.app_id, userId=resource.app.user_id,
+        connectionId=f"sys-{dataset_id}",
+        shared=resource.spec.shared if shared is None and resource.kind == "Dataset" else bool(shared),
+        applied_hash=canonical_hash(desired_document(resource)), source=source, protect=resource.spec.protect,
+    )
+
+
+def ops(plan):
+    return [(a.op, a.address) for a in plan.changes]
+
+
+def test_empty_state_creates_datasets_then_shares_then_views():
+    orders, view = make_dataset(shared=True), make_view()
+    plan = build_plan(make_manifest(view, orders), State(), Live())
+    assert ops(plan) == [("create", "dataset.orders"), ("share", "dataset.orders"), ("create", "view.orders-emea")]
+    levels = [[s.key for s in level] for level in execution_levels(plan)]
+    assert levels == [["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"]]
+    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0}
+
+
+def test_converged_world_is_no_op():
+    orders, view = make_dataset(shared=True), make_view()
+    state = State(resources={
+        orders.address: recorded(orders), view.address: recorded(view, "v1", source={"address": orders.address, "datasetId": "d1"}),
+    })
+    live = Live(objects={orders.address: live_dataset(orders), view.address: live_view(view)})
+    plan = build_plan(make_manifest(orders, view), state, live)
+    assert not plan.has_changes
+    assert [a.op for a in plan.actions] == ["no-op", "no-op"]
+
+
+def test_manifest_column_type_change_is_one_field_update():
+    before = make_dataset()
+    after = make_dataset(columns=[{"columnName": "Total", "columnType": "STRING"}])
+    state = State(resources={before.address: recorded(before)})
+    plan = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)}))
+    (action,) = plan.changes
+    assert (action.op, action.drift, action.reason) == ("update", False, "changed in the manifests")
+    assert [(c.path, c.before, c.after) for c in action.changes] == [("columns.Total.columnType", "NUMBER", "STRING")]
+
+
+def test_out_of_band_edit_is_drift():
+    orders = make_dataset()
+    state = State(resources={orders.address: recorded(orders)})
+    live = live_dataset(orders, name="Orders (edited by hand)")
+    plan = build_plan(make_manifest(orders), state, Live(objects={orders.address: live}))
+    (action,) = plan.changes
+    assert (action.op, action.drift) == ("update", True)
+    assert [(c.path, c.before, c.after) for c in action.changes] == [("name", "Orders (edited by hand)", "Orders")]
+
+
+def test_server_owned_fields_never_diff():
+    orders = make_dataset()
+    state = State(resources={orders.address: recorded(orders)})
+    live = live_dataset(orders, status="LOADED", updateDate="2026-01-01T00:00:00.000Z", pendingChanges=True)
+    live["columns"][0]["columnId"] = "other"
+    plan = build_plan(make_manifest(orders), state, Live(objects={orders.address: live}))
+    assert not plan.has_changes
+
+
+def test_deleted_outside_is_recreated_as_drift():
+    orders = make_dataset()
+    state = State(resources={orders.address: recorded(orders)})
+    plan = build_plan(make_manifest(orders), state, Live(objects={orders.address: None}))
+    (action,) = plan.changes
+    assert (action.op, action.drift, action.reason) == ("create", True, "deleted outside qrvey-iac")
+
+
+def test_removed_shared_dataset_and_views_delete_views_first():
+    orders, view = make_dataset(shared=True), make_view()
+    state = State(resources={
+        orders.address: recorded(orders), view.address: recorded(view, "v1", source={"address": orders.address, "datasetId": "d1"}),
+    })
+    live = Live(objects={orders.address: live_dataset(orders), view.address: live_view(view)})
+    plan = build_plan(make_manifest(), state, live)
+    assert ops(plan) == [("delete", "view.orders-emea"), ("delete", "dataset.orders")]
+    levels = [[s.key for s in level] for level in execution_levels(plan)]
+    assert levels == [["delete:view.orders-emea"], ["delete:dataset.orders"]]
+
+
+def test_rename_display_name_is_update_not_replace():
+    before, after = make_dataset(), make_dataset(display="Orders v2")
+    state = State(resources={before.address: recorded(before)})
+    plan = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)}))
+    assert ops(plan) == [("update", "dataset.orders")]
+
+
+def test_app_change_is_replace_and_replaces_views_of_it():
+    before, view = make_dataset(shared=True), make_view()
+    moved = make_dataset(shared=True, app=AppRef("u9", "a-other"))
+    state = State(resources={
+        before.address: recorded(before), view.address: recorded(view, "v1", source={"address": before.address, "datasetId": "d1"}),
+    })
+    live = Live(objects={before.address: live_dataset(before), view.address: live_view(view)})
+    plan = build_plan(make_manifest(moved, view), state, live)
+    # listed in execution order: the view is torn down before its source
+    assert ops(plan) == [("replace", "view.orders-emea"), ("replace", "dataset.orders"), ("share", "dataset.orders")]
+    levels = [[s.key for s in level] for level in execution_levels(plan)]
+    assert levels == [
+        ["delete:view.orders-emea"], ["delete:dataset.orders"],
+        ["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"],
+    ]
+
+
+def test_share_and_unshare_follow_manifest_and_detect_drift():
+    shared = make_dataset(shared=True)
+    state = State(resources={shared.address: recorded(shared)})
+    unshared_live = live_dataset(shared, isPublic=False)
+    plan = build_plan(make_manifest(shared), state, Live(objects={shared.address: unshared_live}))
+    (action,) = plan.changes
+    assert (action.op, action.drift) == ("share", True)
+    private = make_dataset(shared=False)
+    plan = build_plan(make_manifest(private), state, Live(objects={shared.address: live_dataset(shared)}))
+    (action,) = plan.changes
+    assert (action.op, action.drift, action.reason) == ("unshare", False, "shared: false in the manifests")
+
+
+def test_view_whose_source_was_deleted_is_replaced():
+    orders, view = make_dataset(shared=True), make_view()
+    state = State(resources={
+        orders.address: recorded(orders), view.address: recorded(view, "v1", source={"address": orders.address, "datasetId": "d1"}),
+    })
+    live = Live(objects={orders.address: None, view.address: live_view(view, sourceStatus="DELETED")})
+    plan = build_plan(make_manifest(orders, view), state, live)
+    assert ops(plan) == [("replace", "view.orders-emea"), ("create", "dataset.orders"), ("share", "dataset.orders")]
+    levels = [[s.key for s in level] for level in execution_levels(plan)]
+    assert levels == [
+        ["delete:view.orders-emea"], ["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"],
+    ]
+
+
+def test_protected_delete_and_replace_are_refused():
+    orders = make_dataset(protect=True)
+    state = State(resources={orders.address: recorded(orders)})
+    with pytest.raises(ProtectedResourceError, match="dataset.orders"):
+        build_plan(make_manifest(), state, Live(objects={orders.address: live_dataset(orders)}))
+    moved = make_dataset(protect=True, app=AppRef("u9", "a-other"))
+    with pytest.raises(ProtectedResourceError, match="replace"):
+        build_plan(make_manifest(moved), state, Live(objects={orders.address: live_dataset(orders)}))
+
+
+def test_added_and_removed_columns_are_named_by_column():
+    before = make_dataset(columns=[{"columnName": "Total", "columnType": "NUMBER"}, {"columnName": "Old", "columnType": "STRING"}])
+    after = make_dataset(columns=[{"columnName": "Total", "columnType": "NUMBER"}, {"columnName": "New", "columnType": "DATE"}])
+    state = State(resources={before.address: recorded(before)})
+    plan = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)}))
+    (action,) = plan.changes
+    assert [(c.path, c.before, c.after) for c in action.changes] == [
+        ("columns.New", None, {"columnType": "DATE"}), ("columns.Old", {"columnType": "STRING"}, None),
+    ]
+
+
+def test_plan_round_trips_through_json():
+    orders, view = make_dataset(shared=True), make_view()
+    plan = build_plan(make_manifest(orders, view), State(), Live())
+    again = type(plan).model_validate_json(plan.model_dump_json())
+    assert again == plan
