@@ -1,0 +1,256 @@
+"""The one HTTP client through which qrvey-iac talks to Qrvey (real or emulated).
+
+Every request goes through :meth:`QrveyClient.call`: URL building, the
+``x-api-key`` header, the concurrency limit, the optional rate limit, retries
+with jittered backoff (see ``sender.py`` for the rules), logging with the key
+redacted, and status -> typed error. One ``httpx.AsyncClient`` per instance,
+its pool sized to ``parallelism``; close it with ``aclose`` or ``async with``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from qrvey_iac.adapters.qrvey.paths import NON_IDEMPOTENT_ROUTES, Route, resolve_routes
+from qrvey_iac.adapters.qrvey.responses import REDACTED, Redactor
+from qrvey_iac.adapters.qrvey.retry import RetryPolicy
+from qrvey_iac.adapters.qrvey.sender import RAISE_ON_404, PreparedRequest, Sender
+from qrvey_iac.core.errors import ApiError, LoadFailedError, LoadTimeoutError
+from qrvey_iac.core.keys import AppRef
+
+__all__ = ["QrveyClient", "RetryPolicy", "LOADED_STATUSES", "FAILED_STATUSES"]
+
+API_PREFIX = "/devapi/v4/user/{userId}/app/{appId}"
+LOADED_STATUSES = frozenset({"LOADED", "ACTIVE"})
+FAILED_STATUSES = frozenset({"FAILED"})
+_FAILURE_DETAIL_KEYS = ("statusMessage", "errorMessage", "error", "message")
+
+
+class QrveyClient:
+    """Async client for the Qrvey dataset and connection endpoints."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        parallelism: int = 10,
+        timeout: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),
+        routes: Mapping[str, str] | None = None,
+        rate_limit: float | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if parallelism < 1:
+            raise ValueError("parallelism must be at least 1")
+        self._base_url = base_url.rstrip("/")
+        self._redact = Redactor(api_key)
+        self._routes: Mapping[str, Route] = resolve_routes(routes)
+        self._sleep = sleep
+        self._parallelism = parallelism
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            headers={"x-api-key": api_key, "Content-Type": "application/json", "Accept": "application/json"},
+            timeout=httpx.Timeout(timeout),
+            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+        )
+        self._sender = Sender(
+            self._http, self._base_url, self._redact, parallelism=parallelism, retry=retry,
+            rate_limit=rate_limit, sleep=sleep, rng=rng or random.Random(),
+        )
+
+    def __repr__(self) -> str:
+        return f"QrveyClient(base_url={self._base_url!r}, api_key={REDACTED!r}, parallelism={self._parallelism})"
+
+    async def __aenter__(self) -> QrveyClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- the choke point ---------------------------------------------------
+
+    async def call(
+        self,
+        route: str,
+        app: AppRef,
+        *,
+        params: dict[str, str] | None = None,
+        body: Any = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Send one logical request; returns the decoded JSON (None for an empty body).
+
+        ``params`` fill the route's ``{placeholders}``; any left over go to the
+        query string. ``idempotent=None`` decides from the route name.
+        """
+        return await self._call(route, app, params, body, idempotent)
+
+    async def _call(
+        self, route: str, app: AppRef, params: dict[str, str] | None, body: Any,
+        idempotent: bool | None, gone_result: Any = RAISE_ON_404,
+    ) -> Any:
+        request = self._prepare(route, app, params or {}, body)
+        if idempotent is None:
+            idempotent = route not in NON_IDEMPOTENT_ROUTES
+        return await self._sender.send(request, idempotent, gone_result)
+
+    def _prepare(self, name: str, app: AppRef, params: dict[str, str], body: Any) -> PreparedRequest:
+        route = self._routes.get(name)
+        if route is None:
+            raise ValueError(f"unknown route {name!r}")
+        prefix = API_PREFIX.format(userId=quote(app.user_id, safe=""), appId=quote(app.app_id, safe=""))
+        path = prefix + route.render(params)
+        query = {k: v for k, v in params.items() if k not in route.placeholders}
+        if query:
+            path = str(httpx.URL(path).copy_merge_params(query))
+        return PreparedRequest(name, route.method, path, body)
+
+    # -- typed operations --------------------------------------------------
+
+    async def _object(self, route: str, app: AppRef, body: Any = None, gone_result: Any = RAISE_ON_404,
+                      **ids: str) -> dict:
+        result = await self._call(route, app, ids, body, None, gone_result)
+        if result is None:
+            return {}
+        if not isinstance(result, dict):
+            request = self._prepare(route, app, ids, body)
+            raise ApiError(200, f"expected a JSON object, got {type(result).__name__}", request.method, request.path)
+        return result
+
+    async def _list_all(self, route: str, app: AppRef, filters: list[dict] | None, page_size: int) -> list[dict]:
+        """Every item of a ``{Count, Items, LastEvaluatedKey}`` list, page by page."""
+        items: list[dict] = []
+        start_key: Any = None
+        seen: set[str] = set()
+        while True:
+            body: dict[str, Any] = {"limit": page_size}
+            if filters:
+                body["filters"] = filters
+            if start_key is not None:
+                body["ExclusiveStartKey"] = start_key
+            page = await self._object(route, app, body=body)
+            items.extend(self._page_items(route, app, page))
+            start_key = page.get("LastEvaluatedKey")
+            if not start_key:
+                return items
+            self._check_progress(route, app, start_key, seen)
+
+    def _page_items(self, route: str, app: AppRef, page: dict) -> list:
+        batch = page.get("Items")
+        if not isinstance(batch, list):
+            request = self._prepare(route, app, {}, None)
+            raise ApiError(200, "list response has no 'Items' array", request.method, request.path)
+        return batch
+
+    def _check_progress(self, route: str, app: AppRef, key: Any, seen: set[str]) -> None:
+        marker = json.dumps(key, sort_keys=True, default=str)
+        if marker in seen:
+            request = self._prepare(route, app, {}, None)
+            raise ApiError(200, f"pagination repeats LastEvaluatedKey {marker}", request.method, request.path)
+        seen.add(marker)
+
+    async def get_dataset(self, app: AppRef, dataset_id: str) -> dict:
+        return await self._object("dataset.get", app, datasetId=dataset_id)
+
+    async def list_datasets(self, app: AppRef, *, search: str | None = None, page_size: int = 100) -> list[dict]:
+        filters = None
+        if search is not None:
+            filters = [{"filterType": "CONTAINS", "column": "search", "value": search.lower()}]
+        return await self._list_all("dataset.list", app, filters, page_size)
+
+    async def create_dataset(self, app: AppRef, body: dict) -> dict:
+        return await self._object("dataset.create", app, body=body)
+
+    async def create_dataset_from_connection(self, app: AppRef, body: dict) -> dict:
+        return await self._object("dataset.create_from_connection", app, body=body)
+
+    async def update_dataset(self, app: AppRef, dataset_id: str, body: dict) -> dict:
+        return await self._object("dataset.update", app, body=body, datasetId=dataset_id)
+
+    async def apply_changes(self, app: AppRef, dataset_id: str) -> dict:
+        return await self._object("dataset.apply_changes", app, datasetId=dataset_id)
+
+    async def delete_dataset(self, app: AppRef, dataset_id: str) -> dict:
+        gone = {"datasetId": dataset_id}
+        return await self._object("dataset.delete", app, gone_result=gone, datasetId=dataset_id)
+
+    async def load_dataset(self, app: AppRef, dataset_id: str) -> dict:
+        return await self._object("dataset.load", app, datasetId=dataset_id)
+
+    async def wait_until_loaded(
+        self, app: AppRef, dataset_id: str, *, poll_interval: float = 1.0, timeout: float = 600.0,
+    ) -> dict:
+        """Poll Get Dataset until LOADED or ACTIVE; FAILED and running out of time raise."""
+        started = time.monotonic()
+        slept = 0.0
+        while True:
+            dataset = await self.get_dataset(app, dataset_id)
+            status = str(dataset.get("status", "")).upper()
+            if status in LOADED_STATUSES:
+                return dataset
+            if status in FAILED_STATUSES:
+                raise LoadFailedError(dataset_id, status, _failure_detail(dataset, self._redact))
+            waited = max(slept, time.monotonic() - started)
+            if waited >= timeout:
+                raise LoadTimeoutError(dataset_id, status or "UNKNOWN", waited)
+            pause = min(poll_interval, timeout - waited)
+            await self._sleep(pause)
+            slept += pause
+
+    async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict:
+        return await self._object("dataset.publish", app, body={"isPublic": shared}, datasetId=dataset_id)
+
+    async def create_view(
+        self, target: AppRef, source: AppRef, connection_id: str, *,
+        name: str | None = None, custom_attributes: dict | None = None,
+    ) -> dict:
+        body: dict[str, Any] = {"appId": source.app_id, "userId": source.user_id}
+        if name is not None:
+            body["name"] = name
+        if custom_attributes is not None:
+            body["customAttributes"] = custom_attributes
+        return await self._object("view.create", target, body=body, connectionId=connection_id)
+
+    async def create_connection(self, app: AppRef, body: dict) -> dict:
+        return await self._object("connection.create", app, body=body)
+
+    async def get_connection(self, app: AppRef, connection_id: str) -> dict:
+        return await self._object("connection.get", app, connectionId=connection_id)
+
+    async def list_connections(self, app: AppRef, *, page_size: int = 100) -> list[dict]:
+        return await self._list_all("connection.list", app, None, page_size)
+
+    async def update_connection(self, app: AppRef, connection_id: str, body: dict) -> dict:
+        return await self._object("connection.update", app, body=body, connectionId=connection_id)
+
+    async def delete_connection(self, app: AppRef, connection_id: str) -> dict:
+        gone = {"connectorid": connection_id}
+        return await self._object("connection.delete", app, gone_result=gone, connectionId=connection_id)
+
+
+def _encode(body: Any) -> bytes | None:
+    if body is None:
+        return None
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+def _failure_detail(dataset: dict, redact: Redactor) -> str:
+    for key in _FAILURE_DETAIL_KEYS:
+        value = dataset.get(key)
+        if isinstance(value, str) and value:
+            return redact(value)
+    return ""

@@ -1,0 +1,172 @@
+"""Send one prepared request with retries: the engine under ``QrveyClient.call``.
+
+Retry rules. 429, 500, 502, 503, 504 and network failures are retried with the
+backoff of :class:`RetryPolicy`. A call that is not idempotent (a create) is
+repeated only when the server surely did not act on it: a 429, or a failure to
+connect. Any other failure after the request went out raises
+:class:`OutcomeUnknownError` at once; a later layer settles what happened.
+
+Each attempt holds one of ``parallelism`` slots and, when a rate limit is set,
+one token. Each attempt logs one DEBUG line and each retry one WARNING line on
+the ``qrvey_iac.http`` logger; no line carries the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from qrvey_iac.adapters.qrvey.responses import Redactor, decode_success, error_from_response
+from qrvey_iac.adapters.qrvey.retry import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    TokenBucket,
+    is_retryable_transport,
+    parse_retry_after,
+    was_not_sent,
+)
+from qrvey_iac.core.errors import OutcomeUnknownError, QrveyIacError, TransportError
+
+logger = logging.getLogger("qrvey_iac.http")
+
+RAISE_ON_404 = object()  # marker: a 404 is an error, not a result
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    route: str
+    method: str
+    path: str  # from the base URL on, query included: what logs and errors show
+    body: Any
+
+
+@dataclass(frozen=True)
+class _Retry:
+    """A failed attempt that may be repeated."""
+
+    error: QrveyIacError  # raised when no attempt is left
+    reason: str
+    retry_after: float | None
+    ambiguous: bool  # the server may have acted on it
+
+
+class Sender:
+    """Retries, concurrency slots, rate limit and logging around one httpx client."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        redact: Redactor,
+        *,
+        parallelism: int,
+        retry: RetryPolicy,
+        rate_limit: float | None,
+        sleep: Callable[[float], Awaitable[None]],
+        rng: random.Random,
+    ) -> None:
+        self._http = http
+        self._base_url = base_url
+        self._redact = redact
+        self._retry = retry
+        self._sleep = sleep
+        self._rng = rng
+        self._slots = asyncio.Semaphore(parallelism)
+        self._bucket = TokenBucket(rate_limit, sleep) if rate_limit is not None else None
+
+    async def send(self, request: PreparedRequest, idempotent: bool, gone_result: Any = RAISE_ON_404) -> Any:
+        """The decoded JSON of the first successful attempt, or the typed error.
+
+        ``gone_result`` is returned for a 404 that follows an attempt the
+        server may have acted on: a delete whose first answer was lost.
+        """
+        attempts = self._retry.attempts
+        ambiguous = False
+        for attempt in range(1, attempts + 1):
+            try:
+                response = await self._attempt(request, attempt)
+            except httpx.TransportError as exc:
+                retry = self._on_transport_error(request, exc, idempotent)
+            else:
+                if response.is_success:
+                    return decode_success(response, request.method, request.path, self._redact)
+                if response.status_code == 404 and ambiguous and gone_result is not RAISE_ON_404:
+                    logger.info("%s %s -> 404 after an unanswered attempt: already gone",
+                                request.method, request.path)
+                    return gone_result
+                retry = self._on_error_status(request, response, idempotent)
+            ambiguous = ambiguous or retry.ambiguous
+            if attempt == attempts:
+                raise retry.error
+            await self._wait(request, attempt, retry)
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _attempt(self, request: PreparedRequest, attempt: int) -> httpx.Response:
+        async with self._slots:
+            if self._bucket is not None:
+                await self._bucket.acquire()
+            started = time.perf_counter()
+            try:
+                response = await self._http.request(
+                    request.method, self._base_url + request.path, content=_encode(request.body),
+                )
+            except httpx.TransportError as exc:
+                self._log_attempt(request, attempt, started, self._describe(exc))
+                raise
+        self._log_attempt(request, attempt, started, f"HTTP {response.status_code}")
+        return response
+
+    def _on_transport_error(self, request: PreparedRequest, exc: httpx.TransportError, idempotent: bool) -> _Retry:
+        reason = self._describe(exc)
+        if not is_retryable_transport(exc):
+            raise TransportError(request.method, request.path, reason) from None
+        sent = not was_not_sent(exc)
+        if sent and not idempotent:
+            raise OutcomeUnknownError(request.method, request.path, reason) from None
+        return _Retry(TransportError(request.method, request.path, reason), reason, None, sent)
+
+    def _on_error_status(self, request: PreparedRequest, response: httpx.Response, idempotent: bool) -> _Retry:
+        error = error_from_response(response, request.method, request.path, self._redact)
+        status = response.status_code
+        if status not in RETRYABLE_STATUSES:
+            raise error
+        acted = status != 429  # a 5xx may come after the server committed the write
+        reason = f"HTTP {status}: {error.message}"
+        if acted and not idempotent:
+            raise OutcomeUnknownError(request.method, request.path, reason)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return _Retry(error, reason, retry_after, acted)
+
+    async def _wait(self, request: PreparedRequest, attempt: int, retry: _Retry) -> None:
+        delay = self._retry.delay(attempt, self._rng, retry.retry_after)
+        source = "Retry-After" if retry.retry_after is not None else "backoff"
+        logger.warning(
+            "%s %s failed (%s); retrying in %.3f s (%s), attempt %d of %d",
+            request.method, request.path, retry.reason, delay, source, attempt + 1, self._retry.attempts,
+        )
+        await self._sleep(delay)
+
+    def _log_attempt(self, request: PreparedRequest, attempt: int, started: float, outcome: str) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        logger.debug(
+            "%s %s -> %s in %.0f ms (attempt %d of %d)",
+            request.method, request.path, outcome, elapsed_ms, attempt, self._retry.attempts,
+        )
+
+    def _describe(self, exc: httpx.TransportError) -> str:
+        detail = str(exc).strip()
+        return self._redact(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+def _encode(body: Any) -> bytes | None:
+    if body is None:
+        return None
+    return json.dumps(body, separators=(",", ":")).encode("utf-8")
