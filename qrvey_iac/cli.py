@@ -227,5 +227,39 @@ def _confirm(command: str, auto_approve: bool) -> None:
         raise QrveyIacError(f"{command} cancelled: nothing was changed (pass --auto-approve to skip the question)")
 
 
+@cli.group()
+def emulator() -> None:
+    """The Qrvey API emulator: a fake Qrvey for tests, demos and benchmarks."""
+
+
+@emulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", default="local", show_default=True, help="The x-api-key every call must send.")
+@click.option("--data", type=click.Path(dir_okay=False), help="JSON file to load the world from and save it to.")
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Added to every call.")
+@click.option("--faults", metavar="SPEC", help="Fault injection rules (see docs/emulator.md).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds ids and fault dice.")
+@click.option("--terminal-status", type=click.Choice(["LOADED", "ACTIVE"]), default="LOADED", show_default=True)
+@click.option("--on-source-delete", type=click.Choice(["orphan", "refuse", "cascade"]), default="orphan",
+              show_default=True, help="What deleting a view's source does to the view.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@reports_errors
+def emulator_serve(host, port, api_key, data, latency_ms, faults, seed, terminal_status, on_source_delete, debug):
+    """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
+    from qrvey_iac.emulator import EmulatorConfig, parse_faults
+    from qrvey_iac.emulator.serve import serve
+
+    try:
+        fault_set = parse_faults(faults) if faults else None
+    except ValueError as exc:
+        raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
+    config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, seed=seed,
+                            latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
+                            on_source_delete=on_source_delete)
+    click.echo(f"Qrvey emulator on http://{host}:{port}/devapi/v4 (x-api-key: as given); Ctrl-C stops it.", err=True)
+    serve(config, host=host, port=port)
+
+
 def main() -> None:
     cli(prog_name="qrvey-iac")

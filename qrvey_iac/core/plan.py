@@ -83,7 +83,7 @@ def fingerprint(live: Mapping[str, Any] | None) -> str:
 class Step:
     """One call-level unit of apply: a replace is a delete step then a create step."""
 
-    phase: int          # 0: teardown (deletes, unshares), 1: build (creates, updates, shares)
+    phase: int          # 0: tear down views, 1: tear down datasets (and unshare), 2: build
     op: str
     address: str
     action_index: int = field(compare=False, default=0)
@@ -93,21 +93,25 @@ class Step:
         return f"{self.op}:{self.address}"
 
 
+BUILD = 2
+
+
 def plan_steps(plan: Plan) -> list[Step]:
     steps: list[Step] = []
     for index, action in enumerate(plan.actions):
+        teardown = 0 if action.kind == "DatasetView" else 1
         if action.op == "replace":
-            steps.append(Step(0, "delete", action.address, index))
-            steps.append(Step(1, "create", action.address, index))
+            steps.append(Step(teardown, "delete", action.address, index))
+            steps.append(Step(BUILD, "create", action.address, index))
         elif action.op in ("delete", "unshare"):
-            steps.append(Step(0, action.op, action.address, index))
+            steps.append(Step(teardown, action.op, action.address, index))
         elif action.op in ("create", "update", "share"):
-            steps.append(Step(1, action.op, action.address, index))
+            steps.append(Step(BUILD, action.op, action.address, index))
     return steps
 
 
 def execution_levels(plan: Plan) -> list[list[Step]]:
-    """Teardown levels (dependents first) then build levels (dependencies first)."""
+    """Views torn down, then datasets (dependents first), then the build (dependencies first)."""
     steps = plan_steps(plan)
     by_address: dict[str, list[Step]] = defaultdict(list)
     for step in steps:
@@ -119,16 +123,16 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
             dependents[need].add(address)
     by_key = {s.key: s for s in steps}
     levels: list[list[Step]] = []
-    for phase in (0, 1):
+    for phase in (0, 1, BUILD):
         edges = {}
         for step in steps:
             if step.phase != phase:
                 continue
-            related = dependents[step.address] if phase == 0 else set(depends.get(step.address, ()))
+            related = set(depends.get(step.address, ())) if phase == BUILD else dependents[step.address]
             edges[step.key] = {o.key for a in related for o in by_address[a] if o.phase == phase}
             if step.op == "share":   # share what exists and is current
                 edges[step.key] |= {
-                    o.key for o in by_address[step.address] if o.phase == 1 and o.op != "share"
+                    o.key for o in by_address[step.address] if o.phase == BUILD and o.op != "share"
                 }
         levels.extend([by_key[k] for k in level] for level in topo_levels(edges))
     return levels

@@ -1,0 +1,145 @@
+"""Bad input: exit 1, one precise line per problem, no traceback, nothing written."""
+
+import textwrap
+
+import pytest
+
+DATASET = """\
+apiVersion: qrvey-iac/v1
+kind: Dataset
+metadata:
+  name: orders
+spec:
+  app: sales
+  name: Orders
+  shared: true
+  datasources:
+    - name: Orders
+      connectionId: c1
+      connectorType: MSSQL_LIVE
+      tableName: orders
+  columns:
+    - {columnName: Id, columnType: NUMBER}
+    - {columnName: Total, columnType: NUMBER}
+"""
+
+
+def only(project, text: str) -> None:
+    for path in project.root.joinpath("manifests").iterdir():
+        path.unlink()
+    project.manifest("test.yaml").write_text(textwrap.dedent(text))
+
+
+def errors_of(project, *args):
+    result = project.run(*(args or ("validate",)))
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert not project.state_path.exists()
+    return [line for line in result.stderr.splitlines()]
+
+
+CASES = {
+    "typo in a key": (
+        DATASET.replace("{columnName: Total, columnType: NUMBER}", "{columnName: Total, columnTyp: NUMBER}"),
+        ["Error: manifests/test.yaml:16: spec.columns[1].columnType: required field is missing",
+         "Error: manifests/test.yaml:16: spec.columns[1].columnTyp: unknown field"],
+    ),
+    "wrong type": (
+        DATASET.replace("shared: true", "shared: [yes]"),
+        ["Error: manifests/test.yaml:8: spec.shared: expected true or false, got list"],
+    ),
+    "missing reference": (
+        DATASET + "---\napiVersion: qrvey-iac/v1\nkind: DatasetView\nmetadata: {name: v}\n"
+                  "spec:\n  app: emea\n  source: dataset.nowhere\n  name: V\n",
+        ["Error: manifests/test.yaml:23: spec.source: unknown reference dataset.nowhere"],
+    ),
+    "view of an unshared source": (
+        DATASET.replace("shared: true", "shared: false")
+        + "---\napiVersion: qrvey-iac/v1\nkind: DatasetView\nmetadata: {name: v}\n"
+          "spec:\n  app: emea\n  source: dataset.orders\n  name: V\n",
+        ["Error: manifests/test.yaml:23: spec.source: dataset.orders is not shared: "
+         "set shared: true on it to use it as a view's source"],
+    ),
+    "cycle": (
+        DATASET.replace("  name: orders\n", "  name: orders\n  dependsOn: [view.v]\n")
+        + "---\napiVersion: qrvey-iac/v1\nkind: DatasetView\nmetadata: {name: v}\n"
+          "spec:\n  app: emea\n  source: dataset.orders\n  name: V\n",
+        ["Error: manifests/test.yaml:1: metadata.dependsOn: dependency cycle: "
+         "dataset.orders -> view.v -> dataset.orders"],
+    ),
+    "invalid YAML": (
+        DATASET.replace("  name: Orders\n  shared", "  name: [Orders\n  shared"),
+        ["Error: manifests/test.yaml:8: invalid YAML: expected ',' or ']', but got ':'"],
+    ),
+    "unknown app and duplicate address": (
+        DATASET.replace("app: sales", "app: marketing") + "---\n" + DATASET,
+        ["Error: manifests/test.yaml:6: spec.app: unknown app 'marketing' (apps of this environment: apac, emea, sales)",
+         "Error: manifests/test.yaml:21: metadata.name: duplicate address dataset.orders (first defined at manifests/test.yaml:1)"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_problem_is_one_precise_line(project, case):
+    text, expected = CASES[case]
+    only(project, text)
+    lines = errors_of(project)
+    noun = "problem" if len(expected) == 1 else "problems"
+    assert lines == [*expected, f"{len(expected)} {noun} found; nothing was changed."]
+
+
+@pytest.mark.parametrize("command", [("plan",), ("apply", "--auto-approve")])
+def test_plan_and_apply_refuse_invalid_manifests_without_writing(project, command):
+    only(project, DATASET.replace("columnType: NUMBER}\n    - {columnName: Total", "columnType: 7}\n    - {columnName: Total"))
+    lines = errors_of(project, *command)
+    assert lines[0] == "Error: manifests/test.yaml:15: spec.columns[0].columnType: expected a string, got 7"
+    assert not project.world_path.exists()
+
+
+def test_every_problem_of_every_file_is_reported_at_once(project):
+    only(project, DATASET.replace("tableName: orders", "tableName: orders\n      query: select 1"))
+    project.manifest("second.yaml").write_text("kind: Widget\n")
+    lines = errors_of(project)
+    assert lines == [
+        "Error: manifests/second.yaml:1: kind: unknown kind 'Widget' (expected 'Dataset', 'DatasetView')",
+        "Error: manifests/test.yaml:10: spec.datasources[0]: give exactly one of tableName or query",
+        "2 problems found; nothing was changed.",
+    ]
+
+
+def test_unknown_variable_and_unset_env(project, monkeypatch):
+    monkeypatch.delenv("QI_TEST_UNSET", raising=False)
+    only(project, DATASET.replace("connectionId: c1", "connectionId: ${var.conn}").replace(
+        "tableName: orders", "tableName: ${env:QI_TEST_UNSET}"))
+    lines = errors_of(project)
+    assert lines[:2] == [
+        "Error: manifests/test.yaml:11: spec.datasources[0].connectionId: unknown variable 'conn' "
+        "(known: crm_connection, warehouse_connection, warehouse_db)",
+        "Error: manifests/test.yaml:13: spec.datasources[0].tableName: environment variable QI_TEST_UNSET is not set",
+    ]
+
+
+def test_bad_config_and_unknown_environment(project):
+    result = project.run("validate", "--env", "staging")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "Error: qrvey-iac.yaml: environments: unknown environment 'staging' (known: local, prod)")
+    project.root.joinpath("qrvey-iac.yaml").write_text("environments:\n  local:\n    endpoint: ftp://x\n    apps: {}\n")
+    lines = errors_of(project)
+    assert lines[:2] == [
+        "Error: qrvey-iac.yaml:3: environments.local.endpoint: expected 'local' or an http(s):// URL",
+        "Error: qrvey-iac.yaml:4: environments.local.apps: must not be empty",
+    ]
+
+
+def test_missing_config_file(project):
+    result = project.run("plan", "--config", "nope.yaml")
+    assert result.exit_code == 1
+    assert "Error: nope.yaml: config file not found" in result.stderr
+
+
+def test_remote_endpoint_without_key(project, monkeypatch):
+    monkeypatch.delenv("QRVEY_API_KEY", raising=False)
+    result = project.run("plan", "--env", "prod")
+    assert result.exit_code == 1
+    assert "environment variable QRVEY_API_KEY is not set" in result.stderr
