@@ -38,6 +38,11 @@ class Engine:
     progress: Progress = _quiet
     parallelism: int = 10
     _saves: int = field(default=0, init=False)
+    _version: int = field(default=0, init=False)
+    _durable: int = field(default=0, init=False)
+    _serial: int = field(default=0, init=False)
+    _latest: State | None = field(default=None, init=False)
+    _flushing: asyncio.Future | None = field(default=None, init=False)
 
     async def refresh(self, manifest: Manifest, state: State) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
@@ -78,6 +83,23 @@ class Engine:
         self.store.save(state)
         self._saves += 1
         return state
+
+    async def commit(self, state: State) -> None:
+        """Make ``state`` durable; concurrent commits share one write (group commit)."""
+        self._latest = state
+        self._version += 1
+        wanted = self._version
+        while self._durable < wanted:
+            if self._flushing is None or self._flushing.done():
+                self._flushing = asyncio.ensure_future(self._flush())
+            await asyncio.shield(self._flushing)
+
+    async def _flush(self) -> None:
+        version, state = self._version, self._latest
+        self._serial = max(self._serial, state.serial) + 1
+        await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
+        self._saves += 1
+        self._durable = version
 
     async def _settle(self, state: State, entry: JournalEntry) -> State:
         if entry.op != "create" or entry.address in state.resources:
@@ -172,37 +194,37 @@ class _ApplyRun:
         if step.op == "update":
             await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
                                            is_view=action.kind == "DatasetView")
-            self._record(action.address, current.model_copy(update={"applied_hash": canonical_hash(action.desired)}))
+            await self._record(action.address, current.model_copy(update={"applied_hash": canonical_hash(action.desired)}))
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
         await self.engine.qrvey.set_shared(_app(current), current.datasetId, shared)
-        self._record(action.address, current.model_copy(update={"shared": shared}))
+        await self._record(action.address, current.model_copy(update={"shared": shared}))
         return f" [id={current.datasetId}]"
 
     async def _create_dataset(self, action: Action) -> str:
         app = AppRef(action.app.userId, action.app.appId)
         dataset_id = str(uuid.uuid4())
-        entry = self._journal("create", action, app, dataset_id, {})
+        entry = await self._journal("create", action, app, dataset_id, {})
         try:
             created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
         except OutcomeUnknownError:
             created = await self.engine.qrvey.read(app, dataset_id)
             if created is None:
                 created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
-        self._finish(entry, _recorded(entry, created))
+        await self._finish(entry, _recorded(entry, created))
         return f" [id={dataset_id}]"
 
     async def _create_view(self, action: Action) -> str:
         app = AppRef(action.app.userId, action.app.appId)
         source_app, connection_id, source = await self._resolve_source(action)
-        entry = self._journal("create", action, app, None, {"connectionId": connection_id, "source": source})
+        entry = await self._journal("create", action, app, None, {"connectionId": connection_id, "source": source})
         try:
             view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
         except OutcomeUnknownError:
             view = _find_view(await self.engine.qrvey.list_app(app), entry)
             if view is None:
                 view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
-        self._finish(entry, _recorded(entry, view))
+        await self._finish(entry, _recorded(entry, view))
         return f" [id={view['datasetId']}]"
 
     async def _resolve_source(self, action: Action) -> tuple[AppRef, str, dict[str, str]]:
@@ -225,13 +247,13 @@ class _ApplyRun:
         current = self.state.resources.get(action.address)
         if current is None:
             return " (not in state)"
-        entry = self._journal("delete", action, _app(current), current.datasetId, {})
+        entry = await self._journal("delete", action, _app(current), current.datasetId, {})
         existed = await self.engine.qrvey.delete(_app(current), current.datasetId)
         self.state = self.state.without_resource(action.address).without_journal(entry.id)
-        self.state = self.engine.save(self.state)
+        await self.engine.commit(self.state)
         return "" if existed else " (it was already gone)"
 
-    def _journal(
+    async def _journal(
         self, op: str, action: Action, app: AppRef, dataset_id: str | None, detail: dict
     ) -> JournalEntry:
         entry = JournalEntry(
@@ -241,14 +263,17 @@ class _ApplyRun:
                     "applied_hash": canonical_hash(action.desired), **detail},
             started=_now(),
         )
-        self.state = self.engine.save(self.state.with_journal(entry))
+        self.state = self.state.with_journal(entry)
+        await self.engine.commit(self.state)
         return entry
 
-    def _finish(self, entry: JournalEntry, resource: ResourceState) -> None:
-        self.state = self.engine.save(self.state.with_resource(entry.address, resource).without_journal(entry.id))
+    async def _finish(self, entry: JournalEntry, resource: ResourceState) -> None:
+        self.state = self.state.with_resource(entry.address, resource).without_journal(entry.id)
+        await self.engine.commit(self.state)
 
-    def _record(self, address: str, resource: ResourceState) -> None:
-        self.state = self.engine.save(self.state.with_resource(address, resource))
+    async def _record(self, address: str, resource: ResourceState) -> None:
+        self.state = self.state.with_resource(address, resource)
+        await self.engine.commit(self.state)
 
     def _failure_report(self, levels: list[list[Step]]) -> str:
         pending = [s.key for level in levels for s in level if s.key not in self.done

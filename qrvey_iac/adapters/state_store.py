@@ -44,6 +44,7 @@ class LocalStateStore:
         self.path = path
         self.backup_path = path.with_name(path.name + ".backup")
         self.lock_path = path.with_name(path.name + ".lock")
+        self._backed_up = False
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -72,8 +73,10 @@ class LocalStateStore:
             raise StateError(f"state file {self.path} is invalid at {where}: {first['msg']}") from None
 
     def save(self, state: State) -> None:
-        if self.path.exists():
+        """Write atomically; the first save of a command keeps the previous file as the backup."""
+        if not self._backed_up and self.path.exists():
             write_atomic(self.backup_path, self.path.read_text(encoding="utf-8"))
+        self._backed_up = True
         write_atomic(self.path, dump_json(state.model_dump(mode="json")))
 
     @contextmanager
