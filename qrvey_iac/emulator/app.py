@@ -60,17 +60,17 @@ class Emulator:
             return error_response(error)
 
     async def _dispatch(self, request: Request) -> Response:
-        user_id, app_id, path = split_prefix(request.url.path)
+        target = split_prefix(_raw_path(request))
         _check_api_key(request, self.config.api_key)
-        route, params = match_route(request.method, path)
+        route, params = match_route(request.method, target.segments)
         self.request_counts[f"{route.method} {route.template}"] += 1
-        decision = self.injector.decide(request.method, path)
+        decision = self.injector.decide(request.method, target.path)
         if decision.latency_ms:
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.rejects:
             return fault_response(decision.outcome)
         body = await _read_json(request)
-        call = Call(self.world, self.config, self.ids, user_id, app_id, params, body, decision.load_fails)
+        call = Call(self.world, self.config, self.ids, target.user_id, target.app_id, params, body, decision.load_fails)
         response = self._run(route, call)
         if decision.loses:
             return fault_response(decision.outcome)
@@ -124,6 +124,11 @@ def _check_api_key(request: Request, api_key: str) -> None:
         raise ApiError(401, "Unauthorized: the x-api-key header is missing")
     if not hmac.compare_digest(sent.encode(), api_key.encode()):
         raise ApiError(401, "Unauthorized: the x-api-key header is not valid")
+
+
+def _raw_path(request: Request) -> str:
+    raw = request.scope.get("raw_path")
+    return raw.decode("latin-1") if raw else request.url.path
 
 
 async def _read_json(request: Request) -> Any:

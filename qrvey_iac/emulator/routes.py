@@ -1,18 +1,21 @@
-"""The route table: which handler serves which method and path (after the user/app prefix)."""
+"""The route table: which handler serves which method and path (after the user/app prefix).
+
+Paths are matched segment by segment on the raw (still percent-encoded) path, so an id holding
+an encoded ``/`` stays one segment.
+"""
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from qrvey_iac.emulator import connections, datasets, views
 from qrvey_iac.emulator.context import Call
 from qrvey_iac.emulator.errors import ApiError
 
 # /devapi/v4 is what Qrvey serves today; /api/v4 is the older spelling some docs still show.
-PREFIX = re.compile(r"^/(?:devapi|api)/v4/user/(?P<user>[^/]+)/app/(?P<app>[^/]+)(?P<rest>/.*)?$")
+API_ROOTS = ("devapi", "api")
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,18 @@ class Route:
     template: str  # e.g. "/qollect/dataset/{datasetId}"
     handler: Callable[[Call], dict]
 
-    @property
-    def regex(self) -> re.Pattern[str]:
-        return _template_regex(self.template)
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """Path parameters if ``segments`` fit the template, else None."""
+        parts = self.template.strip("/").split("/")
+        if len(parts) != len(segments):
+            return None
+        params = {}
+        for part, segment in zip(parts, segments):
+            if part.startswith("{"):
+                params[part.strip("{}")] = segment
+            elif part != segment:
+                return None
+        return params
 
 
 ROUTES = (
@@ -47,32 +59,48 @@ ROUTES = (
 )
 
 
-def split_prefix(path: str) -> tuple[str, str, str]:
-    """(userId, appId, rest of the path) or a 404 for a path outside the API."""
-    match = PREFIX.match(path)
-    if match is None:
-        raise ApiError(404, f"Route {path} not found")
-    rest = match.group("rest") or "/"
-    if len(rest) > 1:
-        rest = rest.rstrip("/")
-    return match.group("user"), match.group("app"), rest
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: the path's user and app, and the decoded segments after them."""
+
+    user_id: str
+    app_id: str
+    segments: list[str]
+
+    @property
+    def path(self) -> str:
+        """The path after the prefix, e.g. "/qollect/dataset/abc" (what fault routes match)."""
+        return "/" + "/".join(self.segments)
 
 
-def match_route(method: str, path: str) -> tuple[Route, dict[str, str]]:
+def split_prefix(raw_path: str) -> Target:
+    """Split ``/devapi/v4/user/{u}/app/{a}/...``; a path outside the API is a 404."""
+    segments = [unquote(segment) for segment in raw_path.split("/")[1:]]
+    if segments and not segments[-1]:
+        segments.pop()  # a trailing slash
+    head = segments[:6]
+    if (
+        len(head) < 6
+        or head[0] not in API_ROOTS
+        or (head[1], head[2], head[4]) != ("v4", "user", "app")
+        or not head[3]
+        or not head[5]
+    ):
+        raise ApiError(404, f"Route {unquote(raw_path)} not found")
+    return Target(head[3], head[5], segments[6:])
+
+
+def match_route(method: str, segments: list[str]) -> tuple[Route, dict[str, str]]:
     """The route for method and path; 404 for an unknown path, 405 for a known path, wrong method."""
     path_known = False
     for route in ROUTES:
-        match = route.regex.fullmatch(path)
-        if match is None:
+        params = route.match(segments)
+        if params is None:
             continue
         if route.method == method:
-            return route, match.groupdict()
+            return route, params
         path_known = True
+    path = "/" + "/".join(segments)
     if path_known:
         raise ApiError(405, f"Method {method} is not allowed on {path}")
     raise ApiError(404, f"Route {method} {path} not found")
-
-
-@functools.lru_cache(maxsize=None)
-def _template_regex(template: str) -> re.Pattern[str]:
-    return re.compile(re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))

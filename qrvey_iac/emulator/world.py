@@ -128,6 +128,7 @@ class World:
     def save(self, path: Path) -> None:
         """Write atomically: temp file in the same folder, fsync, rename over ``path``."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
