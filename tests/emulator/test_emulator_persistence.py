@@ -1,0 +1,130 @@
+"""World persistence: JSON round trip, atomic save, autosave modes, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from emulator_helpers import EMEA, SALES, connection_body, create_dataset, error_message, make_client, ok, share
+
+from qrvey_iac.emulator import EmulatorConfig, World, create_app
+
+pytestmark = pytest.mark.anyio
+
+
+async def populate(client) -> dict:
+    source = await create_dataset(client, customAttributes={"k": "v"})
+    await share(client, source["datasetId"])
+    ok(await client.post(f"{SALES}/connections", json=connection_body()))
+    ok(await client.post(f"{SALES}/qollect/dataset/{source['datasetId']}/load"))
+    body = {"appId": "a-sales", "userId": "u-sales"}
+    ok(await client.post(f"{EMEA}/qollect/dataset/clone/connection/{source['connectionId']}", json=body))
+    return source
+
+
+async def test_world_round_trips_through_json(client, emulator):
+    await populate(client)
+    world = emulator.world
+    assert World.from_json(json.loads(json.dumps(world.to_json()))) == world
+
+
+async def test_saved_file_is_sorted_two_space_json_with_a_trailing_newline(client, emulator, tmp_path):
+    await populate(client)
+    path = tmp_path / "world.json"
+    emulator.save(path)
+    text = path.read_text()
+    assert text.endswith("}\n")
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+
+
+async def test_a_restarted_emulator_serves_the_saved_world(tmp_path):
+    path = tmp_path / "world.json"
+    async with make_client(create_app(EmulatorConfig(data_file=path))) as client:
+        source = await populate(client)
+        listed = ok(await client.post(f"{SALES}/qollect/dataset/all"))
+    restarted = create_app(EmulatorConfig(data_file=path))
+    async with make_client(restarted) as client:
+        assert ok(await client.post(f"{SALES}/qollect/dataset/all")) == listed
+        # the load started before the restart carries on
+        statuses = [ok(await client.get(f"{SALES}/qollect/dataset/{source['datasetId']}"))["status"] for _ in range(3)]
+        assert statuses == ["LOADING", "LOADING", "LOADED"]
+        # ids minted after a restart with the same seed never collide with stored ones
+        again = await create_dataset(client)
+        assert again["datasetId"] != source["datasetId"] and again["connectionId"] != source["connectionId"]
+        used = {source["datasetId"], source["connectionId"], *(col["columnId"] for col in source["columns"])}
+        assert not {again["datasetId"], again["connectionId"], *(col["columnId"] for col in again["columns"])} & used
+
+
+async def test_autosave_writes_after_every_change(tmp_path):
+    path = tmp_path / "world.json"
+    app = create_app(EmulatorConfig(data_file=path))
+    async with make_client(app) as client:
+        created = await create_dataset(client)
+        assert created["datasetId"] in json.loads(path.read_text())["datasets"]
+        ok(await client.delete(f"{SALES}/qollect/dataset/{created['datasetId']}"))
+        assert json.loads(path.read_text())["datasets"] == {}
+
+
+async def test_reads_and_rejected_writes_do_not_save(tmp_path):
+    path = tmp_path / "world.json"
+    async with make_client(create_app(EmulatorConfig(data_file=path))) as client:
+        ok(await client.post(f"{SALES}/qollect/dataset/all"))
+        error_message(await client.post(f"{SALES}/qollect/dataset", json={}), 400)
+    assert not path.exists()
+
+
+async def test_without_autosave_nothing_is_written_until_save(tmp_path):
+    path = tmp_path / "state" / "world.json"
+    app = create_app(EmulatorConfig(data_file=path, autosave=False))
+    async with make_client(app) as client:
+        created = await create_dataset(client)
+    assert not path.exists()
+    app.state.emulator.save()
+    assert created["datasetId"] in json.loads(path.read_text())["datasets"]
+
+
+def test_save_without_a_path_is_an_error():
+    with pytest.raises(ValueError, match="data_file"):
+        create_app().state.emulator.save()
+
+
+def test_save_is_atomic_when_the_rename_fails(tmp_path, monkeypatch):
+    path = tmp_path / "world.json"
+    World().save(path)
+    before = path.read_text()
+    bigger = World(datasets={"d": {"datasetId": "d", "name": "x"}})
+
+    def failing_replace(source, target):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        bigger.save(path)
+    assert path.read_text() == before
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["world.json"]  # no temp file left
+
+
+def test_save_writes_through_a_temp_file_then_renames(tmp_path, monkeypatch):
+    path = tmp_path / "world.json"
+    calls = []
+    real_replace, real_fsync = os.replace, os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("replace", src, dst)), real_replace(src, dst))[1])
+    World().save(path)
+    replace = next(call for call in calls if call[0] == "replace")
+    assert calls.index("fsync") < calls.index(replace)
+    assert os.path.dirname(replace[1]) == str(tmp_path) and replace[2] == path
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["{not json", "[]", '{"datasets": []}', '{"datasets": {"x": 1}}', '{"format": "other"}', "\udcff"],
+)
+def test_loading_a_corrupt_file_names_the_file(tmp_path, content):
+    path = tmp_path / "broken.json"
+    path.write_bytes(content.encode("utf-8", "surrogateescape"))
+    with pytest.raises(ValueError, match="broken.json"):
+        World.load(path)
+    with pytest.raises(ValueError, match="broken.json"):
+        create_app(EmulatorConfig(data_file=path))
