@@ -18,20 +18,45 @@ from qrvey_iac import __version__
 from qrvey_iac.core.errors import ConfigError, InputError, Problem, QrveyIacError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.render import render_json, render_text, summary_line
+from qrvey_iac.core.render import render_json, render_text
+from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
 from qrvey_iac.wiring import Workspace
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+FORMATS = click.Choice(["text", "markdown", "json"])
 
 
 class Console:
-    """stderr progress with elapsed time; stdout is kept for plans."""
+    """stdout for plans, stderr for progress (with elapsed time) and questions."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: frozenset[str] = frozenset(), output: str = "text") -> None:
         self.started = time.monotonic()
+        self.secrets = secrets
+        self.output = output
 
     def progress(self, message: str) -> None:
         click.echo(f"[{time.monotonic() - self.started:6.1f}s] {message}", err=True)
+
+    def show_plan(self, plan: Plan) -> None:
+        click.echo(render(plan, self.output, self.secrets), nl=False)
+
+    def confirm(self, command: str) -> bool:
+        click.echo(f"\nDo you want to perform these actions? Only 'yes' will be accepted.", err=True)
+        try:
+            answer = click.prompt("  Enter a value", default="", show_default=False, err=True)
+        except click.Abort:
+            return False
+        return answer.strip() == "yes"
+
+
+def render(plan: Plan, output: str, secrets: frozenset[str]) -> str:
+    if output == "json":
+        return render_json(plan, secrets)
+    if output == "markdown":
+        from qrvey_iac.core.render_markdown import render_markdown
+
+        return render_markdown(plan, secrets)
+    return render_text(plan, secrets)
 
 
 def reports_errors(fn):
@@ -44,6 +69,7 @@ def reports_errors(fn):
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except InputError as exc:
+            _debug_trace(kwargs)
             for problem in exc.problems:
                 click.echo(f"Error: {problem}", err=True)
             noun = "problem" if len(exc.problems) == 1 else "problems"
@@ -52,36 +78,53 @@ def reports_errors(fn):
         except QrveyIacError as exc:
             _fail(kwargs, str(exc), exc.exit_code)
         except KeyboardInterrupt:
-            _fail(kwargs, "interrupted", 130)
+            _fail(kwargs, "interrupted; the state holds everything that was done", 130)
         except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
             _fail(kwargs, f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for details)", 1)
 
     return wrapper
 
 
-def _fail(kwargs: dict, message: str, code: int) -> None:
+def _debug_trace(kwargs: dict) -> None:
     if kwargs.get("debug"):
         traceback.print_exc()
+
+
+def _fail(kwargs: dict, message: str, code: int) -> None:
+    _debug_trace(kwargs)
     click.echo("Error: " + message.replace("\n", "\n  ").rstrip(), err=True)
     sys.exit(code)
 
 
 def environment_options(fn):
-    fn = click.option("--debug", is_flag=True, help="Show tracebacks and HTTP debug logs.")(fn)
-    fn = click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-                      help="Set a manifest variable (repeatable); wins over the config.")(fn)
-    fn = click.option("--config", default="qrvey-iac.yaml", show_default=True, metavar="FILE",
-                      help="Project config with the environments.")(fn)
-    fn = click.option("--env", "env", metavar="NAME",
-                      help="Environment from the config (default: its defaultEnvironment).")(fn)
+    options = [
+        click.option("--env", "env", metavar="NAME", help="Environment from the config (default: defaultEnvironment)."),
+        click.option("--config", default="qrvey-iac.yaml", show_default=True, metavar="FILE",
+                     help="Project config with the environments."),
+        click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
+                     help="Set a manifest variable (repeatable); wins over --var-file and the config."),
+        click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+                     help="YAML mapping of variables (repeatable)."),
+        click.option("--debug", is_flag=True, help="Show tracebacks and HTTP debug logs."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
     return fn
 
 
-def writing_options(fn):
-    fn = click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION",
-                      help="Wait this long for the state lock (0, 30s, 5m).")(fn)
-    fn = click.option("--parallelism", type=click.IntRange(1, 256), metavar="N",
-                      help="API calls in flight at once (default 10).")(fn)
+def run_options(fn):
+    options = [
+        click.option("--parallelism", type=click.IntRange(1, 256), metavar="N",
+                     help="API calls in flight at once (default 10)."),
+        click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION",
+                     help="Wait this long for the state lock (0, 30s, 5m)."),
+        click.option("--target", "targets", multiple=True, metavar="ADDR",
+                     help="Only this address and what it needs (repeatable)."),
+        click.option("--exclude", "excludes", multiple=True, metavar="ADDR",
+                     help="Leave out this address and what needs it (repeatable)."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
     return fn
 
 
@@ -93,18 +136,23 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
-def parse_variables(items: tuple[str, ...]) -> dict[str, Any]:
-    parsed = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError([Problem("--var", None, "", f"expected KEY=VALUE, got {item!r}")])
-        parsed[key] = value
-    return parsed
+def open_workspace(kwargs: dict[str, Any]) -> Workspace:
+    from qrvey_iac.adapters.variables import merge_variables
+
+    variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
 
 
-def open_workspace(config: str, env: str | None, variables: tuple[str, ...]) -> Workspace:
-    return Workspace.open(config, env, parse_variables(variables))
+def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
+    return RunOptions(
+        lock_timeout=parse_duration(kwargs.get("lock_timeout", "0")),
+        parallelism=kwargs.get("parallelism"),
+        targets=tuple(kwargs.get("targets", ())),
+        excludes=tuple(kwargs.get("excludes", ())),
+        refresh_only=kwargs.get("refresh_only", False),
+        auto_approve=kwargs.get("auto_approve", False),
+        command=command,
+    )
 
 
 @click.group(context_settings=CONTEXT)
@@ -113,153 +161,150 @@ def cli() -> None:
     """Qrvey datasets, shared datasets and dataset views as code.
 
     Write YAML manifests, review `qrvey-iac plan`, then `qrvey-iac apply`.
-    With `endpoint: local` (the default example) everything runs against an
+    With `endpoint: local` (the example config) everything runs against an
     embedded Qrvey emulator: no account needed.
+
+    Exit codes: 0 ok, 1 error, 2 changes present (plan --detailed-exitcode, drift).
     """
 
 
 @cli.command()
 @environment_options
 @reports_errors
-def validate(env, config, variables, debug):
-    """Check manifests and config offline: syntax, fields, references, cycles."""
-    workspace = open_workspace(config, env, variables)
-    manifest = workspace.manifest()
-    kinds = [r.kind for r in manifest.resources.values()]
+def validate(**kwargs):
+    """Check config and manifests offline: syntax, fields, references, cycles."""
+    workspace = open_workspace(kwargs)
+    kinds = [r.kind for r in workspace.manifest().resources.values()]
     click.echo(
-        f"Success: {len(kinds)} resources are valid "
-        f"({kinds.count('Dataset')} datasets, {kinds.count('DatasetView')} views) "
-        f"for environment {workspace.environment.name}."
+        f"Success: {len(kinds)} resources are valid ({kinds.count('Dataset')} datasets, "
+        f"{kinds.count('DatasetView')} views) for environment {workspace.environment.name}."
     )
 
 
 @cli.command()
 @environment_options
-@writing_options
-@click.option("--format", "output", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="How to print the plan on stdout.")
-@click.option("--out", type=click.Path(dir_okay=False), help="Also save the plan as JSON to FILE.")
+@run_options
+@click.option("--format", "output", type=FORMATS, default="text", show_default=True,
+              help="Plan on stdout as text, a PR comment (markdown) or versioned JSON.")
+@click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Save the plan (JSON) for `apply FILE`; it holds no secrets.")
+@click.option("--refresh-only", is_flag=True, help="Show only what changed outside qrvey-iac (drift).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none.")
 @reports_errors
-def plan(env, config, variables, debug, lock_timeout, parallelism, output, out, detailed_exitcode):
+def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
-    workspace = open_workspace(config, env, variables)
+    workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
-    result = asyncio.run(_plan(workspace, manifest, parse_duration(lock_timeout), parallelism, "plan"))
-    secrets = manifest.secrets | workspace.secrets()
-    click.echo(render_json(result, secrets) if output == "json" else render_text(result, secrets), nl=False)
-    if out:
-        Path(out).write_text(render_json(result, secrets), encoding="utf-8")
-    if detailed_exitcode and result.has_changes:
+    console = Console(manifest.secrets | workspace.secrets(), kwargs["output"])
+    result = asyncio.run(make_plan(workspace, manifest, console, options_of(kwargs, "plan")))
+    console.show_plan(result)
+    if kwargs["out"]:
+        from qrvey_iac.adapters.plan_file import save_plan
+
+        save_plan(Path(kwargs["out"]), render_json(result, console.secrets))
+        console.progress(f"Saved the plan to {kwargs['out']}: apply it with `qrvey-iac apply {kwargs['out']}`")
+    if kwargs["detailed_exitcode"] and result.has_changes:
         sys.exit(2)
 
 
-async def _plan(workspace: Workspace, manifest: Manifest, lock_timeout: float, parallelism, command: str) -> Plan:
-    console = Console()
-    with workspace.store.lock(command, lock_timeout):
-        async with workspace.engine(console.progress, parallelism) as engine:
-            state = await _settled(engine, workspace)
-            result, _ = await engine.plan(manifest, state, workspace.environment.name)
-            return result
-
-
-async def _settled(engine, workspace: Workspace):
-    state = workspace.store.load()
-    if state.journal:
-        state = engine.save(await engine.settle_journal(state))
-    return state
-
-
 @cli.command()
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
 @environment_options
-@writing_options
+@run_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
 @reports_errors
-def apply(env, config, variables, debug, lock_timeout, parallelism, auto_approve):
-    """Make Qrvey match the manifests: plan, confirm, then create/update/delete."""
-    workspace = open_workspace(config, env, variables)
+def apply(plan_file, **kwargs):
+    """Make Qrvey match the manifests: plan, confirm, apply.
+
+    With PLAN_FILE (from `plan --out`), apply exactly that reviewed plan, and
+    refuse if the state, the manifests or any object it read has changed since.
+    """
+    workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
-    asyncio.run(_converge(workspace, manifest, parse_duration(lock_timeout), parallelism, auto_approve, "apply"))
+    console = Console(manifest.secrets | workspace.secrets())
+    options = options_of(kwargs, "apply")
+    if plan_file:
+        from qrvey_iac.adapters.plan_file import load_plan
+
+        saved = load_plan(Path(plan_file))
+        applied = asyncio.run(apply_saved(workspace, manifest, saved, console, options))
+    else:
+        applied = asyncio.run(converge(workspace, manifest, console, options))
+    report_applied(applied)
 
 
 @cli.command()
 @environment_options
-@writing_options
+@run_options
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking for confirmation.")
 @reports_errors
-def destroy(env, config, variables, debug, lock_timeout, parallelism, auto_approve):
-    """Delete every object in the state (views first)."""
-    workspace = open_workspace(config, env, variables)
-    asyncio.run(_converge(workspace, Manifest(), parse_duration(lock_timeout), parallelism, auto_approve, "destroy"))
+def destroy(**kwargs):
+    """Delete every object in the state, views first (protected ones refuse)."""
+    workspace = open_workspace(kwargs)
+    console = Console(workspace.secrets())
+    applied = asyncio.run(converge(workspace, Manifest(), console, options_of(kwargs, "destroy")))
+    report_applied(applied)
 
 
-async def _converge(workspace: Workspace, manifest: Manifest, lock_timeout: float, parallelism,
-                    auto_approve: bool, command: str) -> None:
-    console = Console()
-    secrets = manifest.secrets | workspace.secrets()
-    with workspace.store.lock(command, lock_timeout):
-        async with workspace.engine(console.progress, parallelism) as engine:
-            state = await _settled(engine, workspace)
-            result, _ = await engine.plan(manifest, state, workspace.environment.name)
-            click.echo(render_text(result, secrets), nl=False)
-            if not result.has_changes:
-                return
-            _confirm(command, auto_approve)
-            await engine.apply(result, state)
-            counts = result.summary()
-            click.echo(
-                f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
-                f"{counts['replace']} replaced, {counts['delete']} destroyed"
-                f"{', %d shared' % counts['share'] if counts['share'] else ''}"
-                f"{', %d unshared' % counts['unshare'] if counts['unshare'] else ''}."
-            )
-
-
-def _confirm(command: str, auto_approve: bool) -> None:
-    if auto_approve:
+def report_applied(plan: Plan | None) -> None:
+    if plan is None or not plan.has_changes:
         return
-    click.echo(f"\nDo you want to perform these actions? Only 'yes' will be accepted.")
-    try:
-        answer = click.prompt("  Enter a value", default="", show_default=False)
-    except click.Abort:
-        answer = ""
-    if answer.strip() != "yes":
-        raise QrveyIacError(f"{command} cancelled: nothing was changed (pass --auto-approve to skip the question)")
+    counts = plan.summary()
+    extras = "".join(f", {counts[op]} {op}d" for op in ("share", "unshare") if counts[op])
+    click.echo(
+        f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
+        f"{counts['replace']} replaced, {counts['delete']} destroyed{extras}."
+    )
 
 
-@cli.group()
-def emulator() -> None:
-    """The Qrvey API emulator: a fake Qrvey for tests, demos and benchmarks."""
-
-
-@emulator.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--api-key", default="local", show_default=True, help="The x-api-key every call must send.")
-@click.option("--data", type=click.Path(dir_okay=False), help="JSON file to load the world from and save it to.")
-@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Added to every call.")
-@click.option("--faults", metavar="SPEC", help="Fault injection rules (see docs/emulator.md).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seeds ids and fault dice.")
-@click.option("--terminal-status", type=click.Choice(["LOADED", "ACTIVE"]), default="LOADED", show_default=True)
-@click.option("--on-source-delete", type=click.Choice(["orphan", "refuse", "cascade"]), default="orphan",
-              show_default=True, help="What deleting a view's source does to the view.")
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@cli.command()
+@environment_options
+@click.option("--format", "output", type=FORMATS, default="text", show_default=True)
+@click.option("--parallelism", type=click.IntRange(1, 256), metavar="N", help="API calls in flight at once.")
 @reports_errors
-def emulator_serve(host, port, api_key, data, latency_ms, faults, seed, terminal_status, on_source_delete, debug):
-    """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
-    from qrvey_iac.emulator import EmulatorConfig, parse_faults
-    from qrvey_iac.emulator.serve import serve
+def drift(**kwargs):
+    """Report what differs between Qrvey, the state and the manifests (read-only).
 
-    try:
-        fault_set = parse_faults(faults) if faults else None
-    except ValueError as exc:
-        raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
-    config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, seed=seed,
-                            latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
-                            on_source_delete=on_source_delete)
-    click.echo(f"Qrvey emulator on http://{host}:{port}/devapi/v4 (x-api-key: as given); Ctrl-C stops it.", err=True)
-    serve(config, host=host, port=port)
+    Exit 0 when everything matches, 2 when anything differs, 1 on an error.
+    """
+    workspace = open_workspace(kwargs)
+    manifest = workspace.manifest()
+    console = Console(manifest.secrets | workspace.secrets(), kwargs["output"])
+    result = asyncio.run(read_drift(workspace, manifest, console, options_of(kwargs, "drift")))
+    if kwargs["output"] == "text":
+        click.echo(render_drift_text(result, console.secrets), nl=False)
+    else:
+        console.show_plan(result)
+    if result.has_changes:
+        sys.exit(2)
+
+
+def render_drift_text(plan: Plan, secrets: frozenset[str]) -> str:
+    drifted = plan.model_copy(update={"actions": tuple(a for a in plan.changes if a.drift)})
+    pending = plan.model_copy(update={"actions": tuple(a for a in plan.changes if not a.drift)})
+    if not plan.has_changes:
+        return f"No drift: Qrvey, the state and the manifests agree (environment {plan.environment}).\n"
+    parts = []
+    if drifted.has_changes:
+        parts.append(f"Changed outside qrvey-iac ({len(drifted.changes)}):\n\n" + render_text(drifted, secrets))
+    if pending.has_changes:
+        parts.append(f"Manifest changes not applied yet ({len(pending.changes)}):\n\n" + render_text(pending, secrets))
+    return "\n".join(parts)
+
+
+@cli.command()
+def schema():
+    """Print the JSON Schema of the manifest format (for editors and CI)."""
+    from qrvey_iac.core.schema import manifest_schema
+
+    click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
 
 
 def main() -> None:
     cli(prog_name="qrvey-iac")
+
+
+from qrvey_iac.cli_tools import emulator, state  # noqa: E402 - they use the helpers above
+
+cli.add_command(state)
+cli.add_command(emulator)

@@ -192,9 +192,11 @@ class _ApplyRun:
             return await self._create_dataset(action)
         current = self.state.resources[action.address]
         if step.op == "update":
-            await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
-                                           is_view=action.kind == "DatasetView")
-            await self._record(action.address, current.model_copy(update={"applied_hash": canonical_hash(action.desired)}))
+            if any(change.path != "protect" for change in action.changes):
+                await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
+                                               is_view=action.kind == "DatasetView")
+            await self._record(action.address, current.model_copy(
+                update={"applied_hash": canonical_hash(action.desired), "protect": action.protect}))
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
         await self.engine.qrvey.set_shared(_app(current), current.datasetId, shared)

@@ -36,7 +36,8 @@ class Workspace:
 
     def manifest(self) -> Manifest:
         env = self.environment
-        return load_manifest(env.manifests_dir, env.apps, env.variables, self.environ, shown_base=Path.cwd())
+        return load_manifest(env.manifests_dir, env.apps, env.variables, self.environ, shown_base=Path.cwd(),
+                             overrides=env.overrides, overrides_origin=env.config_file)
 
     def secrets(self) -> frozenset[str]:
         if self.environment.is_local:

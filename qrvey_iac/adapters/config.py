@@ -40,6 +40,10 @@ class EnvironmentConfig(Frozen):
     state: StateConfig = StateConfig()
     routes: dict[str, str] = Field(default_factory=dict, description="Overrides of unconfirmed API paths")
     parallelism: int | None = Field(default=None, ge=1, le=256)
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per-resource spec fields for this environment, e.g. {dataset.orders: {protect: true}}",
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -67,6 +71,8 @@ class Environment:
     manifests_dir: Path
     routes: dict[str, str] = field(default_factory=dict)
     parallelism: int | None = None
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    config_file: str = DEFAULT_CONFIG
 
     @property
     def is_local(self) -> bool:
@@ -131,4 +137,6 @@ def load_environment(
         manifests_dir=root / config.manifests,
         routes=dict(env.routes),
         parallelism=env.parallelism,
+        overrides=dict(env.overrides),
+        config_file=str(path),
     )

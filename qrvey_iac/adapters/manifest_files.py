@@ -37,6 +37,8 @@ def load_manifest(
     variables: Mapping[str, Any],
     environ: Mapping[str, str],
     shown_base: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides_origin: str = "qrvey-iac.yaml",
 ) -> Manifest:
     if not folder.is_dir():
         raise ManifestError([Problem(str(folder), None, "", "manifests folder not found")])
@@ -57,6 +59,7 @@ def load_manifest(
             parsed = _validate_document(document, variables, environ, secrets, problems)
             if parsed is not None:
                 located.append((parsed, document))
+    located = _with_overrides(located, overrides or {}, overrides_origin, problems)
     resources = _resolve(located, apps, problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
@@ -122,6 +125,28 @@ def _interpolate(value, path, document, variables, environ, secrets, problems):
     if whole:
         return lookup(whole)
     return REFERENCE.sub(lambda m: str(lookup(m)), value)
+
+
+def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
+    """Apply an environment's per-resource spec fields (protect, name, ...)."""
+    addresses = {address_of(p.kind, p.metadata.name) for p, _ in located}
+    for address in sorted(set(overrides) - addresses):
+        problems.append(Problem(origin, None, f"overrides.{address}", "no manifest has this address"))
+    result = []
+    for parsed, document in located:
+        address = address_of(parsed.kind, parsed.metadata.name)
+        fields = overrides.get(address)
+        if fields:
+            data = {**parsed.spec.model_dump(exclude_unset=True), **fields}
+            try:
+                parsed = parsed.model_copy(update={"spec": type(parsed.spec).model_validate(data)})
+            except ValidationError as exc:
+                for error in exc.errors(include_url=False):
+                    where = ".".join(str(p) for p in error["loc"])
+                    problems.append(Problem(origin, None, f"overrides.{address}.{where}", error["msg"]))
+                continue
+        result.append((parsed, document))
+    return result
 
 
 def _resolve(located, apps: Mapping[str, AppRef], problems: list[Problem]) -> dict[str, Resource]:

@@ -58,6 +58,7 @@ class Plan(Frozen):
     manifest_digest: str = ""
     fingerprints: dict[str, str] = {}
     refresh_only: bool = False
+    notes: tuple[str, ...] = ()                 # what --target/--exclude pulled in or left out
     actions: tuple[Action, ...] = ()
 
     @property

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import canonical_hash, desired_document, diff_documents, live_document
+from qrvey_iac.core.diff import FieldChange, canonical_hash, desired_document, diff_documents, live_document
 from qrvey_iac.core.errors import ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.manifest import Manifest, Resource
@@ -110,6 +110,8 @@ def _update_or_noop(
 ) -> Action:
     desired = base["desired"]
     changes = diff_documents(live_document(obj, desired, resource.kind == "DatasetView"), desired)
+    if current.protect != resource.protect:      # recorded in the state only: no API call
+        changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
     if not changes:
         return Action(op="no-op", reason="up to date", dataset_id=current.datasetId, **base)
     drift = canonical_hash(desired) == current.applied_hash

@@ -30,12 +30,19 @@ def summary_line(plan: Plan) -> str:
 
 
 def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
+    notes = [f"  - {note}" for note in plan.notes]
+    if notes:
+        notes = ["Selection (--target / --exclude):", *notes, ""]
     if not plan.has_changes:
-        return summary_line(plan) + "\n"
-    lines = [f"qrvey-iac will perform these actions in environment {plan.environment or '?'}:", ""]
+        return "\n".join([*notes, summary_line(plan)]) + "\n"
+    heading = "qrvey-iac will perform these actions"
+    if plan.refresh_only:
+        heading = "Objects changed outside qrvey-iac (refresh-only: apply would put them back)"
+    lines = [f"{heading} in environment {plan.environment or '?'}:", ""]
     for action in plan.changes:
         lines.extend(_action_lines(action))
         lines.append("")
+    lines.extend(notes)
     lines.append(summary_line(plan))
     return mask("\n".join(lines) + "\n", secrets)
 

@@ -1,0 +1,40 @@
+"""Saved plan files: strict loading, atomic writing, no secrets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from qrvey_iac.adapters.state_store import write_atomic
+from qrvey_iac.core.errors import PlanError
+from qrvey_iac.core.plan import PLAN_FORMAT_VERSION, Plan
+
+
+def save_plan(path: Path, text: str) -> None:
+    write_atomic(path, text)
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PlanError(f"cannot read plan file {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise PlanError(f"plan file {path} is not valid JSON (truncated or not a plan?): {exc}") from None
+    if not isinstance(data, dict):
+        raise PlanError(f"plan file {path} is not a qrvey-iac plan (expected a JSON object)")
+    version = data.get("format_version")
+    if isinstance(version, int) and version > PLAN_FORMAT_VERSION:
+        raise PlanError(f"plan file {path} has format_version {version}; this qrvey-iac reads "
+                        f"{PLAN_FORMAT_VERSION}: upgrade qrvey-iac")
+    data.pop("summary", None)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise PlanError(f"plan file {path} is not a valid qrvey-iac plan at {where}: {first['msg']}") from None

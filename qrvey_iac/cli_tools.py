@@ -1,0 +1,122 @@
+"""Secondary commands: state inspection and surgery, and the emulator server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from qrvey_iac.cli import environment_options, open_workspace, reports_errors
+from qrvey_iac.core.errors import ConfigError, Problem, StateError
+
+
+@click.group()
+def state() -> None:
+    """Inspect and repair the state (the record of what qrvey-iac manages)."""
+
+
+@state.command("list")
+@environment_options
+@reports_errors
+def state_list(**kwargs):
+    """One line per managed resource: address, kind, app and dataset id."""
+    current = open_workspace(kwargs).store.load()
+    for address, resource in sorted(current.resources.items()):
+        shared = " shared" if resource.shared else ""
+        click.echo(f"{address}\t{resource.appId}\t{resource.datasetId}{shared}")
+    if current.journal:
+        click.echo(f"({len(current.journal)} unsettled operation(s) in the journal)", err=True)
+
+
+@state.command("show")
+@click.argument("address")
+@environment_options
+@reports_errors
+def state_show(address, **kwargs):
+    """Everything the state records of ADDRESS, as JSON."""
+    current = open_workspace(kwargs).store.load()
+    if address not in current.resources:
+        raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
+    click.echo(json.dumps(current.resources[address].model_dump(mode="json"), indent=2, sort_keys=True))
+
+
+@state.command("rm")
+@click.argument("address")
+@environment_options
+@reports_errors
+def state_rm(address, **kwargs):
+    """Forget ADDRESS without deleting it in Qrvey."""
+    workspace = open_workspace(kwargs)
+    with workspace.store.lock("state rm"):
+        current = workspace.store.load()
+        if address not in current.resources:
+            raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
+        workspace.store.save(current.without_resource(address).bumped())
+    click.echo(f"Removed {address} from the state; it still exists in Qrvey.")
+
+
+@state.command("mv")
+@click.argument("source")
+@click.argument("destination")
+@environment_options
+@reports_errors
+def state_mv(source, destination, **kwargs):
+    """Rename an address in the state (after renaming metadata.name)."""
+    workspace = open_workspace(kwargs)
+    with workspace.store.lock("state mv"):
+        current = workspace.store.load()
+        if source not in current.resources:
+            raise StateError(f"{source} is not in the state")
+        if destination in current.resources:
+            raise StateError(f"{destination} is already in the state")
+        if source.split(".")[0] != destination.split(".")[0]:
+            raise StateError("an address keeps its kind: dataset.* stays dataset.*, view.* stays view.*")
+        moved = current.without_resource(source).with_resource(destination, current.resources[source])
+        workspace.store.save(moved.bumped())
+    click.echo(f"Moved {source} to {destination}.")
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@environment_options
+@reports_errors
+def state_unlock(lock_id, **kwargs):
+    """Break the state lock LOCK_ID (shown by the command that found it held)."""
+    holder = open_workspace(kwargs).store.unlock(lock_id)
+    click.echo(f"Unlocked: the lock of {holder.get('command')} (pid {holder.get('pid')} "
+               f"on {holder.get('host')}) is broken.")
+
+
+@click.group()
+def emulator() -> None:
+    """The Qrvey API emulator: a fake Qrvey for tests, demos and benchmarks."""
+
+
+@emulator.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
+@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--api-key", default="local", show_default=True, help="The x-api-key every call must send.")
+@click.option("--data", type=click.Path(dir_okay=False), help="JSON file to load the world from and save it to.")
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Added to every call.")
+@click.option("--faults", metavar="SPEC", help="Fault injection rules (see docs/emulator.md).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seeds ids and fault dice.")
+@click.option("--terminal-status", type=click.Choice(["LOADED", "ACTIVE"]), default="LOADED", show_default=True)
+@click.option("--on-source-delete", type=click.Choice(["orphan", "refuse", "cascade"]), default="orphan",
+              show_default=True, help="What deleting a view's source does to the view.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@reports_errors
+def serve(host, port, api_key, data, latency_ms, faults, seed, terminal_status, on_source_delete, debug):
+    """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
+    from qrvey_iac.emulator import EmulatorConfig, parse_faults
+    from qrvey_iac.emulator.serve import serve as run_server
+
+    try:
+        fault_set = parse_faults(faults) if faults else None
+    except ValueError as exc:
+        raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
+    config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, seed=seed,
+                            latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
+                            on_source_delete=on_source_delete)
+    click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
+    run_server(config, host=host, port=port)

@@ -1,0 +1,67 @@
+"""--target / --exclude: narrow a plan without breaking its dependency order."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from qrvey_iac.core.errors import PlanError
+from qrvey_iac.core.plan import Action, Plan
+
+
+def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()) -> Plan:
+    """Keep targeted changes plus what they need; drop excluded ones plus what needs them.
+
+    Building needs dependencies first (a view needs its source); tearing down
+    needs dependents first (a dataset's views go before it). The plan's notes
+    say what was pulled in or left out and why.
+    """
+    targets, excludes = list(dict.fromkeys(targets)), list(dict.fromkeys(excludes))
+    if not targets and not excludes:
+        return plan
+    known = {a.address for a in plan.actions}
+    unknown = [a for a in [*targets, *excludes] if a not in known]
+    if unknown:
+        raise PlanError(f"unknown address {', '.join(unknown)}: nothing in the manifests or the state has it")
+    needs, needed_by = _graph(plan.actions)
+    changing = {a.address for a in plan.actions if a.changing}
+    notes: list[str] = []
+    kept = set(known)
+    if targets:
+        kept = _closure(targets, needs)
+        notes += [f"{a} pulled in: needed by a target" for a in sorted(kept - set(targets)) if a in changing]
+    for excluded in excludes:
+        dropped = _closure([excluded], needed_by) & kept
+        kept -= dropped
+        notes += [f"{a} left out: it depends on excluded {excluded}" for a in sorted(dropped - {excluded}) if a in changing]
+    notes += [f"{a} left out: not targeted" for a in sorted(known - kept) if a in changing and a not in excludes
+              and not any(n.startswith(a + " ") for n in notes)]
+    actions = tuple(a for a in plan.actions if a.address in kept)
+    return plan.model_copy(update={"actions": actions, "notes": (*plan.notes, *notes)})
+
+
+def _graph(actions: tuple[Action, ...]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """needs[a]: what must be selected with a; needed_by: the reverse."""
+    needs: dict[str, set[str]] = defaultdict(set)
+    needed_by: dict[str, set[str]] = defaultdict(set)
+    for action in actions:
+        for dependency in action.depends_on:
+            if action.op == "delete":          # a dataset's delete needs its views' deletes
+                needs[dependency].add(action.address)
+                needed_by[action.address].add(dependency)
+            else:                              # a view's create needs its source
+                needs[action.address].add(dependency)
+                needed_by[dependency].add(action.address)
+    return needs, needed_by
+
+
+def _closure(start: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
+    seen: set[str] = set()
+    todo = list(start)
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            todo.extend(edges.get(node, ()))
+    return seen
+

@@ -1,0 +1,108 @@
+"""The command flows: lock, settle, refresh, plan, confirm, apply.
+
+They print nothing themselves: a UI object from cli.py shows the plan, asks
+for confirmation and reports progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from qrvey_iac.core.errors import QrveyIacError
+from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.plan import Plan, fingerprint
+from qrvey_iac.core.saved_plan import check_fresh, rehydrate
+from qrvey_iac.core.selection import select
+from qrvey_iac.core.state import State
+from qrvey_iac.engine import Engine
+from qrvey_iac.wiring import Workspace
+
+
+class UI(Protocol):
+    def progress(self, message: str) -> None: ...
+    def show_plan(self, plan: Plan) -> None: ...
+    def confirm(self, command: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    lock_timeout: float = 0.0
+    parallelism: int | None = None
+    targets: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    refresh_only: bool = False
+    auto_approve: bool = False
+    command: str = "plan"
+    extra: dict = field(default_factory=dict)
+
+
+async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
+    with workspace.store.lock(options.command, options.lock_timeout):
+        async with workspace.engine(ui.progress, options.parallelism) as engine:
+            state = await _settled(engine, workspace)
+            plan, _ = await engine.plan(manifest, state, workspace.environment.name)
+            return _narrowed(plan, options)
+
+
+async def read_drift(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
+    """Read-only: no lock, no journal settling, nothing written."""
+    state = workspace.store.load()
+    if state.journal:
+        ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); plan or apply settles them")
+    async with workspace.engine(ui.progress, options.parallelism) as engine:
+        plan, _ = await engine.plan(manifest, state, workspace.environment.name)
+    return plan
+
+
+async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan | None:
+    """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
+    with workspace.store.lock(options.command, options.lock_timeout):
+        async with workspace.engine(ui.progress, options.parallelism) as engine:
+            state = await _settled(engine, workspace)
+            plan, _ = await engine.plan(manifest, state, workspace.environment.name)
+            plan = _narrowed(plan, options)
+            ui.show_plan(plan)
+            if not plan.has_changes:
+                return None
+            if not options.auto_approve and not ui.confirm(options.command):
+                raise QrveyIacError(f"{options.command} cancelled: nothing was changed "
+                                    "(pass --auto-approve to skip the question)")
+            await engine.apply(plan, state)
+            return plan
+
+
+async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui: UI, options: RunOptions) -> Plan:
+    """Apply exactly the reviewed plan, or refuse naming what moved since."""
+    if saved.refresh_only:
+        raise QrveyIacError("a refresh-only plan reports drift and cannot be applied; run plan without --refresh-only")
+    if saved.environment != workspace.environment.name:
+        raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
+                            f"not {workspace.environment.name!r}")
+    with workspace.store.lock(options.command, options.lock_timeout):
+        async with workspace.engine(ui.progress, options.parallelism) as engine:
+            exists = workspace.store.exists()
+            state = await _settled(engine, workspace) if exists else State(lineage=saved.lineage)
+            live = await engine.refresh(manifest, state)
+            now = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
+            check_fresh(saved, state, now, manifest)
+            plan = rehydrate(saved, manifest)
+            ui.show_plan(plan)
+            if plan.has_changes:
+                await engine.apply(plan, state)
+            return plan
+
+
+async def _settled(engine: Engine, workspace: Workspace) -> State:
+    state = workspace.store.load()
+    if state.journal:
+        state = engine.save(await engine.settle_journal(state))
+    return state
+
+
+def _narrowed(plan: Plan, options: RunOptions) -> Plan:
+    plan = select(plan, options.targets, options.excludes)
+    if options.refresh_only:
+        drift = tuple(a for a in plan.actions if a.drift or not a.changing)
+        plan = plan.model_copy(update={"actions": drift, "refresh_only": True})
+    return plan

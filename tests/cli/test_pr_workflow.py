@@ -1,0 +1,168 @@
+"""Saved plans, drift, selection, environments, schema: the pull-request workflow."""
+
+import json
+
+import yaml
+
+from qrvey_iac.core.plan import Plan
+
+
+def applied(project, *extra):
+    result = project.run("apply", "--auto-approve", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def rename_in_world(project, address, name):
+    dataset_id = project.dataset_id(address)
+
+    def edit(world):
+        world["datasets"][dataset_id]["name"] = name
+    project.edit_world(edit)
+
+
+def test_saved_plan_applies_exactly_what_was_reviewed(project):
+    applied(project)
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    saved = Plan.model_validate({k: v for k, v in json.loads((project.root / "p.json").read_text()).items() if k != "summary"})
+    assert [(a.op, a.address) for a in saved.changes] == [("update", "dataset.products")]
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 0, result.output
+    assert "Apply complete! Resources: 0 created, 1 updated" in result.stdout
+    assert project.world()["datasets"][project.dataset_id("dataset.products")]["name"] == "Catalogue"
+    again = project.run("apply", "p.json")
+    assert again.exit_code == 1
+    assert "the state changed since the plan was made" in again.stderr
+
+
+def test_saved_plan_refuses_when_an_object_it_read_moved(project):
+    applied(project)
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    rename_in_world(project, "dataset.customers", "Edited in the UI")
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 1
+    assert "the saved plan is stale; nothing was changed" in result.stderr
+    assert "- dataset.customers changed in Qrvey since the plan was made (edited)" in result.stderr
+    assert "dataset.products" not in result.stderr
+    assert project.world()["datasets"][project.dataset_id("dataset.products")]["name"] == "Products"
+
+
+def test_plan_against_empty_state_applies_once(project):
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    assert not project.state_path.exists()
+    first = project.run("apply", "p.json")
+    assert first.exit_code == 0, first.output
+    assert len(project.world()["datasets"]) == 10
+    second = project.run("apply", "p.json")
+    assert second.exit_code == 1
+    assert "a plan can be applied once" in second.stderr
+    assert len(project.world()["datasets"]) == 10
+
+
+def test_saved_plan_refuses_changed_manifests_and_bad_files(project):
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 1 and "the manifests changed since the plan was made" in result.stderr
+    text = (project.root / "p.json").read_text()
+    (project.root / "cut.json").write_text(text[: len(text) // 2])
+    result = project.run("apply", "cut.json")
+    assert result.exit_code == 1 and "is not valid JSON (truncated or not a plan?)" in result.stderr
+    assert "Traceback" not in result.output
+    assert not project.state_path.exists()
+
+
+def test_drift_exit_codes(project):
+    applied(project)
+    clean = project.run("drift")
+    assert clean.exit_code == 0, clean.output
+    assert clean.stdout.startswith("No drift")
+    rename_in_world(project, "dataset.orders", "Hand edited")
+    drifted = project.run("drift")
+    assert drifted.exit_code == 2
+    assert "Changed outside qrvey-iac (1):" in drifted.stdout
+    assert '~ name: "Hand edited" → "Orders"' in drifted.stdout
+    as_json = project.run("drift", "--format", "json")
+    assert as_json.exit_code == 2
+    actions = [a for a in json.loads(as_json.stdout)["actions"] if a["op"] != "no-op"]
+    assert [(a["address"], a["drift"]) for a in actions] == [("dataset.orders", True)]
+    broken = project.run("drift", "--env", "nope")
+    assert broken.exit_code == 1
+    # drift only reads
+    assert project.world()["datasets"][project.dataset_id("dataset.orders")]["name"] == "Hand edited"
+
+
+def test_refresh_only_shows_drift_but_not_manifest_changes(project):
+    applied(project)
+    rename_in_world(project, "dataset.orders", "Hand edited")
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    result = project.run("plan", "--refresh-only")
+    assert "dataset.orders" in result.stdout and "dataset.products" not in result.stdout
+
+
+def test_target_pulls_in_dependencies_and_exclude_leaves_out_dependents(project):
+    result = project.run("plan", "--target", "view.orders-emea")
+    assert result.exit_code == 0, result.output
+    assert "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 to share." in result.stdout
+    assert "dataset.orders pulled in: needed by a target" in result.stdout
+    result = project.run("plan", "--exclude", "dataset.orders")
+    assert "Plan: 7 to create" in result.stdout
+    assert "view.orders-emea left out: it depends on excluded dataset.orders" in result.stdout
+    assert "view.orders-apac left out: it depends on excluded dataset.orders" in result.stdout
+    applied(project, "--target", "view.orders-emea")
+    assert set(project.state()["resources"]) == {"dataset.orders", "view.orders-emea"}
+    unknown = project.run("plan", "--target", "dataset.nope")
+    assert unknown.exit_code == 1 and "unknown address dataset.nope" in unknown.stderr
+
+
+def test_environment_overrides_values_file_and_var(project):
+    config = yaml.safe_load((project.root / "qrvey-iac.yaml").read_text())
+    config["environments"]["local"]["overrides"] = {"dataset.products": {"protect": True}}
+    (project.root / "qrvey-iac.yaml").write_text(yaml.safe_dump(config))
+    (project.root / "ci.yaml").write_text("warehouse_db: analytics\n")
+    applied(project, "--var-file", "ci.yaml", "--var", "crm_connection=conn-crm-2")
+    world = project.world()["datasets"]
+    products = world[project.dataset_id("dataset.products")]
+    customers = world[project.dataset_id("dataset.customers")]
+    assert products["datasources"][0]["database"] == "analytics"
+    assert customers["datasources"][0]["connectionId"] == "conn-crm-2"
+    assert project.state()["resources"]["dataset.products"]["protect"] is True
+    project.manifest("sales.yaml").write_text(
+        "\n---\n".join(d for d in project.manifest("sales.yaml").read_text().split("---\n") if "name: products" not in d))
+    config["environments"]["local"]["overrides"] = {}
+    (project.root / "qrvey-iac.yaml").write_text(yaml.safe_dump(config))
+    refused = project.run("plan", "--var-file", "ci.yaml", "--var", "crm_connection=conn-crm-2")
+    assert refused.exit_code == 1
+    assert "the plan would destroy protected resources: dataset.products (delete: removed from the manifests)" in refused.stderr
+
+
+def test_env_secrets_are_masked_in_plans_and_plan_files(project, monkeypatch):
+    monkeypatch.setenv("QI_SECRET_DB", "s3cr3t-database-name")
+    project.replace_in("sales.yaml", "database: crm\n", "database: ${env:QI_SECRET_DB}\n")
+    for fmt in ("text", "json"):
+        result = project.run("plan", "--format", fmt, "--out", "p.json")
+        assert "s3cr3t-database-name" not in result.output
+    assert "s3cr3t-database-name" not in (project.root / "p.json").read_text()
+    assert "(sensitive)" in (project.root / "p.json").read_text()
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 0, result.output
+    assert "s3cr3t-database-name" not in result.output
+    customers = project.world()["datasets"][project.dataset_id("dataset.customers")]
+    assert customers["datasources"][0]["database"] == "s3cr3t-database-name"
+    assert "s3cr3t-database-name" not in project.state_path.read_text()
+
+
+def test_schema_validates_examples_and_rejects_an_invalid_one(project):
+    import jsonschema
+
+    schema = json.loads(project.run("schema").stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    documents = [d for p in sorted((project.root / "manifests").glob("*.yaml"))
+                 for d in yaml.safe_load_all(p.read_text()) if d]
+    assert len(documents) == 10
+    for document in documents:
+        validator.validate(document)
+    bad = dict(documents[0], spec={**documents[0]["spec"], "columns": [{"columnName": "x", "columnTyp": "NUMBER"}]})
+    assert list(validator.iter_errors(bad))
