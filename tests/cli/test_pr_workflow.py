@@ -166,3 +166,14 @@ def test_schema_validates_examples_and_rejects_an_invalid_one(project):
         validator.validate(document)
     bad = dict(documents[0], spec={**documents[0]["spec"], "columns": [{"columnName": "x", "columnTyp": "NUMBER"}]})
     assert list(validator.iter_errors(bad))
+
+
+def test_committed_schema_matches_the_models_and_examples_reference_it(project):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    committed = json.loads((repo / "schema" / "manifest.schema.json").read_text())
+    assert committed == json.loads(project.run("schema").stdout), \
+        "schema/manifest.schema.json is stale: run `qrvey-iac schema > schema/manifest.schema.json`"
+    for manifest in sorted((repo / "manifests").glob("*.yaml")):
+        assert manifest.read_text().startswith("# yaml-language-server: $schema=../schema/manifest.schema.json")
