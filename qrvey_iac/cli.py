@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 import sys
 import time
@@ -138,6 +139,10 @@ def parse_duration(text: str) -> float:
 
 def open_workspace(kwargs: dict[str, Any]) -> Workspace:
     from qrvey_iac.adapters.variables import merge_variables
+
+    if kwargs.get("debug"):
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
     return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
