@@ -110,9 +110,10 @@ def _validate_datasources(datasources: list) -> list[dict]:
         if "tableName" in datasource and "query" in datasource:
             raise invalid(f"{prefix}query cannot be set together with {prefix}tableName")
         datasource_id = optional_text(datasource, "datasourceId", prefix)
-        if datasource_id is not None and datasource_id in seen:
-            raise invalid(f"{prefix}datasourceId {datasource_id} is used twice in this dataset")
-        seen.add(datasource_id or "")
+        if datasource_id is not None:
+            if datasource_id in seen:
+                raise invalid(f"{prefix}datasourceId {datasource_id} is used twice in this dataset")
+            seen.add(datasource_id)
         checked.append(copy.deepcopy(datasource))
     return checked
 

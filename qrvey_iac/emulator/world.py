@@ -106,17 +106,7 @@ class World:
     @classmethod
     def from_json(cls, data: Any) -> World:
         """Rebuild a world from ``to_json`` output; ValueError says what is wrong."""
-        if not isinstance(data, dict):
-            raise ValueError("emulator world must be a JSON object")
-        if data.get("format", WORLD_FORMAT) != WORLD_FORMAT or data.get("version", WORLD_VERSION) != WORLD_VERSION:
-            raise ValueError(f"emulator world must have format {WORLD_FORMAT!r} version {WORLD_VERSION}")
-        for name in _SECTIONS:
-            if not isinstance(data.get(name, {}), dict):
-                raise ValueError(f"emulator world: {name} must be an object")
-        for name in ("datasets", "connections", "loads"):
-            for key, value in data.get(name, {}).items():
-                if not isinstance(value, dict):
-                    raise ValueError(f"emulator world: {name}.{key} must be an object")
+        _check_world_json(data)
         return cls(
             datasets=dict(data.get("datasets", {})),
             connections=dict(data.get("connections", {})),
@@ -161,6 +151,28 @@ class World:
         self.used_ids.add(dataset.get("connectionId", ""))
         for column in dataset.get("columns", []):
             self.used_ids.add(column.get("columnId", ""))
+
+
+def _check_world_json(data: Any) -> None:
+    """Raise ValueError naming the first part of ``data`` that is not a valid world."""
+    if not isinstance(data, dict):
+        raise ValueError("emulator world must be a JSON object")
+    if data.get("format", WORLD_FORMAT) != WORLD_FORMAT or data.get("version", WORLD_VERSION) != WORLD_VERSION:
+        raise ValueError(f"emulator world must have format {WORLD_FORMAT!r} version {WORLD_VERSION}")
+    for name in _SECTIONS:
+        if not isinstance(data.get(name, {}), dict):
+            raise ValueError(f"emulator world: {name} must be an object")
+    for name in ("datasets", "connections"):
+        for key, value in data.get(name, {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"emulator world: {name}.{key} must be an object")
+    for name in ("datasetOrder", "connectionOrder"):
+        for key, value in data.get(name, {}).items():
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"emulator world: {name}.{key} must be an integer")
+    for key, load in data.get("loads", {}).items():
+        if not isinstance(load, dict) or not isinstance(load.get("pollsLeft"), int) or "fails" not in load:
+            raise ValueError(f"emulator world: loads.{key} must be an object with pollsLeft and fails")
 
 
 def _in_order(objects: dict[str, dict], order: dict[str, int]) -> list[dict]:

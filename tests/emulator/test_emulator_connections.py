@@ -40,8 +40,11 @@ async def test_get_list_update_delete(client, emulator):
     assert ok(await client.get(f"{SALES}/connections/{first['connectorid']}")) == first
     listed = ok(await client.post(f"{SALES}/connections/all"))
     assert listed == {"Count": 2, "Items": [first, second]}
-    updated = ok(await client.put(f"{SALES}/connections/{first['connectorid']}", json={"name": "N", "connectorType": "X"}))
-    assert updated == {"connectorid": first["connectorid"], "name": "N", "connectorType": "X", "appid": "a-sales", "userid": "u-sales"}
+    url = f"{SALES}/connections/{first['connectorid']}"
+    updated = ok(await client.put(url, json={"name": "N", "connectorType": "X"}))
+    assert updated == {
+        "connectorid": first["connectorid"], "name": "N", "connectorType": "X", "appid": "a-sales", "userid": "u-sales"
+    }
     assert emulator.world.connections[first["connectorid"]]["password"] == "s3cret"  # kept when omitted
     assert ok(await client.delete(f"{SALES}/connections/{second['connectorid']}")) == second
     assert second["connectorid"] not in emulator.world.connections
@@ -79,6 +82,5 @@ async def test_deleting_a_connection_leaves_datasets_built_on_it(client, emulato
     body = {"connectionId": created["connectorid"], "name": "D", "tableName": "t"}
     dataset = ok(await client.post(f"{SALES}/qollect/dataset/datasource", json=body))
     ok(await client.delete(f"{SALES}/connections/{created['connectorid']}"))
-    assert ok(await client.get(f"{SALES}/qollect/dataset/{dataset['datasetId']}"))["datasources"][0]["connectionId"] == (
-        created["connectorid"]
-    )
+    kept = ok(await client.get(f"{SALES}/qollect/dataset/{dataset['datasetId']}"))
+    assert kept["datasources"][0]["connectionId"] == created["connectorid"]

@@ -132,7 +132,10 @@ async def test_missing_required_field_is_400_naming_it(client, path, field):
         ({"datasources": ["x"]}, "datasources[0] must be an object"),
         ({"columns": "Total"}, "columns must be an array"),
         ({"columns": [{"columnName": "A", "columnType": 1}]}, "columns[0].columnType must be a non-empty string"),
-        ({"columns": [{"columnName": "A", "columnType": "X", "visible": "yes"}]}, "columns[0].visible must be a boolean"),
+        (
+            {"columns": [{"columnName": "A", "columnType": "X", "visible": "yes"}]},
+            "columns[0].visible must be a boolean",
+        ),
         ({"columns": [{"columnName": "A", "columnType": "X", "accessRoles": [1]}]}, "columns[0].accessRoles must be"),
         ({"dataSync": "daily"}, "dataSync must be an object"),
         ({"customAttributes": []}, "customAttributes must be an object"),

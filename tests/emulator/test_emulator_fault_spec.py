@@ -96,7 +96,9 @@ triggers = st.one_of(
     st.builds(lambda p: {"probability": p}, st.floats(0.001, 1.0)),
 )
 actions = st.one_of(
-    st.builds(lambda kind: {"kind": kind}, st.sampled_from(["500", "503", "drop", "lost-500", "lost-drop", "load-fail"])),
+    st.builds(
+        lambda kind: {"kind": kind}, st.sampled_from(["500", "503", "drop", "lost-500", "lost-drop", "load-fail"])
+    ),
     st.builds(lambda seconds: {"kind": "429", "retry_after": seconds}, st.integers(0, 120)),
     st.builds(
         lambda ms, jitter: {"kind": "latency", "latency_ms": ms, "jitter_ms": jitter},

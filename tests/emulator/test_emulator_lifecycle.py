@@ -112,7 +112,8 @@ async def test_put_matches_columns_by_source_name_then_by_name_and_mints_new_one
 async def test_put_keeps_datasource_ids_by_name_when_the_client_omits_them(client):
     created = await create_dataset(client)
     sources = [{key: value for key, value in created["datasources"][0].items() if key != "datasourceId"}]
-    updated = ok(await client.put(f"{SALES}/qollect/dataset/{created['datasetId']}", json=dict(created, datasources=sources)))
+    url = f"{SALES}/qollect/dataset/{created['datasetId']}"
+    updated = ok(await client.put(url, json=dict(created, datasources=sources)))
     assert updated["datasources"] == created["datasources"]
 
 

@@ -79,8 +79,9 @@ async def test_cursor_survives_deleting_the_item_it_points_at(client):
 async def test_contains_search_is_a_case_insensitive_name_match(client):
     for name in ("Orders EMEA", "orders", "Customers", "Back-ORDERS"):
         await create_dataset(client, name=name)
-    body = {"limit": 10, "filters": [{"filterType": "CONTAINS", "column": "search", "value": "orders"}], "warning": False}
-    assert [item["name"] for item in (await list_all(client, body))["Items"]] == ["Orders EMEA", "orders", "Back-ORDERS"]
+    search = [{"filterType": "CONTAINS", "column": "search", "value": "orders"}]
+    listed = await list_all(client, {"limit": 10, "filters": search, "warning": False})
+    assert [item["name"] for item in listed["Items"]] == ["Orders EMEA", "orders", "Back-ORDERS"]
 
 
 async def test_search_combines_with_pagination(client):
@@ -109,7 +110,10 @@ async def test_duplicate_names_are_all_listed(client):
         ({"filters": {}}, "filters must be an array"),
         ({"filters": [{"filterType": "EQUALS", "column": "search", "value": "x"}]}, "filters[0].filterType 'EQUALS'"),
         ({"filters": [{"filterType": "CONTAINS", "column": "name", "value": "x"}]}, "filters[0].column 'name'"),
-        ({"filters": [{"filterType": "CONTAINS", "column": "search", "value": 3}]}, "filters[0].value must be a string"),
+        (
+            {"filters": [{"filterType": "CONTAINS", "column": "search", "value": 3}]},
+            "filters[0].value must be a string",
+        ),
         ({"ExclusiveStartKey": "abc"}, "ExclusiveStartKey must be an object"),
         ({"ExclusiveStartKey": {"datasetId": "never-existed"}}, "ExclusiveStartKey.datasetId never-existed"),
         ([1], "body must be an object"),

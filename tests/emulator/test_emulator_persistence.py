@@ -110,7 +110,9 @@ def test_save_writes_through_a_temp_file_then_renames(tmp_path, monkeypatch):
     calls = []
     real_replace, real_fsync = os.replace, os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(os, "replace", lambda src, dst: (calls.append(("replace", src, dst)), real_replace(src, dst))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst: (calls.append(("replace", src, dst)), real_replace(src, dst))[1]
+    )
     World().save(path)
     replace = next(call for call in calls if call[0] == "replace")
     assert calls.index("fsync") < calls.index(replace)
@@ -119,7 +121,16 @@ def test_save_writes_through_a_temp_file_then_renames(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "content",
-    ["{not json", "[]", '{"datasets": []}', '{"datasets": {"x": 1}}', '{"format": "other"}', "\udcff"],
+    [
+        "{not json",
+        "[]",
+        '{"datasets": []}',
+        '{"datasets": {"x": 1}}',
+        '{"format": "other"}',
+        '{"datasetOrder": {"x": "1"}}',
+        '{"loads": {"x": {"pollsLeft": "2"}}}',
+        "\udcff",
+    ],
 )
 def test_loading_a_corrupt_file_names_the_file(tmp_path, content):
     path = tmp_path / "broken.json"

@@ -18,6 +18,8 @@ from qrvey_iac.emulator import EmulatorConfig
 
 pytestmark = pytest.mark.anyio
 
+SALES_OWNER = {"appId": "a-sales", "userId": "u-sales"}
+
 
 async def get(client, dataset, prefix=None):
     prefix = prefix or f"/devapi/v4/user/{dataset['userId']}/app/{dataset['appId']}"
@@ -93,7 +95,7 @@ async def test_clone_body_must_name_the_source_app_and_owner(client, emulator, b
 async def test_clone_of_an_unshared_dataset_is_400(client):
     source = await create_dataset(client)
     response = await client.post(
-        f"{EMEA}/qollect/dataset/clone/connection/{source['connectionId']}", json={"appId": "a-sales", "userId": "u-sales"}
+        f"{EMEA}/qollect/dataset/clone/connection/{source['connectionId']}", json=SALES_OWNER
     )
     assert "is not shared" in error_message(response, 400)
 
@@ -114,7 +116,8 @@ async def test_clone_of_a_view_is_400(client):
 async def test_a_view_cannot_be_shared_or_loaded(client):
     _, view = await shared_dataset_with_view(client)
     url = f"{EMEA}/qollect/dataset/{view['datasetId']}"
-    assert "a view cannot be shared" in error_message(await client.post(f"{url}/publishVersion", json={"isPublic": True}), 400)
+    response = await client.post(f"{url}/publishVersion", json={"isPublic": True})
+    assert "a view cannot be shared" in error_message(response, 400)
     assert "cannot be loaded" in error_message(await client.post(f"{url}/load"), 400)
 
 
@@ -150,7 +153,10 @@ def retyped(columns):
 @pytest.mark.parametrize(
     ("make_change", "expected"),
     [
-        (lambda view: {"datasources": [dict(view["datasources"][0], connectionId="other")]}, "datasources cannot be changed"),
+        (
+            lambda view: {"datasources": [dict(view["datasources"][0], connectionId="other")]},
+            "datasources cannot be changed",
+        ),
         (lambda view: {"dataSync": {"schedule": "daily"}}, "dataSync cannot be set on a dataset view"),
         (lambda view: {"columns": retyped(view["columns"])}, "columns[0].columnType cannot be changed"),
         (lambda view: {"columns": view["columns"][:1]}, "column Region cannot be removed"),
@@ -175,7 +181,7 @@ async def test_unsharing_flags_views_and_resharing_restores_them(client):
     await share(client, source["datasetId"], is_public=False)
     assert (await get(client, view))["sourceStatus"] == "UNSHARED"
     response = await client.post(
-        f"{EMEA}/qollect/dataset/clone/connection/{source['connectionId']}", json={"appId": "a-sales", "userId": "u-sales"}
+        f"{EMEA}/qollect/dataset/clone/connection/{source['connectionId']}", json=SALES_OWNER
     )
     assert "is not shared" in error_message(response, 400)
     await share(client, source["datasetId"])
@@ -207,7 +213,8 @@ async def test_source_delete_is_refused_while_views_exist(client):
 async def test_source_delete_cascades_to_views(client, emulator):
     source, view = await shared_dataset_with_view(client)
     other = await create_dataset(client, prefix=EMEA, name="unrelated")
-    assert ok(await client.delete(f"{SALES}/qollect/dataset/{source['datasetId']}")) == {"datasetId": source["datasetId"]}
+    deleted = ok(await client.delete(f"{SALES}/qollect/dataset/{source['datasetId']}"))
+    assert deleted == {"datasetId": source["datasetId"]}
     assert list(emulator.world.datasets) == [other["datasetId"]]
     error_message(await client.get(f"{EMEA}/qollect/dataset/{view['datasetId']}"), 404)
 
