@@ -5,21 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from emulator_backends import API_KEY, Backend
+from emulator_backends import Backend, in_process, make_config
 
-from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
 from qrvey_iac.emulator.testing import running_server
-
-
-def make_config(**overrides) -> EmulatorConfig:
-    settings = {"api_key": API_KEY, "autosave": False, "seed": 11}
-    settings.update(overrides)
-    return EmulatorConfig(**settings)
-
-
-def in_process(config: EmulatorConfig) -> Backend:
-    app = create_app(config)
-    return Backend("in-process", app.state.emulator, "http://emulator", EmulatorTransport(app))
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import httpx
 
 from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
 from qrvey_iac.core.keys import AppRef
+from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
 
 API_KEY = "emulator-key-9f3b"
 FAST_RETRY = RetryPolicy(attempts=10, base_delay=0.001, max_delay=0.01)
@@ -37,6 +38,17 @@ class Backend:
     @property
     def datasets(self) -> dict[str, dict]:
         return self.emulator.world.datasets
+
+
+def make_config(**overrides) -> EmulatorConfig:
+    settings = {"api_key": API_KEY, "autosave": False, "seed": 11}
+    settings.update(overrides)
+    return EmulatorConfig(**settings)
+
+
+def in_process(config: EmulatorConfig) -> Backend:
+    app = create_app(config)
+    return Backend("in-process", app.state.emulator, "http://emulator", EmulatorTransport(app))
 
 
 def recording_sleep(delays: list[float]) -> Callable[[float], Awaitable[None]]:

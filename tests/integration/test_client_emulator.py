@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import in_process, make_config
-from emulator_backends import EMEA, SALES, connection_body, seed_dataset_body
+from emulator_backends import EMEA, SALES, connection_body, in_process, make_config, seed_dataset_body
 
 from qrvey_iac.core.errors import (
     ApiError,

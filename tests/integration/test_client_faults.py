@@ -14,8 +14,7 @@ import random
 from collections.abc import Iterator
 
 import pytest
-from conftest import in_process, make_config
-from emulator_backends import EMEA, SALES, Backend, recording_sleep, seed_dataset_body
+from emulator_backends import EMEA, SALES, Backend, in_process, make_config, recording_sleep, seed_dataset_body
 
 from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
 from qrvey_iac.core.errors import NotFoundError, OutcomeUnknownError, TransportError
