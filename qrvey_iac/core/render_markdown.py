@@ -1,0 +1,269 @@
+"""Plans as a GitHub pull-request comment: the summary first, details folded, under a size limit.
+
+Layout, top to bottom (each part matters more than the parts below it, so when the
+comment would be too long the cut starts at the bottom):
+
+1. ``<!-- qrvey-iac plan: environment=E -->``: a hidden marker CI uses to update one comment;
+2. a heading and the table of counts (never cut);
+3. destructive actions (every delete and replace), then drift (changed outside qrvey-iac),
+   then the other changes, one line each, by address;
+4. one folded ``<details>`` block per address with the per-field changes.
+
+Every value is masked, clipped and escaped before it is measured, so a value can neither
+break the layout nor leak a secret, and the measured size is the size of the output. The
+whole comment is then masked once more (a secret could hide in the layout's own words); if
+that made it longer, it is fitted again in less room.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE
+from qrvey_iac.core.plan import CHANGING_OPS, Action, Plan
+from qrvey_iac.core.render import mask, summary_line
+
+COMMENT_MARKER = "<!-- qrvey-iac plan"
+GITHUB_COMMENT_LIMIT = 65536
+DESTRUCTIVE_OPS = ("delete", "replace")
+VALUE_WIDTH = 200          # characters of one value shown in a table cell
+ROWS_PER_ACTION = 40       # field rows shown per action before "and N more fields"
+FULL_PLAN_HINT = "run `qrvey-iac plan` for the full plan"
+ABSENT_CELL = "—"
+_ESCAPES = str.maketrans({
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "`": "&#96;", "*": "&#42;",
+    "_": "&#95;", "[": "&#91;", "]": "&#93;", "~": "&#126;", "$": "&#36;", "\\": "&#92;",
+    "@": "&#64;", "#": "&#35;",
+})
+
+
+@dataclass(frozen=True)
+class _Section:
+    key: str               # names the section in the note that says it was cut
+    title: str
+    items: tuple[str, ...]
+
+
+class _Budget:
+    """Characters left; every block is joined with one newline, which it pays for."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+
+    def take(self, block: str) -> bool:
+        if len(block) + 1 > self.room:
+            return False
+        self.room -= len(block) + 1
+        return True
+
+
+def comment_marker(environment: str) -> str:
+    """The first line of every comment: find it to update the comment in place."""
+    name = re.sub(r"[^\w.-]", "_", environment)   # nothing that could close the comment
+    return f"{COMMENT_MARKER}: environment={name} -->"
+
+
+def render_markdown(
+    plan: Plan, secrets: frozenset[str] = frozenset(), limit: int = GITHUB_COMMENT_LIMIT
+) -> str:
+    """The plan as one GitHub comment of at most ``limit`` characters, secrets masked."""
+    writer = _Writer(secrets)
+    head = _head(plan, writer)
+    groups = _by_address(plan)
+    sections = _sections(plan, groups, writer)
+    fixed = sum(len(b) + 1 for b in head) + _reserve(sections, len(plan.actions) + len(plan.notes))
+    room = limit - fixed
+    if room < 0:
+        raise ValueError(f"limit {limit} leaves no room for the plan summary (needs {fixed})")
+    while True:
+        body = _body(sections, groups, writer, _Budget(room))
+        text = mask("\n".join([*head, *body]) + "\n", secrets)
+        overflow = len(text) - limit
+        if overflow <= 0 or room == 0:
+            return text
+        room = max(0, room - overflow)   # only when masking the whole grew it: shrink, retry
+
+
+def _head(plan: Plan, writer: _Writer) -> list[str]:
+    refresh = " (refresh only: what changed outside qrvey-iac)" if plan.refresh_only else ""
+    heading = f"### qrvey-iac plan for {writer.code(plan.environment or '?')}{refresh}"
+    lines = [comment_marker(plan.environment or "?"), heading, ""]
+    if not plan.has_changes:
+        return [*lines, summary_line(plan)]
+    counts = plan.summary()
+    return [
+        *lines,
+        "| " + " | ".join(CHANGING_OPS) + " |",
+        "|" + " ---: |" * len(CHANGING_OPS),
+        "| " + " | ".join(str(counts[op]) for op in CHANGING_OPS) + " |",
+    ]
+
+
+def _by_address(plan: Plan) -> dict[str, list[Action]]:
+    """Changing actions grouped by address: destructive first, then drift, then the rest."""
+    changes = sorted(plan.changes, key=lambda a: (_rank(a), a.address))   # stable within an address
+    groups: dict[str, list[Action]] = {}
+    for action in changes:
+        groups.setdefault(action.address, []).append(action)
+    return groups
+
+
+def _rank(action: Action) -> int:
+    return 0 if action.op in DESTRUCTIVE_OPS else 1 if action.drift else 2
+
+
+def _sections(plan: Plan, groups: dict[str, list[Action]], writer: _Writer) -> list[_Section]:
+    ranked: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for actions in groups.values():
+        for action in actions:
+            ranked[_rank(action)].append(writer.summary_item(action))
+    destructive, drift, rest = ranked
+    notes = [f"- {writer.text(note)}" for note in plan.notes]
+    return [
+        _Section("destructive actions", "Destructive actions", tuple(destructive)),
+        _Section("drift changes", "Changed outside qrvey-iac (drift)", tuple(drift)),
+        _Section("changes", "Changes from the manifests", tuple(rest)),
+        _Section("selection notes", "Selection (--target / --exclude)", tuple(notes)),
+    ]
+
+
+def _reserve(sections: list[_Section], total: int) -> int:
+    """An upper bound of what the body writes without asking the budget."""
+    texts = [_title(s.title, total) for s in sections] + [_list_note(s.key, total) for s in sections]
+    texts += [_title("Details", total), _details_note(total)] + [""] * (len(sections) + 2)
+    return sum(len(t) + 1 for t in texts)
+
+
+def _body(
+    sections: list[_Section], groups: dict[str, list[Action]], writer: _Writer, budget: _Budget
+) -> list[str]:
+    blocks: list[str] = []
+    cut = False
+    for section in sections:
+        if not section.items:
+            continue
+        blocks += ["", _title(section.title, len(section.items))]
+        shown = 0
+        for item in section.items:
+            if cut or not budget.take(item):
+                cut = True
+                break
+            blocks.append(item)
+            shown += 1
+        if shown < len(section.items):
+            blocks.append(_list_note(section.key, len(section.items) - shown))
+    if groups:
+        blocks.extend(_details(groups, writer, budget, cut))
+    return blocks
+
+
+def _details(groups: dict[str, list[Action]], writer: _Writer, budget: _Budget, cut: bool) -> list[str]:
+    blocks = ["", _title("Details", len(groups))]
+    shown = 0
+    for address, actions in groups.items():
+        if cut or not budget.take(block := writer.details(address, actions)):
+            cut = True
+            break
+        blocks.append(block)
+        shown += 1
+    if shown < len(groups):
+        blocks += ["", _details_note(len(groups) - shown)]   # the blank line ends the HTML block
+    return blocks
+
+
+def _title(title: str, count: int) -> str:
+    return f"#### {title} ({count})"
+
+
+def _list_note(key: str, count: int) -> str:
+    return (f"- _…and {count} more {key}, not listed to fit GitHub's comment limit; "
+            f"{FULL_PLAN_HINT}._")
+
+
+def _details_note(count: int) -> str:
+    what = "resource was" if count == 1 else "resources were"
+    return (f"Details of {count} {what} left out to fit GitHub's comment limit; "
+            f"{FULL_PLAN_HINT}.")
+
+
+class _Writer:
+    """Turns actions into markdown; every piece of data is masked, then clipped, then escaped."""
+
+    def __init__(self, secrets: frozenset[str]) -> None:
+        self.secrets = secrets
+
+    def text(self, value: str) -> str:
+        return re.sub(r"\s+", " ", mask(value, self.secrets)).translate(_ESCAPES)
+
+    def code(self, value: str) -> str:
+        return f"<code>{self.text(value)}</code>"
+
+    def value(self, value: Any) -> str:
+        if value is None:
+            return ABSENT_CELL
+        shown = mask(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str), self.secrets)
+        if len(shown) > VALUE_WIDTH:
+            shown = shown[: VALUE_WIDTH - 1] + "…"
+        return self.code(shown)
+
+    def summary_item(self, action: Action) -> str:
+        drift = " · drift" if action.drift else ""
+        return f"- {self.code(action.address)} **{action.op}**: {self.text(action.reason)}{drift}"
+
+    def details(self, address: str, actions: list[Action]) -> str:
+        ops = ", ".join(a.op for a in actions)
+        lines = [f"<details><summary>{self.code(address)}: {ops}</summary>", ""]
+        for action in actions:
+            lines += [self._action_line(action), "", *self._table(action)]
+        lines.append("</details>")
+        return "\n".join(lines)
+
+    def _action_line(self, action: Action) -> str:
+        parts = [f"**{action.op}**: {self.text(action.reason)}"]
+        if action.drift:
+            parts.append("**drift**")
+        if action.app is not None:
+            parts.append(f"app {self.code(action.app.alias or action.app.appId)}")
+        if action.dataset_id:
+            parts.append(f"id {self.code(action.dataset_id)}")
+        if action.source:
+            source = action.source.get("address") or action.source.get("datasetId") or "?"
+            parts.append(f"source {self.code(source)}")
+        if action.selection:
+            parts.append(f"selected: {self.text(action.selection)}")
+        return " · ".join(parts)
+
+    def _table(self, action: Action) -> list[str]:
+        if action.changes:
+            rows = [(c.path, c.before, c.after) for c in action.changes]
+            return self._rows(["Field", "Before", "After"], rows)
+        if action.op in ("share", "unshare"):
+            shared = ("shared", action.op == "unshare", action.op == "share")
+            return self._rows(["Field", "Before", "After"], [shared])
+        if action.op in ("create", "replace") and action.desired:
+            return self._rows(["Field", "Value"], list(_flatten(action.desired)))
+        return []
+
+    def _rows(self, header: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+        lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for path, *values in rows[:ROWS_PER_ACTION]:
+            cells = [self.code(str(path)), *(self.value(v) for v in values)]
+            lines.append("| " + " | ".join(cells) + " |")
+        if len(rows) > ROWS_PER_ACTION:
+            lines += ["", f"_…and {len(rows) - ROWS_PER_ACTION} more fields; {FULL_PLAN_HINT}._"]
+        return [*lines, ""]
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
+    """``{"columns": {"Total": {"columnType": "NUMBER"}}}`` -> ``columns.Total.columnType``."""
+    if isinstance(value, dict) and value:
+        for key in sorted(value):
+            if prefix == "customAttributes" and key == OWNER_ATTRIBUTE:
+                continue   # the owner marker qrvey-iac adds to everything it creates
+            yield from _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
+    elif value is not None:
+        yield prefix, value
