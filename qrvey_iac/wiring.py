@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qrvey_iac.adapters.config import Environment, load_environment
+from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
@@ -67,5 +67,5 @@ class Workspace:
 def _local_emulator(env: Environment):
     from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
 
-    app = create_app(EmulatorConfig(api_key="local", data_file=env.emulator_data, autosave=False))
+    app = create_app(EmulatorConfig(api_key=LOCAL_API_KEY, data_file=env.emulator_data, autosave=False))
     return app.state.emulator, EmulatorTransport(app)

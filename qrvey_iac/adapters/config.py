@@ -16,6 +16,7 @@ from qrvey_iac.core.keys import AppRef
 
 DEFAULT_CONFIG = "qrvey-iac.yaml"
 LOCAL = "local"
+LOCAL_API_KEY = "qrvey-iac-embedded-emulator"   # long enough that redacting it never hides words
 
 
 class Frozen(BaseModel):
@@ -84,7 +85,7 @@ class Environment:
 
     def api_key(self, environ: Mapping[str, str]) -> str:
         if self.is_local:
-            return LOCAL
+            return LOCAL_API_KEY
         if not self.api_key_env:
             raise ConfigError([Problem(DEFAULT_CONFIG, None, f"environments.{self.name}.apiKeyEnv",
                                        "required for a remote endpoint")])

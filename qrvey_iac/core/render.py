@@ -34,7 +34,7 @@ def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
     if notes:
         notes = ["Selection (--target / --exclude):", *notes, ""]
     if not plan.has_changes:
-        return "\n".join([*notes, summary_line(plan)]) + "\n"
+        return mask("\n".join([*notes, summary_line(plan)]) + "\n", secrets)
     heading = "qrvey-iac will perform these actions"
     if plan.refresh_only:
         heading = "Objects changed outside qrvey-iac (refresh-only: apply would put them back)"
