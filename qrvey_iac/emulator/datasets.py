@@ -19,6 +19,15 @@ from qrvey_iac.emulator.validation import (
     validate_definition,
 )
 
+# Kept from the stored dataset on Update (pendingChanges and updateDate are set anew).
+PRESERVED_ON_UPDATE = frozenset(
+    {
+        "datasetId", "appId", "userId", "status", "datasetType", "connectionId", "isPublic",
+        "sourceDataset", "sourceStatus", "createDate",
+    }
+)
+
+
 def create_dataset(call: Call) -> dict:
     """POST /qollect/dataset: create from a full definition (seed 000)."""
     definition = validate_definition(call.body)
@@ -78,7 +87,7 @@ def update_dataset(call: Call) -> dict:
     if stored["datasetType"] == VIEW:
         views.check_view_update(stored, definition)
         definition["datasources"] = copy.deepcopy(stored["datasources"])
-    server_fields = {key: value for key, value in stored.items() if key in _SERVER_FIELDS}
+    server_fields = {key: value for key, value in stored.items() if key in PRESERVED_ON_UPDATE}
     updated = {**server_fields, "pendingChanges": True, "updateDate": utc_now()}
     _apply_definition(call, updated, definition, previous=stored)
     call.world.put_dataset(updated)
@@ -115,14 +124,6 @@ def load_dataset(call: Call) -> dict:
         call.world.loads[dataset_id] = {"pollsLeft": call.config.load_polls, "fails": call.load_fails}
         views.set_status(call.world, dataset, "LOADING")
     return {"datasetId": dataset_id, "status": "LOADING"}
-
-
-_SERVER_FIELDS = frozenset(
-    {
-        "datasetId", "appId", "userId", "status", "datasetType", "connectionId", "isPublic",
-        "sourceDataset", "sourceStatus", "createDate",
-    }
-)
 
 
 def _apply_definition(call: Call, dataset: dict, definition: dict, previous: dict | None = None) -> None:
