@@ -56,12 +56,13 @@ class Workspace:
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=limit, routes=env.routes or None)
+        revision = emulator.world.revision if emulator is not None else None
         try:
             yield Engine(QrveyGateway(client), self.store, progress=progress, parallelism=limit)
         finally:
             await client.aclose()
-            if emulator is not None:
-                emulator.save()
+            if emulator is not None and (emulator.world.revision != revision or not env.emulator_data.exists()):
+                emulator.save()   # a command that changed nothing leaves the (large) world file alone
 
 
 def _local_emulator(env: Environment):
