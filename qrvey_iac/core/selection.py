@@ -33,7 +33,7 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     for excluded in excludes:
         dropped = _closure([excluded], needed_by) & kept
         kept -= dropped
-        notes += [f"{a} left out: it depends on excluded {excluded}" for a in sorted(dropped - {excluded}) if a in changing]
+        notes += [f"{a} left out: {_why(plan, a, excluded)}" for a in sorted(dropped - {excluded}) if a in changing]
     notes += [f"{a} left out: not targeted" for a in sorted(known - kept) if a in changing and a not in excludes
               and not any(n.startswith(a + " ") for n in notes)]
     actions = tuple(a for a in plan.actions if a.address in kept)
@@ -65,3 +65,9 @@ def _closure(start: Iterable[str], edges: dict[str, set[str]]) -> set[str]:
             todo.extend(edges.get(node, ()))
     return seen
 
+
+def _why(plan: Plan, address: str, excluded: str) -> str:
+    deleting = any(a.address == address and a.op == "delete" for a in plan.actions)
+    if deleting:
+        return f"deleting it needs excluded {excluded} deleted first"
+    return f"it depends on excluded {excluded}"
