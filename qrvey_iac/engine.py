@@ -8,18 +8,22 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
 
 from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash
-from qrvey_iac.core.errors import ApplyError, OutcomeUnknownError, QrveyIacError, StateError
+from qrvey_iac.core.errors import (
+    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, TransportError,
+)
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Action, Plan, Step, execution_levels
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.state import JournalEntry, ResourceState, State
+from qrvey_iac.journal import Settled, Settler, find_view, recorded_resource
 from qrvey_iac.ports import QrveyPort, StatePort
 
 Progress = Callable[[str], None]
+CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
+UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError)
 VERBS = {
     "create": ("Creating", "created"), "update": ("Updating", "updated"),
     "delete": ("Destroying", "destroyed"), "share": ("Sharing", "shared"),
@@ -43,6 +47,7 @@ class Engine:
     _serial: int = field(default=0, init=False)
     _latest: State | None = field(default=None, init=False)
     _flushing: asyncio.Future | None = field(default=None, init=False)
+    _retry_ids: dict[str, JournalEntry] = field(default_factory=dict, init=False)  # creates that did not land
 
     async def refresh(self, manifest: Manifest, state: State) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
@@ -66,12 +71,15 @@ class Engine:
         live = await self.refresh(manifest, state)
         return build_plan(manifest, state, live, environment=environment), live
 
-    async def settle_journal(self, state: State) -> State:
-        """Decide the outcome of writes a crashed run left pending."""
-        for entry in state.journal:
-            state = await self._settle(state, entry)
-            state = state.without_journal(entry.id)
-        return state
+    async def settle_journal(self, state: State, manifest: Manifest | None = None, *, write: bool = True) -> Settled:
+        """Decide the outcome of writes a crashed or failed run left pending (see journal.py).
+
+        A dataset create that did not land gives its datasetId back to this engine, so the
+        create planned again reuses it: a late landing of the first request cannot duplicate.
+        """
+        settled = await Settler(self.qrvey, self.progress, manifest, write).settle(state)
+        self._retry_ids.update(settled.retry_ids)
+        return settled
 
     async def apply(self, plan: Plan, state: State) -> State:
         run = _ApplyRun(self, plan, state)
@@ -100,45 +108,6 @@ class Engine:
         await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
         self._saves += 1
         self._durable = version
-
-    async def _settle(self, state: State, entry: JournalEntry) -> State:
-        if entry.op != "create" or entry.address in state.resources:
-            return state
-        app = AppRef(entry.userId, entry.appId)
-        if entry.datasetId:
-            found = await self.qrvey.read(app, entry.datasetId)
-        else:
-            found = _find_view(await self.qrvey.list_app(app), entry)
-        if found is None:
-            self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
-            return state
-        self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
-        return state.with_resource(entry.address, _recorded(entry, found))
-
-
-def _find_view(items: list[dict[str, Any]], entry: JournalEntry) -> dict[str, Any] | None:
-    matches = [
-        item for item in items
-        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
-        and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
-    ]
-    if len(matches) > 1:
-        ids = ", ".join(sorted(m["datasetId"] for m in matches))
-        raise StateError(
-            f"{entry.address}: an interrupted view create left {len(matches)} candidate views "
-            f"({ids}) in app {entry.appId}; delete the extra ones in Qrvey, then run again"
-        )
-    return matches[0] if matches else None
-
-
-def _recorded(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
-    return ResourceState(
-        kind=entry.detail.get("kind", "Dataset"),
-        datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
-        connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
-        protect=bool(entry.detail.get("protect", False)),
-        applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
-    )
 
 
 def _app(resource: ResourceState) -> AppRef:
@@ -192,41 +161,63 @@ class _ApplyRun:
             return await self._create_dataset(action)
         current = self.state.resources[action.address]
         if step.op == "update":
+            entry = None
             if any(change.path != "protect" for change in action.changes):
+                entry = await self._journal("update", action, _app(current), current.datasetId,
+                                            {"previous_hash": current.applied_hash})
                 await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
                                                is_view=action.kind == "DatasetView")
             await self._record(action.address, current.model_copy(
-                update={"applied_hash": canonical_hash(action.desired), "protect": action.protect}))
+                update={"applied_hash": canonical_hash(action.desired), "protect": action.protect}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
+        entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
         await self.engine.qrvey.set_shared(_app(current), current.datasetId, shared)
-        await self._record(action.address, current.model_copy(update={"shared": shared}))
+        await self._record(action.address, current.model_copy(update={"shared": shared}), entry)
         return f" [id={current.datasetId}]"
 
     async def _create_dataset(self, action: Action) -> str:
+        """Create with a client-chosen id: an unknown outcome is settled by a GET, never a blind retry."""
         app = AppRef(action.app.userId, action.app.appId)
-        dataset_id = str(uuid.uuid4())
+        earlier = self.engine._retry_ids.pop(action.address, None)
+        same_app = earlier is not None and (earlier.userId, earlier.appId) == (app.user_id, app.app_id)
+        dataset_id = earlier.datasetId if same_app else str(uuid.uuid4())
         entry = await self._journal("create", action, app, dataset_id, {})
-        try:
-            created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
-        except OutcomeUnknownError:
-            created = await self.engine.qrvey.read(app, dataset_id)
-            if created is None:
-                created = await self.engine.qrvey.create_dataset(app, dataset_id, action.desired or {})
-        await self._finish(entry, _recorded(entry, created))
+        qrvey = self.engine.qrvey
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                created = await qrvey.create_dataset(app, dataset_id, action.desired or {})
+                break
+            except (OutcomeUnknownError, BadRequestError) as exc:
+                created = await qrvey.read(app, dataset_id)   # landed (or an earlier try did, late)?
+                if created is not None:
+                    break
+                if isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS:
+                    raise
+        await self._finish(entry, recorded_resource(entry, created))
         return f" [id={dataset_id}]"
 
     async def _create_view(self, action: Action) -> str:
+        """Create a view (server-minted id): an unknown outcome is settled by listing the app
+        for the journaled source connection and marker, and repeated only when none is there."""
         app = AppRef(action.app.userId, action.app.appId)
         source_app, connection_id, source = await self._resolve_source(action)
-        entry = await self._journal("create", action, app, None, {"connectionId": connection_id, "source": source})
-        try:
-            view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
-        except OutcomeUnknownError:
-            view = _find_view(await self.engine.qrvey.list_app(app), entry)
-            if view is None:
-                view = await self.engine.qrvey.create_view(app, source_app, connection_id, action.desired or {})
-        await self._finish(entry, _recorded(entry, view))
+        marker = {OWNER_ATTRIBUTE: action.address}
+        entry = await self._journal("create", action, app, None,
+                                    {"connectionId": connection_id, "source": source, "marker": marker})
+        qrvey = self.engine.qrvey
+        for attempt in range(1, CREATE_ATTEMPTS + 1):
+            try:
+                view = await qrvey.create_view(app, source_app, connection_id, action.desired or {})
+                break
+            except OutcomeUnknownError:
+                view = find_view(await qrvey.list_app(app), entry, self.state)
+                if view is not None:    # it landed; finish what create_view does after the clone
+                    view = {**view, **await qrvey.update(app, view["datasetId"], action.desired or {}, is_view=True)}
+                    break
+                if attempt == CREATE_ATTEMPTS:
+                    raise
+        await self._finish(entry, recorded_resource(entry, view))
         return f" [id={view['datasetId']}]"
 
     async def _resolve_source(self, action: Action) -> tuple[AppRef, str, dict[str, str]]:
@@ -273,17 +264,26 @@ class _ApplyRun:
         self.state = self.state.with_resource(entry.address, resource).without_journal(entry.id)
         await self.engine.commit(self.state)
 
-    async def _record(self, address: str, resource: ResourceState) -> None:
+    async def _record(self, address: str, resource: ResourceState, entry: JournalEntry | None = None) -> None:
         self.state = self.state.with_resource(address, resource)
+        if entry is not None:
+            self.state = self.state.without_journal(entry.id)
         await self.engine.commit(self.state)
 
     def _failure_report(self, levels: list[list[Step]]) -> str:
-        pending = [s.key for level in levels for s in level if s.key not in self.done
-                   and s.key not in dict(self.failed)]
+        """What is done (in the state), what failed (and whether its outcome is known), what is not done."""
+        failed = dict(self.failed)
+        pending = [s.key for level in levels for s in level if s.key not in self.done and s.key not in failed]
+        journaled = {entry.address for entry in self.state.journal}
         lines = [f"apply stopped: {len(self.failed)} operation(s) failed"]
-        lines += [f"  {key}: {exc}" for key, exc in self.failed]
-        lines.append(f"done and recorded in state: {len(self.done)}" + (f" ({', '.join(self.done)})" if len(self.done) <= 20 else ""))
+        for key, exc in self.failed:
+            unknown = key.split(":", 1)[1] in journaled and isinstance(exc, UNKNOWN_OUTCOME_ERRORS)
+            verdict = ("outcome unknown (kept in the state's journal: the next plan or apply checks "
+                       "Qrvey and records what landed)" if unknown else "failed")
+            lines.append(f"  {key}: {verdict}: {exc}")
+        shown = f" ({', '.join(self.done)})" if len(self.done) <= 20 else ""
+        lines.append(f"done and recorded in state: {len(self.done)}{shown}")
         if pending:
-            lines.append(f"not done: {', '.join(pending)}")
+            lines.append(f"not started: {len(pending)} ({', '.join(pending)})")
         lines.append("run plan to see what remains; apply again to finish")
         return "\n".join(lines)

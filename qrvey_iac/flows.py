@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from qrvey_iac.core.errors import QrveyIacError
+from qrvey_iac.core.errors import QrveyIacError, StateError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, fingerprint
 from qrvey_iac.core.saved_plan import check_fresh, rehydrate
@@ -40,17 +40,19 @@ class RunOptions:
 async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism) as engine:
-            state = await _settled(engine, workspace)
+            state = await _settled(engine, workspace, manifest)
             plan, _ = await engine.plan(manifest, state, workspace.environment.name)
             return _narrowed(plan, options)
 
 
 async def read_drift(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
-    """Read-only: no lock, no journal settling, nothing written."""
+    """Read-only: no lock, nothing written; the journal is settled in memory only."""
     state = workspace.store.load()
-    if state.journal:
-        ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); plan or apply settles them")
     async with workspace.engine(ui.progress, options.parallelism) as engine:
+        if state.journal:
+            ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
+                        "read as settled here, recorded by the next plan or apply")
+            state = (await engine.settle_journal(state, manifest, write=False)).state
         plan, _ = await engine.plan(manifest, state, workspace.environment.name)
     return plan
 
@@ -59,7 +61,7 @@ async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: Ru
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism) as engine:
-            state = await _settled(engine, workspace)
+            state = await _settled(engine, workspace, manifest)
             plan, _ = await engine.plan(manifest, state, workspace.environment.name)
             plan = _narrowed(plan, options)
             ui.show_plan(plan)
@@ -82,7 +84,7 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism) as engine:
             exists = workspace.store.exists()
-            state = await _settled(engine, workspace) if exists else State(lineage=saved.lineage)
+            state = await _settled(engine, workspace, manifest) if exists else State(lineage=saved.lineage)
             live = await engine.refresh(manifest, state)
             now = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
             check_fresh(saved, state, now, manifest)
@@ -93,10 +95,20 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
             return plan
 
 
-async def _settled(engine: Engine, workspace: Workspace) -> State:
+async def _settled(engine: Engine, workspace: Workspace, manifest: Manifest) -> State:
+    """The state with the journal settled and saved; an error names what cannot be decided."""
     state = workspace.store.load()
-    if state.journal:
-        state = engine.save(await engine.settle_journal(state))
+    if not state.journal:
+        return state
+    settled = await engine.settle_journal(state, manifest)
+    state = engine.save(settled.state)
+    if settled.undecided:
+        raise StateError(
+            f"{len(settled.undecided)} interrupted operation(s) of an earlier run could not be settled; "
+            "they stay in the state's journal and nothing else was changed:\n"
+            + "\n".join(f"- {line}" for line in settled.undecided)
+            + "\nFix what is named above, then run the command again."
+        )
     return state
 
 

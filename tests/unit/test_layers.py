@@ -37,6 +37,7 @@ def violations(folder: str, forbidden: tuple[str, ...]) -> list[str]:
 @pytest.mark.parametrize("folder, forbidden", [
     ("core", CORE_FORBIDDEN),
     ("engine", ("qrvey_iac.adapters", "qrvey_iac.cli", "qrvey_iac.emulator", "click", "httpx", "yaml")),
+    ("journal", ("qrvey_iac.adapters", "qrvey_iac.cli", "qrvey_iac.emulator", "click", "httpx", "yaml")),
     ("adapters", ("qrvey_iac.engine", "qrvey_iac.cli", "qrvey_iac.wiring", "qrvey_iac.emulator")),
 ])
 def test_layer_rules(folder, forbidden):

@@ -1,0 +1,162 @@
+"""Settling the journal (DESIGN §5): decide what a crashed or failed run's writes did.
+
+Every write apply makes is journaled in the state before it is sent, with what is
+needed to recognise its outcome later:
+
+- ``create`` of a dataset: the client-chosen ``datasetId`` (a GET finds it);
+- ``create`` of a view (the server mints its id): the target app, the source's
+  ``connectionId`` and the marker ``customAttributes.qrveyIacAddress`` (a list of
+  the app finds it);
+- ``update``: the ``datasetId`` and the hash of the document sent;
+- ``share`` / ``unshare``: the ``datasetId`` and the flag sent;
+- ``delete``: the ``datasetId``.
+
+Settling adopts what landed, forgets what did not (the next plan does it again), and
+leaves in the journal, named in an error, only what cannot be decided.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash, desired_document, live_document
+from qrvey_iac.core.errors import QrveyIacError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.state import JournalEntry, ResourceState, State
+from qrvey_iac.ports import QrveyPort
+
+
+class Undecided(Exception):
+    """The outcome of one journaled write cannot be decided (yet)."""
+
+
+@dataclass
+class Settled:
+    state: State
+    undecided: list[str] = field(default_factory=list)     # one line per entry kept
+    retry_ids: dict[str, JournalEntry] = field(default_factory=dict)  # address -> a dataset create that did not land
+
+
+@dataclass
+class Settler:
+    qrvey: QrveyPort
+    progress: Callable[[str], None]
+    manifest: Manifest | None = None
+    write: bool = True      # False: decide in memory only (read-only commands)
+
+    async def settle(self, state: State) -> Settled:
+        settled = Settled(state)
+        for entry in state.journal:
+            try:
+                settled.state = await self._one(settled, entry)
+            except (Undecided, QrveyIacError) as exc:
+                settled.undecided.append(f"{entry.address}: {describe(entry)}: {exc}")
+                continue
+            settled.state = settled.state.without_journal(entry.id)
+        return settled
+
+    async def _one(self, settled: Settled, entry: JournalEntry) -> State:
+        handler = {"create": self._create, "update": self._update, "share": self._share,
+                   "unshare": self._share, "delete": self._delete}.get(entry.op)
+        if handler is None:
+            raise Undecided(f"unknown journal operation {entry.op!r} (written by a newer qrvey-iac?)")
+        return await handler(settled, entry)
+
+    async def _create(self, settled: Settled, entry: JournalEntry) -> State:
+        state = settled.state
+        app = AppRef(entry.userId, entry.appId)
+        if entry.datasetId:
+            found = await self.qrvey.read(app, entry.datasetId)
+        else:
+            found = find_view(await self.qrvey.list_app(app), entry, state)
+        if found is None:
+            self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
+            if entry.datasetId:
+                settled.retry_ids[entry.address] = entry
+            return state
+        recorded = state.resources.get(entry.address)
+        if recorded is not None and recorded.datasetId != found["datasetId"]:
+            if await self.qrvey.read(_app(recorded), recorded.datasetId) is not None:
+                raise Undecided(f"both {recorded.datasetId} (in the state) and {found['datasetId']} (from an "
+                                f"interrupted create) exist in app {entry.appId}; delete the one you do not "
+                                f"want in Qrvey, then run again")
+        self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
+        return state.with_resource(entry.address, recorded_resource(entry, found))
+
+    async def _update(self, settled: Settled, entry: JournalEntry) -> State:
+        state = settled.state
+        current = state.resources.get(entry.address)
+        if current is None or current.datasetId != entry.datasetId:
+            return state
+        live = await self.qrvey.read(_app(current), current.datasetId)
+        resource = self.manifest.resources.get(entry.address) if self.manifest else None
+        if live is None or resource is None:
+            return state            # gone (the plan recreates it) or no longer managed
+        desired = desired_document(resource)
+        sent = entry.detail.get("applied_hash")
+        is_view = current.kind == "DatasetView"
+        if canonical_hash(desired) != sent or canonical_hash(live_document(live, desired, is_view)) != sent:
+            return state            # not landed, or the manifests moved on: the plan shows what remains
+        if live.get("pendingChanges") and self.write:
+            await self.qrvey.update(_app(current), current.datasetId, desired, is_view=is_view)
+        self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
+        return state.with_resource(entry.address, current.model_copy(update={"applied_hash": sent}))
+
+    async def _share(self, settled: Settled, entry: JournalEntry) -> State:
+        state = settled.state
+        current = state.resources.get(entry.address)
+        if current is None or current.datasetId != entry.datasetId:
+            return state
+        live = await self.qrvey.read(_app(current), current.datasetId)
+        if live is None:
+            return state
+        return state.with_resource(entry.address, current.model_copy(update={"shared": bool(live.get("isPublic"))}))
+
+    async def _delete(self, settled: Settled, entry: JournalEntry) -> State:
+        state = settled.state
+        current = state.resources.get(entry.address)
+        if current is None or current.datasetId != entry.datasetId:
+            return state
+        if await self.qrvey.read(_app(current), current.datasetId) is not None:
+            return state            # not deleted: still managed, the plan deletes it again
+        self.progress(f"{entry.address}: an interrupted delete had landed; removed it from the state")
+        return state.without_resource(entry.address)
+
+
+def describe(entry: JournalEntry) -> str:
+    what = f"id {entry.datasetId}" if entry.datasetId else (
+        f"view of connection {entry.detail.get('connectionId')} marked {OWNER_ATTRIBUTE}={entry.address}")
+    return f"{entry.op} in app {entry.appId} ({what}, started {entry.started or '?'})"
+
+
+def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) -> dict[str, Any] | None:
+    """The view a journaled create made: same source connection, same marker, not tracked elsewhere."""
+    tracked = {r.datasetId for a, r in state.resources.items() if a != entry.address}
+    matches = [
+        item for item in items
+        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
+        and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
+        and item.get("datasetId") not in tracked
+    ]
+    if len(matches) > 1:
+        ids = ", ".join(sorted(m["datasetId"] for m in matches))
+        raise Undecided(f"{len(matches)} candidate views ({ids}) in app {entry.appId}; "
+                        "delete the extra ones in Qrvey, then run again")
+    return matches[0] if matches else None
+
+
+def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
+    return ResourceState(
+        kind=entry.detail.get("kind", "Dataset"),
+        datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
+        connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
+        protect=bool(entry.detail.get("protect", False)),
+        applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
+    )
+
+
+def _app(resource: ResourceState) -> AppRef:
+    return AppRef(resource.userId, resource.appId)

@@ -1,0 +1,216 @@
+"""Settling the journal, one journaled operation at a time, on the in-process emulator.
+
+Each test writes the state a crash would leave (a journal entry, and in Qrvey the
+write landed or not), settles it, and checks what was adopted, forgotten or refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from qrvey_iac.adapters.config import load_environment
+from qrvey_iac.adapters.manifest_files import load_manifest
+from qrvey_iac.adapters.qrvey import codec
+from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
+from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
+from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash, desired_document
+from qrvey_iac.core.errors import ApplyError, StateError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.state import JournalEntry, State
+from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app, parse_faults
+from qrvey_iac.engine import Engine
+from qrvey_iac.flows import _settled
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = load_environment(REPO / "qrvey-iac.yaml", "local")
+MANIFEST = load_manifest(REPO / "manifests", ENV.apps, ENV.variables, {})
+SALES = ENV.apps["sales"]
+
+pytestmark = pytest.mark.anyio
+
+
+class Rig:
+    """The in-process emulator, a state file and an engine over them."""
+
+    def __init__(self, folder: Path, faults: str | None = None) -> None:
+        config = EmulatorConfig(api_key="local", faults=parse_faults(faults) if faults else None)
+        self.app = create_app(config)
+        self.emulator = self.app.state.emulator
+        self.store = LocalStateStore(folder / "state.json")
+        self.lines: list[str] = []
+        self.client = QrveyClient("http://emulator", "local", transport=EmulatorTransport(self.app),
+                                  retry=RetryPolicy(base_delay=0.0))
+        self.gateway = QrveyGateway(self.client)
+        self.engine = Engine(self.gateway, self.store, progress=self.lines.append)
+
+    async def settle(self, manifest: Manifest = MANIFEST) -> State:
+        return await _settled(self.engine, SimpleNamespace(store=self.store), manifest)
+
+    async def converge(self, manifest: Manifest = MANIFEST):
+        state = await self.settle(manifest)
+        plan, _ = await self.engine.plan(manifest, state, "local")
+        if plan.has_changes:
+            await self.engine.apply(plan, state)
+        return plan
+
+    def state(self) -> State:
+        return self.store.load()
+
+    def journal(self, op: str, address: str, dataset_id: str | None, app: AppRef = SALES, **detail) -> None:
+        state = self.state()
+        kind = "DatasetView" if address.startswith("view.") else "Dataset"
+        resource = MANIFEST.resources.get(address)
+        entry = JournalEntry(
+            id=str(uuid.uuid4()), op=op, address=address, datasetId=dataset_id, appId=app.app_id,
+            userId=app.user_id, started="2026-01-01T00:00:00+00:00",
+            detail={"kind": kind, "applied_hash": canonical_hash(desired_document(resource)) if resource else "",
+                    **detail},
+        )
+        self.store.save(state.with_journal(entry))
+
+    def with_marker(self, address: str) -> list[str]:
+        return sorted(d["datasetId"] for d in self.emulator.world.datasets.values()
+                      if d.get("customAttributes", {}).get(OWNER_ATTRIBUTE) == address)
+
+
+@pytest.fixture
+async def rig(tmp_path):
+    rig = Rig(tmp_path)
+    yield rig
+    await rig.client.aclose()
+
+
+def only(*addresses: str, renamed: dict[str, str] | None = None) -> Manifest:
+    resources = {}
+    for address in addresses:
+        resource = MANIFEST.resources[address]
+        if renamed and address in renamed:
+            resource = dataclasses.replace(resource, spec=resource.spec.model_copy(update={"name": renamed[address]}))
+        resources[address] = resource
+    return Manifest(resources=resources, digest="test")
+
+
+async def test_a_create_that_lands_after_it_was_settled_is_adopted_not_duplicated(rig):
+    manifest = only("dataset.products")
+    dataset_id = str(uuid.uuid4())
+    rig.journal("create", "dataset.products", dataset_id)
+    await rig.settle(manifest)
+    assert "dataset.products: an interrupted create did not land; it will be planned again" in rig.lines
+    desired = desired_document(manifest.resources["dataset.products"])
+    await rig.gateway.create_dataset(SALES, dataset_id, desired)      # the first request lands, late
+    plan, _ = await rig.engine.plan(manifest, rig.state(), "local")
+    await rig.engine.apply(plan, rig.state())
+    assert rig.with_marker("dataset.products") == [dataset_id]
+    assert rig.state().resources["dataset.products"].datasetId == dataset_id
+
+
+async def test_a_create_that_landed_is_adopted_and_one_that_did_not_is_made_again_with_its_id(rig):
+    landed, lost = str(uuid.uuid4()), str(uuid.uuid4())
+    await rig.gateway.create_dataset(SALES, landed, desired_document(MANIFEST.resources["dataset.orders"]))
+    rig.journal("create", "dataset.orders", landed)
+    rig.journal("create", "dataset.products", lost)
+    plan = await rig.converge()
+    assert f"dataset.orders: adopted {landed} from an interrupted create" in rig.lines
+    assert "dataset.orders" not in {a.address for a in plan.changes if a.op == "create"}
+    state = rig.state()
+    assert (state.resources["dataset.orders"].datasetId, state.resources["dataset.products"].datasetId) == (landed, lost)
+    assert state.journal == ()
+    assert (await rig.converge()).has_changes is False
+
+
+async def test_an_update_that_landed_without_apply_changes_is_committed_and_recorded(rig):
+    await rig.converge()
+    renamed = only(*MANIFEST.resources, renamed={"dataset.products": "Catalogue"})
+    current = rig.state().resources["dataset.products"]
+    desired = desired_document(renamed.resources["dataset.products"])
+    rig.journal("update", "dataset.products", current.datasetId, applied_hash=canonical_hash(desired))
+    live = await rig.client.get_dataset(SALES, current.datasetId)
+    await rig.client.update_dataset(SALES, current.datasetId, codec.update_body(live, desired, False))
+    assert rig.emulator.world.datasets[current.datasetId]["pendingChanges"] is True
+    await rig.settle(renamed)
+    assert rig.emulator.world.datasets[current.datasetId]["pendingChanges"] is False
+    assert rig.state().resources["dataset.products"].applied_hash == canonical_hash(desired)
+    assert (await rig.converge(renamed)).has_changes is False
+
+
+async def test_an_update_that_did_not_land_is_planned_again_as_a_manifest_change(rig):
+    await rig.converge()
+    renamed = only(*MANIFEST.resources, renamed={"dataset.products": "Catalogue"})
+    before = rig.state().resources["dataset.products"]
+    rig.journal("update", "dataset.products", before.datasetId,
+                applied_hash=canonical_hash(desired_document(renamed.resources["dataset.products"])))
+    state = await rig.settle(renamed)
+    assert state.resources["dataset.products"] == before and state.journal == ()
+    plan, _ = await rig.engine.plan(renamed, state, "local")
+    [update] = plan.changes
+    assert (update.op, update.reason, update.drift) == ("update", "changed in the manifests", False)
+
+
+async def test_a_share_is_recorded_as_qrvey_has_it(rig):
+    await rig.converge()
+    products = rig.state().resources["dataset.products"]
+    rig.journal("share", "dataset.products", products.datasetId, shared=True)
+    await rig.client.set_shared(SALES, products.datasetId, True)
+    assert (await rig.settle()).resources["dataset.products"].shared is True
+
+
+@pytest.mark.parametrize("landed", [True, False])
+async def test_a_delete_is_recorded_only_when_it_landed(rig, landed):
+    await rig.converge()
+    products = rig.state().resources["dataset.products"]
+    rig.journal("delete", "dataset.products", products.datasetId)
+    if landed:
+        await rig.client.delete_dataset(SALES, products.datasetId)
+    state = await rig.settle()
+    assert ("dataset.products" in state.resources) is not landed
+    assert state.journal == ()
+
+
+async def test_two_candidate_views_are_refused_naming_both_and_the_entry_is_kept(rig):
+    await rig.converge()
+    state = rig.state()
+    view = state.resources["view.orders-emea"]
+    orders = state.resources["dataset.orders"]
+    emea = AppRef(view.userId, view.appId)
+    extra = await rig.client.create_view(emea, AppRef(orders.userId, orders.appId), orders.connectionId,
+                                         name="Orders (EMEA)", custom_attributes={OWNER_ATTRIBUTE: "view.orders-emea"})
+    rig.store.save(state.without_resource("view.orders-emea"))
+    rig.journal("create", "view.orders-emea", None, app=emea, connectionId=orders.connectionId)
+    with pytest.raises(StateError) as raised:
+        await rig.settle()
+    message = str(raised.value)
+    assert "1 interrupted operation(s) of an earlier run could not be settled" in message
+    assert f"view.orders-emea: create in app {view.appId}" in message
+    assert f"2 candidate views ({', '.join(sorted([view.datasetId, extra['datasetId']]))})" in message
+    assert len(rig.state().journal) == 1
+
+
+async def test_a_run_that_gives_up_says_what_is_done_and_what_is_not(tmp_path):
+    rig = Rig(tmp_path, faults="POST /qollect/dataset: 503")
+    try:
+        state = State()
+        plan, _ = await rig.engine.plan(MANIFEST, state, "local")
+        with pytest.raises(ApplyError) as raised:
+            await rig.engine.apply(plan, state)
+        report = str(raised.value)
+        assert report.startswith("apply stopped: 6 operation(s) failed\n")
+        assert ("  create:dataset.orders: outcome unknown (kept in the state's journal: the next plan or "
+                "apply checks Qrvey and records what landed): Qrvey API POST") in report
+        assert "done and recorded in state: 0 ()" in report
+        assert "not started: 6 (share:dataset.customers, share:dataset.orders, create:view." in report
+        journaled = {e.address: e.datasetId for e in rig.state().journal}
+        assert len(journaled) == 6 and rig.emulator.world.datasets == {}
+        rig.emulator.injector.rules = ()                     # the outage ends
+        await rig.converge()
+        state = rig.state()
+        assert {a: state.resources[a].datasetId for a in journaled} == journaled
+        assert state.journal == () and len(rig.emulator.world.datasets) == 10
+    finally:
+        await rig.client.aclose()
