@@ -92,10 +92,11 @@ class LocalStateStore:
             return State()
         try:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:   # RecursionError: nested too deeply
+            backup = (f"the previous version is in {self.backup_path} and was not touched"
+                      if self.backup_path.exists() else "there is no backup of it")
             raise StateError(
-                f"state file {self.path} is unreadable ({exc.__class__.__name__}: {exc}); "
-                f"the previous version is in {self.backup_path} and was not touched"
+                f"state file {self.path} is unreadable ({exc.__class__.__name__}: {exc}); {backup}"
             ) from None
         version = raw.get("version") if isinstance(raw, dict) else None
         if isinstance(version, int) and version > STATE_VERSION:
