@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import json
 import logging
 import re
@@ -27,6 +28,7 @@ from qrvey_iac.wiring import Workspace
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
 T = TypeVar("T")
+GC_THRESHOLD = 50_000   # objects allocated between two young collections (Python: 700)
 
 
 class Console:
@@ -323,6 +325,10 @@ def schema():
 
 
 def main() -> None:
+    # One command per process, building large and mostly acyclic structures (manifests,
+    # live objects, plans): at the default threshold (700) the collector rescans them
+    # thousands of times, 4.7 s of a 10,000-dataset plan. 50,000 makes that 1.4 s.
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     cli(prog_name="qrvey-iac")
 
 
