@@ -11,6 +11,9 @@ from qrvey_iac.adapters.state_store import write_atomic
 from qrvey_iac.core.errors import PlanError
 from qrvey_iac.core.plan import PLAN_FORMAT_VERSION, Plan
 
+# What every saved plan holds (the other fields have defaults, so "{}" would load as a plan).
+REQUIRED_KEYS = ("format_version", "environment", "lineage", "serial", "actions")
+
 
 def save_plan(path: Path, text: str) -> None:
     write_atomic(path, text)
@@ -23,10 +26,13 @@ def load_plan(path: Path) -> Plan:
         raise PlanError(f"cannot read plan file {path}: {exc.strerror}") from None
     try:
         data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:   # RecursionError: nested too deeply
         raise PlanError(f"plan file {path} is not valid JSON (truncated or not a plan?): {exc}") from None
     if not isinstance(data, dict):
         raise PlanError(f"plan file {path} is not a qrvey-iac plan (expected a JSON object)")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise PlanError(f"plan file {path} is not a qrvey-iac plan (it has no {', '.join(missing)})")
     version = data.get("format_version")
     if isinstance(version, int) and version > PLAN_FORMAT_VERSION:
         raise PlanError(f"plan file {path} has format_version {version}; this qrvey-iac reads "

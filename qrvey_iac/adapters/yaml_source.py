@@ -8,6 +8,8 @@ silently collapse, are reported here.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,13 @@ from qrvey_iac.core.errors import Problem
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
 FAST_LOADER = getattr(yaml, "CSafeLoader", None)  # libyaml, when PyYAML was built with it
+# Deeper documents are refused before they are composed: libyaml's composer recurses on the
+# C stack, so a few hundred KB of "[[[[..." or "- - - ..." crashed the process (SIGSEGV), and
+# the pure-Python loader, the walk below and the validators recurse too.
+MAX_DEPTH = 100
+ALIAS_GROWTH = 10       # aliases may repeat nodes, not multiply them ("billion laughs")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")   # UTF-8 never hides these bytes
+_ADJACENT_PAIR = re.compile(r"[\[{][\]}]")
 Path_ = tuple[Any, ...]
 
 
@@ -56,6 +65,10 @@ def parse_documents(text: str, shown: str) -> tuple[list[YamlDocument], list[Pro
     libyaml, when PyYAML has it, parses about six times faster; a stream it rejects is
     parsed again by the pure-Python loader, whose messages are the ones users see.
     """
+    if _may_nest_deeper_than(text, MAX_DEPTH):
+        line = _line_deeper_than(text, MAX_DEPTH)
+        if line is not None:
+            return [], [Problem(shown, line, "", f"invalid YAML: nested more than {MAX_DEPTH} levels deep")]
     if FAST_LOADER is not None:
         try:
             return _parse(text, shown, FAST_LOADER, strict=True)
@@ -71,7 +84,7 @@ def _parse(text: str, shown: str, loader_class: type, strict: bool = False) -> t
     except (yaml.YAMLError, RecursionError) as exc:
         if strict:
             raise
-        problems = [_syntax_problem(exc, shown)]
+        problems = [_syntax_problem(exc, shown, text)]
     return documents, problems
 
 
@@ -82,6 +95,10 @@ def _read_stream(text: str, shown: str, loader_class: type, documents: list[Yaml
             node = loader.get_node()
             if node is None:
                 continue
+            if "*" in text:
+                alias_problem = _alias_problem(node, shown)
+                if alias_problem is not None:
+                    return [alias_problem]
             problems: list[Problem] = []
             lines: dict[Path_, int] = {}
             _walk(node, (), lines, problems, shown)
@@ -94,7 +111,93 @@ def _read_stream(text: str, shown: str, loader_class: type, documents: list[Yaml
     return []
 
 
-def _syntax_problem(exc: Exception, shown: str) -> Problem:
+def _may_nest_deeper_than(text: str, limit: int) -> bool:
+    """A cheap upper bound on nesting: flow brackets (quoted ones too) plus, for block
+    nesting, two levels per character of the longest run of indentation and ``- ``/``? ``
+    markers that starts a line (a block level needs one more column, or shares it once)."""
+    brackets = text.encode("utf-8", "surrogatepass").translate(None, _NOT_BRACKETS).decode("ascii")
+    peak = _flow_depth_bound(brackets, limit)
+    if peak > limit:
+        return True
+    run = max(0, (limit - peak) // 2)       # 2 * (run + 1) + peak > limit
+    return re.search(rf"^[ \t?-]{{{run},}}", text, re.MULTILINE) is not None
+
+
+def _flow_depth_bound(brackets: str, limit: int) -> int:
+    """At least the deepest flow nesting of ``brackets`` (a string of []{} only), or more
+    than ``limit``. A pass drops every adjacent open-close pair (at C speed), which lowers
+    the deepest point by at most one; a few passes leave little for the Python loop."""
+    passes = 0
+    while brackets and passes < 3:
+        shorter = _ADJACENT_PAIR.sub("", brackets)
+        if len(shorter) == len(brackets):
+            break
+        brackets, passes = shorter, passes + 1
+    depth = peak = passes
+    for bracket in brackets:
+        depth = depth + 1 if bracket in "[{" else max(passes, depth - 1)
+        if depth > peak:
+            peak = depth
+            if peak > limit:
+                break
+    return peak
+
+
+def _line_deeper_than(text: str, limit: int) -> int | None:
+    """The line where the nesting first goes past ``limit``, read from the parser's events
+    (an iterative pass); None when it never does, or when a syntax error comes first (the
+    normal parse reports it, having nested no deeper than ``limit`` to get there)."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=FAST_LOADER or yaml.SafeLoader):
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > limit:
+                    return event.start_mark.line + 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def _alias_problem(node: yaml.Node, shown: str) -> Problem | None:
+    """Aliases that refer to their own ancestor (a cycle), or expand the document far beyond
+    what was written (each alias repeats its anchor's whole subtree)."""
+    sizes: dict[int, int] = {}
+    try:
+        expanded = _expanded_size(node, sizes)
+    except _AliasCycle as cycle:
+        return Problem(shown, cycle.line, "", "invalid YAML: an alias refers to a node that contains it")
+    if expanded > ALIAS_GROWTH * len(sizes) + 10_000:
+        return Problem(shown, node.start_mark.line + 1, "",
+                       f"invalid YAML: its aliases expand {len(sizes)} nodes to {expanded}")
+    return None
+
+
+class _AliasCycle(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many nodes ``node`` stands for once aliases are expanded (each node sized once)."""
+    known = sizes.get(id(node))
+    if known == 0:
+        raise _AliasCycle(node.start_mark.line + 1)
+    if known is None:
+        sizes[id(node)] = 0      # in progress: meeting it again below is a cycle
+        children = node.value if isinstance(node, yaml.SequenceNode) else (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else [])
+        known = sizes[id(node)] = 1 + sum(_expanded_size(child, sizes) for child in children)
+    return known
+
+
+def _syntax_problem(exc: Exception, shown: str, text: str) -> Problem:
+    if isinstance(exc, yaml.reader.ReaderError):      # its str() is two lines, without the line
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or b"\0")
+        return Problem(shown, line, "", f"invalid YAML: character #x{character:04x} is not allowed ({exc.reason})")
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -129,5 +232,15 @@ def format_path(path: Path_) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            text = _shown_key(part)
+            out += f".{text}" if out else text
     return out
+
+
+def _shown_key(key: Any) -> str:
+    """A key as written, or JSON-quoted when it is empty, padded or holds a control character
+    (a key with a newline would break the one-line ``Error:`` it appears in)."""
+    text = str(key)
+    if text and text.isprintable() and text.strip() == text:
+        return text
+    return json.dumps(text)
