@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import operator
 import os
 import socket
 import time
@@ -43,14 +45,19 @@ class StateEncoder:
     """``dump_json(state.model_dump(mode="json"))``, byte for byte, in time proportional to what changed.
 
     Apply saves the whole state after its calls, and a new state shares every unchanged
-    (frozen) resource object with the one before, so the text of each resource is kept
-    between saves, by identity, and a save encodes only new resources plus a join.
+    (frozen) resource object with the one before. So the text of each resource is kept
+    between saves with the object it was made from; a save finds the changed objects by
+    identity (a C-speed pass), encodes only those, and joins. Addresses are sorted again
+    only when the set of addresses changed.
     """
 
     _SLOT = "\x00resources\x00"
 
     def __init__(self) -> None:
-        self._texts: dict[int, tuple[ResourceState, str]] = {}
+        self._order: list[str] = []                      # sorted addresses
+        self._objects: list[ResourceState | None] = []   # what each text was made from
+        self._texts: list[str] = []
+        self._known: set[str] = set()
 
     def encode(self, state: State) -> str:
         head = state.model_dump(mode="json", exclude={"resources"})
@@ -63,17 +70,21 @@ class StateEncoder:
         return before + self._resources(state.resources) + after
 
     def _resources(self, resources: dict[str, ResourceState]) -> str:
-        texts: dict[int, tuple[ResourceState, str]] = {}
-        parts = []
-        for address in sorted(resources):
-            resource = resources[address]
-            kept = self._texts.get(id(resource))
-            if kept is None or kept[0] is not resource:
-                kept = (resource, dump_json(resource.model_dump(mode="json"))[:-1].replace("\n", "\n    "))
-            texts[id(resource)] = kept
-            parts.append(f"    {json.dumps(address)}: {kept[1]}")
-        self._texts = texts
-        return "{\n" + ",\n".join(parts) + "\n  }" if parts else "{}"
+        if len(resources) != len(self._order) or resources.keys() != self._known:
+            self._reorder(resources)
+        objects = list(map(resources.__getitem__, self._order))
+        for index in itertools.compress(range(len(objects)), map(operator.is_not, objects, self._objects)):
+            body = dump_json(objects[index].model_dump(mode="json"))[:-1].replace("\n", "\n    ")
+            self._texts[index] = f"    {json.dumps(self._order[index])}: {body}"
+        self._objects = objects
+        return "{\n" + ",\n".join(self._texts) + "\n  }" if objects else "{}"
+
+    def _reorder(self, resources: dict[str, ResourceState]) -> None:
+        kept = dict(zip(self._order, zip(self._objects, self._texts)))
+        self._order = sorted(resources)
+        self._known = set(self._order)
+        self._objects = [kept[a][0] if a in kept else None for a in self._order]
+        self._texts = [kept[a][1] if a in kept else "" for a in self._order]
 
 
 class LocalStateStore:

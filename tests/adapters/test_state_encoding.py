@@ -44,3 +44,23 @@ def test_the_store_writes_the_same_text(tmp_path):
     store.save(state.with_resource("dataset.y", make_resource(2)))
     assert (tmp_path / "s.json").read_text() == plain(state.with_resource("dataset.y", make_resource(2)))
     assert store.load().resources["dataset.y"].datasetId == "id-2"
+
+
+def test_any_sequence_of_changes_encodes_like_the_plain_dump():
+    import random
+
+    rng = random.Random(6)
+    encoder = StateEncoder()
+    state = State()
+    for step in range(300):
+        address = f"dataset.d{rng.randrange(12)}"
+        roll = rng.random()
+        if roll < 0.5:
+            state = state.with_resource(address, make_resource(step, shared=rng.random() < 0.5))
+        elif roll < 0.7 and address in state.resources:
+            state = state.without_resource(address)
+        elif roll < 0.85 and state.resources:   # the same object under a second address (state mv)
+            state = state.with_resource(address, rng.choice(list(state.resources.values())))
+        else:
+            state = state.bumped()
+        assert encoder.encode(state) == plain(state), step
