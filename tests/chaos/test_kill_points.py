@@ -1,0 +1,136 @@
+"""Deterministic kills between "create sent" and "id recorded": each converges, no duplicate.
+
+Real processes: the emulator serves with a fault that holds the answer of one call, and
+``qrvey-iac apply`` is SIGKILLed while it waits. The journal entry written before the call
+is what the next run settles from.
+"""
+
+from __future__ import annotations
+
+import time
+
+from chaos_harness import Emulator, Project, check_invariants
+
+from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE
+
+DATASET = """\
+apiVersion: qrvey-iac/v1
+kind: Dataset
+metadata: {name: solo}
+spec:
+  app: sales
+  name: Solo
+  shared: true
+  datasources:
+    - {name: Solo, connectionId: conn-1, connectorType: MSSQL_LIVE, tableName: solo}
+  columns:
+    - {columnName: Id, columnType: NUMBER}
+"""
+VIEW = """\
+---
+apiVersion: qrvey-iac/v1
+kind: DatasetView
+metadata: {name: solo-emea}
+spec:
+  app: emea
+  source: dataset.solo
+  name: Solo (EMEA)
+"""
+
+
+def wait_for(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for the condition")
+
+
+def state_of(project: Project):
+    return LocalStateStore(project.state_path).load()
+
+
+def journaled(project: Project, address: str):
+    if not project.state_path.exists():
+        return None
+    return next((e for e in state_of(project).journal if e.address == address and e.op == "create"), None)
+
+
+def with_marker(emulator: Emulator, address: str) -> list[dict]:
+    return [d for d in emulator.datasets().values() if d.get("customAttributes", {}).get(OWNER_ATTRIBUTE) == address]
+
+
+def kill_then_rerun(project: Project, process) -> str:
+    """SIGKILL the apply; the rerun meets its stale lock, names it, unlocks, converges."""
+    process.kill()
+    process.wait()
+    time.sleep(0.1)
+    findings = check_invariants(project)
+    assert findings.ok, findings
+    blocked = project.run("apply", "--auto-approve")
+    assert blocked.code == 1
+    assert "That process is gone: the lock is stale; run `qrvey-iac state unlock" in blocked.stderr
+    assert "Unlocked" in project.unlock_in_process(project.lock_holder()["id"])
+    rerun = project.run("apply", "--auto-approve")
+    assert rerun.code == 0, rerun.stderr
+    assert check_invariants(project).ok
+    plan = project.run("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.stdout
+    assert state_of(project).journal == ()
+    return rerun.stderr
+
+
+def test_kill_while_the_create_request_is_held_by_the_server(tmp_path):
+    with Emulator(tmp_path / "world.json", "POST /qollect/dataset: latency=2s@first=1") as emulator:
+        project = Project(tmp_path / "project", emulator, examples=False)
+        project.write_manifest("solo.yaml", DATASET)
+        process = project.start("apply", "--auto-approve")
+        entry = wait_for(lambda: journaled(project, "dataset.solo"))   # journaled, then sent
+        time.sleep(0.3)                                               # the server holds it
+        assert "dataset.solo" not in state_of(project).resources     # no id recorded yet
+        process.kill()
+        time.sleep(2.0)   # the held request ends on the server, whatever it does
+        rerun = kill_then_rerun(project, process)
+        assert [d["datasetId"] for d in with_marker(emulator, "dataset.solo")] == [entry.datasetId]
+        assert state_of(project).resources["dataset.solo"].datasetId == entry.datasetId
+        assert ("did not land" in rerun) != ("adopted" in rerun)
+
+
+def test_kill_after_the_create_committed_but_its_answer_was_lost(tmp_path):
+    faults = "POST /qollect/dataset: lost-drop@first=1; GET /qollect/dataset/*: latency=3s@first=1"
+    with Emulator(tmp_path / "world.json", faults) as emulator:
+        project = Project(tmp_path / "project", emulator, examples=False)
+        project.write_manifest("solo.yaml", DATASET)
+        process = project.start("apply", "--auto-approve")
+        created = wait_for(lambda: with_marker(emulator, "dataset.solo"))   # committed, answer dropped
+        time.sleep(0.3)                                                    # reading it back, held
+        entry = journaled(project, "dataset.solo")
+        assert entry.datasetId == created[0]["datasetId"]
+        assert "dataset.solo" not in state_of(project).resources
+        rerun = kill_then_rerun(project, process)
+        assert f"dataset.solo: adopted {entry.datasetId} from an interrupted create" in rerun
+        assert [d["datasetId"] for d in with_marker(emulator, "dataset.solo")] == [entry.datasetId]
+
+
+def test_kill_after_a_view_committed_but_its_answer_was_lost(tmp_path):
+    """A view's id is minted by the server: the journal holds the app, the source's
+    connectionId and the marker, and the next run finds the view by listing the app."""
+    faults = ("POST /qollect/dataset/clone/connection/*: lost-drop@first=1; "
+              "POST /qollect/dataset/all: latency=3s@first=1")
+    with Emulator(tmp_path / "world.json", faults) as emulator:
+        project = Project(tmp_path / "project", emulator, examples=False)
+        project.write_manifest("solo.yaml", DATASET + VIEW)
+        process = project.start("apply", "--auto-approve")
+        view = wait_for(lambda: with_marker(emulator, "view.solo-emea"))[0]
+        time.sleep(0.3)
+        entry = journaled(project, "view.solo-emea")
+        assert entry.datasetId is None and entry.appId == "a-emea"
+        assert entry.detail["connectionId"] == view["sourceDataset"]["connectionId"]
+        assert entry.detail["marker"] == {OWNER_ATTRIBUTE: "view.solo-emea"}
+        rerun = kill_then_rerun(project, process)
+        assert f"view.solo-emea: adopted {view['datasetId']} from an interrupted create" in rerun
+        assert [d["datasetId"] for d in with_marker(emulator, "view.solo-emea")] == [view["datasetId"]]
+        assert state_of(project).resources["view.solo-emea"].datasetId == view["datasetId"]
