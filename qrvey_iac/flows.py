@@ -6,10 +6,11 @@ for confirmation and reports progress.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
-from qrvey_iac.core.errors import QrveyIacError, StateError
+from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, fingerprint
 from qrvey_iac.core.saved_plan import check_fresh, rehydrate
@@ -17,6 +18,8 @@ from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine
 from qrvey_iac.wiring import Workspace
+
+T = TypeVar("T")
 
 
 class UI(Protocol):
@@ -62,7 +65,7 @@ async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: Ru
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism) as engine:
             state = await _settled(engine, workspace, manifest)
-            plan, _ = await engine.plan(manifest, state, workspace.environment.name)
+            plan, _ = await _before_changes(engine.plan(manifest, state, workspace.environment.name), options)
             plan = _narrowed(plan, options)
             ui.show_plan(plan)
             if not plan.has_changes:
@@ -85,7 +88,7 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
         async with workspace.engine(ui.progress, options.parallelism) as engine:
             exists = workspace.store.exists()
             state = await _settled(engine, workspace, manifest) if exists else State(lineage=saved.lineage)
-            live = await engine.refresh(manifest, state)
+            live = await _before_changes(engine.refresh(manifest, state), options)
             now = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
             check_fresh(saved, state, now, manifest)
             plan = rehydrate(saved, manifest)
@@ -110,6 +113,15 @@ async def _settled(engine: Engine, workspace: Workspace, manifest: Manifest) -> 
             + "\nFix what is named above, then run the command again."
         )
     return state
+
+
+async def _before_changes(reading: Awaitable[T], options: RunOptions) -> T:
+    """Reading Qrvey before apply's first write: a failure there changed nothing; say so."""
+    try:
+        return await reading
+    except (ApiError, TransportError) as exc:
+        raise QrveyIacError(f"{exc}\n{options.command} stopped while reading Qrvey, before making any change; "
+                            "run it again") from None
 
 
 def _narrowed(plan: Plan, options: RunOptions) -> Plan:

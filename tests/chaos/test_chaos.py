@@ -20,9 +20,12 @@ from chaos_harness import (
 
 from qrvey_iac.adapters.state_store import LocalStateStore
 
-# (what the episode does, the generated manifests' variant; None: no generated manifests)
-EPISODES = (("create everything", 0), ("change a mix", 1), ("change it back", 0),
-            ("remove the generated set", None))
+APPLY = ("apply", "--auto-approve")
+DESTROY = ("destroy", "--auto-approve")
+# (what the episode does, the generated manifests' variant (None: none), the command)
+EPISODES = (("create everything", 0, APPLY), ("change a mix", 1, APPLY), ("change it back", 0, APPLY),
+            ("remove the generated set", None, APPLY), ("create everything", 0, APPLY),
+            ("destroy everything", 0, DESTROY))
 
 
 def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills_per_episode: int,
@@ -33,14 +36,19 @@ def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills
     with Emulator(folder / "world.json", FAULT_MIX, seed=seed) as emulator:
         project = Project(folder / "project", emulator)
         while figures.kill_points < kill_points:
-            what, variant = EPISODES[figures.episodes % len(EPISODES)]
+            what, variant, command = EPISODES[figures.episodes % len(EPISODES)]
             text = "" if variant is None else generated_manifests(datasets, views, variant=variant)
             project.write_manifest("generated.yaml", text)
             figures.episodes += 1
-            converge_with_kills(project, rng, figures, kills=kills_per_episode, window=window, writes=writes)
-            assert LocalStateStore(project.state_path).load().journal == (), f"{what}: journal left after exit 0"
-            plan = plan_is_empty(project, figures)
-            assert plan.code == 0, f"{what}: the plan after a converged apply is not empty:\n{plan.stdout[-3000:]}"
+            converge_with_kills(project, rng, figures, kills=kills_per_episode, window=window, writes=writes,
+                                command=command)
+            state = LocalStateStore(project.state_path).load()
+            assert state.journal == (), f"{what}: journal left after exit 0"
+            if command == DESTROY:
+                assert (state.resources, emulator.datasets()) == ({}, {}), f"{what}: objects left"
+            else:
+                plan = plan_is_empty(project, figures)
+                assert plan.code == 0, f"{what}: the plan after a converged apply is not empty:\n{plan.stdout[-3000:]}"
             figures.converged += 1
     return figures
 
