@@ -136,6 +136,7 @@ def run_options(fn):
     options = [
         click.option("--parallelism", type=click.IntRange(1, 256), metavar="N",
                      help="API calls in flight at once (default 10)."),
+        click.option("--rate-limit", metavar="N/s", help="At most N API requests per second (e.g. 20/s)."),
         click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION",
                      help="Wait this long for the state lock (0, 30s, 5m)."),
         click.option("--target", "targets", multiple=True, metavar="ADDR",
@@ -156,6 +157,15 @@ def parse_duration(text: str) -> float:
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
 
+def parse_rate(text: str | None) -> float | None:
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(?:/s)?", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError([Problem("--rate-limit", None, "", f"expected N/s with N > 0, e.g. 20/s; got {text!r}")])
+    return float(match.group(1))
+
+
 def open_workspace(kwargs: dict[str, Any]) -> Workspace:
     from qrvey_iac.adapters.variables import merge_variables
 
@@ -171,6 +181,7 @@ def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
     return RunOptions(
         lock_timeout=parse_duration(kwargs.get("lock_timeout", "0")),
         parallelism=kwargs.get("parallelism"),
+        rate_limit=parse_rate(kwargs.get("rate_limit")),
         targets=tuple(kwargs.get("targets", ())),
         excludes=tuple(kwargs.get("excludes", ())),
         refresh_only=kwargs.get("refresh_only", False),

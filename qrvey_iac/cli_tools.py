@@ -9,6 +9,7 @@ import click
 
 from qrvey_iac.cli import environment_options, open_workspace, reports_errors
 from qrvey_iac.core.errors import ConfigError, Problem, StateError
+from qrvey_iac.core.state import State
 
 
 @click.group()
@@ -25,8 +26,11 @@ def state_list(**kwargs):
     for address, resource in sorted(current.resources.items()):
         shared = " shared" if resource.shared else ""
         click.echo(f"{address}\t{resource.appId}\t{resource.datasetId}{shared}")
+    for entry in current.journal:
+        click.echo(f"pending: {entry.op} {entry.address} in app {entry.appId} "
+                   f"(dataset {entry.datasetId or 'not known yet'}, since {entry.started})", err=True)
     if current.journal:
-        click.echo(f"({len(current.journal)} unsettled operation(s) in the journal)", err=True)
+        click.echo("Pending operations are settled by the next plan, apply or destroy.", err=True)
 
 
 @state.command("show")
@@ -49,7 +53,7 @@ def state_rm(address, **kwargs):
     """Forget ADDRESS without deleting it in Qrvey."""
     workspace = open_workspace(kwargs)
     with workspace.store.lock("state rm"):
-        current = workspace.store.load()
+        current = _settled_state(workspace)
         if address not in current.resources:
             raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
         workspace.store.save(current.without_resource(address).bumped())
@@ -65,7 +69,7 @@ def state_mv(source, destination, **kwargs):
     """Rename an address in the state (after renaming metadata.name)."""
     workspace = open_workspace(kwargs)
     with workspace.store.lock("state mv"):
-        current = workspace.store.load()
+        current = _settled_state(workspace)
         if source not in current.resources:
             raise StateError(f"{source} is not in the state")
         if destination in current.resources:
@@ -75,6 +79,16 @@ def state_mv(source, destination, **kwargs):
         moved = current.without_resource(source).with_resource(destination, current.resources[source])
         workspace.store.save(moved.bumped())
     click.echo(f"Moved {source} to {destination}.")
+
+
+def _settled_state(workspace) -> State:
+    current = workspace.store.load()
+    if current.journal:
+        raise StateError(
+            f"the state has {len(current.journal)} pending operation(s) from an interrupted run; "
+            "run `qrvey-iac plan` first so they are settled, then edit the state"
+        )
+    return current
 
 
 @state.command("unlock")

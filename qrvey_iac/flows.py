@@ -32,6 +32,7 @@ class UI(Protocol):
 class RunOptions:
     lock_timeout: float = 0.0
     parallelism: int | None = None
+    rate_limit: float | None = None          # requests per second, None: unlimited
     targets: tuple[str, ...] = ()
     excludes: tuple[str, ...] = ()
     refresh_only: bool = False
@@ -42,7 +43,7 @@ class RunOptions:
 
 async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
     with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism) as engine:
+        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             state = await _settled(engine, workspace, manifest)
             plan, _ = await engine.plan(manifest, state, workspace.environment.name)
             return _narrowed(plan, options)
@@ -51,7 +52,7 @@ async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: R
 async def read_drift(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
     state = workspace.store.load()
-    async with workspace.engine(ui.progress, options.parallelism) as engine:
+    async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
         if state.journal:
             ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
                         "read as settled here, recorded by the next plan or apply")
@@ -63,7 +64,7 @@ async def read_drift(workspace: Workspace, manifest: Manifest, ui: UI, options: 
 async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism) as engine:
+        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             state = await _settled(engine, workspace, manifest)
             plan, _ = await _before_changes(engine.plan(manifest, state, workspace.environment.name), options)
             plan = _narrowed(plan, options)
@@ -85,7 +86,7 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
         raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
                             f"not {workspace.environment.name!r}")
     with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism) as engine:
+        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             exists = workspace.store.exists()
             state = await _settled(engine, workspace, manifest) if exists else State(lineage=saved.lineage)
             live = await _before_changes(engine.refresh(manifest, state), options)

@@ -45,7 +45,9 @@ class Workspace:
         return frozenset({self.environment.api_key(self.environ)})
 
     @asynccontextmanager
-    async def engine(self, progress: Progress, parallelism: int | None = None) -> AsyncIterator[Engine]:
+    async def engine(
+        self, progress: Progress, parallelism: int | None = None, rate_limit: float | None = None
+    ) -> AsyncIterator[Engine]:
         env = self.environment
         limit = parallelism or env.parallelism or DEFAULT_PARALLELISM
         emulator = None
@@ -55,7 +57,8 @@ class Workspace:
             emulator, transport = _local_emulator(env)
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
-                             parallelism=limit, routes=env.routes or None)
+                             parallelism=limit, routes=env.routes or None,
+                             rate_limit=rate_limit or env.rate_limit)
         revision = emulator.world.revision if emulator is not None else None
         try:
             yield Engine(QrveyGateway(client), self.store, progress=progress, parallelism=limit)

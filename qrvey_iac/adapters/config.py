@@ -41,6 +41,7 @@ class EnvironmentConfig(Frozen):
     state: StateConfig = StateConfig()
     routes: dict[str, str] = Field(default_factory=dict, description="Overrides of unconfirmed API paths")
     parallelism: int | None = Field(default=None, ge=1, le=256)
+    rateLimit: float | None = Field(default=None, gt=0, description="Max API requests per second")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-resource spec fields for this environment, e.g. {dataset.orders: {protect: true}}",
@@ -72,6 +73,7 @@ class Environment:
     manifests_dir: Path
     routes: dict[str, str] = field(default_factory=dict)
     parallelism: int | None = None
+    rate_limit: float | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str = DEFAULT_CONFIG
 
@@ -138,6 +140,7 @@ def load_environment(
         manifests_dir=root / config.manifests,
         routes=dict(env.routes),
         parallelism=env.parallelism,
+        rate_limit=env.rateLimit,
         overrides=dict(env.overrides),
         config_file=str(path),
     )

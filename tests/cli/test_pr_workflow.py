@@ -177,3 +177,31 @@ def test_committed_schema_matches_the_models_and_examples_reference_it(project):
         "schema/manifest.schema.json is stale: run `qrvey-iac schema > schema/manifest.schema.json`"
     for manifest in sorted((repo / "manifests").glob("*.yaml")):
         assert manifest.read_text().startswith("# yaml-language-server: $schema=../schema/manifest.schema.json")
+
+
+def test_rate_limit_option(project):
+    result = project.run("apply", "--auto-approve", "--rate-limit", "500/s")
+    assert result.exit_code == 0, result.output
+    bad = project.run("plan", "--rate-limit", "0/s")
+    assert bad.exit_code == 1
+    assert bad.stderr.splitlines()[0] == "Error: --rate-limit: expected N/s with N > 0, e.g. 20/s; got '0/s'"
+
+
+def test_state_commands(project):
+    applied(project)
+    listed = project.run("state", "list")
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 10
+    shown = json.loads(project.run("state", "show", "dataset.orders").stdout)
+    assert shown["shared"] is True and shown["appId"] == "a-sales"
+    moved = project.run("state", "mv", "dataset.products", "dataset.catalogue")
+    assert moved.exit_code == 0, moved.output
+    assert "dataset.catalogue" in project.state()["resources"]
+    assert project.run("state", "mv", "dataset.catalogue", "view.x").exit_code == 1
+    removed = project.run("state", "rm", "dataset.catalogue")
+    assert removed.exit_code == 0
+    assert "dataset.catalogue" not in project.state()["resources"]
+    # forgotten, not deleted: the dataset is still in Qrvey, and the manifest's products is new again
+    assert len(project.world()["datasets"]) == 10
+    assert "# dataset.products will be created (new in the manifests)" in project.run("plan").stdout
+    missing = project.run("state", "show", "dataset.nope")
+    assert missing.exit_code == 1 and "dataset.nope is not in the state" in missing.stderr
