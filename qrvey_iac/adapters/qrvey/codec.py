@@ -8,6 +8,7 @@ from typing import Any
 from qrvey_iac.core.keys import AppRef
 
 CLIENT_FIELDS = ("name", "datasources", "columns", "dataSync", "customAttributes")
+REBUILT_FIELDS = ("name", "columns", "customAttributes")  # update_body replaces these: copying them is waste
 
 
 def create_body(desired: dict[str, Any], app: AppRef, dataset_id: str) -> dict[str, Any]:
@@ -29,7 +30,7 @@ def create_body(desired: dict[str, Any], app: AppRef, dataset_id: str) -> dict[s
 
 def update_body(live: dict[str, Any], desired: dict[str, Any], is_view: bool) -> dict[str, Any]:
     """A full-replace PUT body: the live definition with the managed fields overlaid."""
-    body = {k: copy.deepcopy(live[k]) for k in CLIENT_FIELDS if k in live}
+    body = {k: live[k] if k in REBUILT_FIELDS else copy.deepcopy(live[k]) for k in CLIENT_FIELDS if k in live}
     body["datasetId"] = live["datasetId"]
     body["name"] = desired["name"]
     attributes = dict(live.get("customAttributes") or {})
