@@ -1,0 +1,109 @@
+"""CPU-only figures: ``endpoint: local`` (the in-process emulator, no latency).
+
+    python bench/local_cpu.py --sizes 1000,5000,10000
+
+For each N (``--repeat R`` times, keeping the fastest): a fresh project of N datasets
+(30 columns each; no views unless ``--views``), then, as a user runs them,
+
+1. ``qrvey-iac apply --auto-approve``: N new datasets;
+2. ``qrvey-iac plan --detailed-exitcode``: N unchanged datasets (must exit 0).
+
+With ``endpoint: local`` the emulator runs inside the CLI process and its world is loaded
+from and saved to ``state/<env>.emulator.json`` by every command: that is part of the
+figures, as it is part of what the user waits for.
+
+Prints one JSON line: per N and command the wall seconds (start-up included), CPU
+seconds, peak RSS and milliseconds per object (start-up left out); and ``growth``: per-object
+time at the largest N over the smallest (1.0 is linear, below 1.0 better than linear).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from measure import Run, cli_startup, machine, rounded, run_cli  # noqa: E402
+from workload import Workload, write_config, write_manifests  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    startup: Run | None = None
+    runs = []
+    for n in args.sizes:
+        measured = []
+        for _ in range(args.repeat):
+            with tempfile.TemporaryDirectory(prefix="qrvey-bench-local-") as folder:
+                root = Path(folder)
+                shape = write_manifests(root, n, with_views=args.views)
+                write_config(root, "local", None, args.parallelism)
+                startup = startup or cli_startup(root)
+                measured.append(measure(root, n))
+        runs.append(summary(n, shape, measured, startup))
+    result = {
+        "bench": "local_cpu", "latency_ms": 0, "parallelism": args.parallelism, "repeat": args.repeat,
+        "cli_startup_s": rounded(startup.wall_s), "cli_startup_cpu_s": rounded(startup.cpu_s),
+        "runs": runs, "growth": growth(runs), "machine": machine(),
+    }
+    print(json.dumps(result, sort_keys=True), flush=True)
+    return result
+
+
+def measure(root: Path, n: int) -> tuple[Run, Run, dict]:
+    apply_run = run_cli(["apply", "--auto-approve"], root).check("apply")
+    plan_run = run_cli(["plan", "--detailed-exitcode"], root).check("plan")
+    if plan_run.returncode != 0:
+        raise SystemExit(f"plan after apply shows changes at N={n}:\n{plan_run.stdout[-2000:]}")
+    sizes = {"state_file_mib": (root / "state" / "bench.json").stat().st_size / 2**20,
+             "world_file_mib": (root / "state" / "bench.emulator.json").stat().st_size / 2**20}
+    return apply_run, plan_run, {k: rounded(v, 4) for k, v in sizes.items()}
+
+
+def summary(n: int, shape: Workload, measured: list[tuple[Run, Run, dict]], startup: Run) -> dict:
+    """The fastest apply and the fastest plan of the repetitions (machines are noisy)."""
+    apply_run = min((m[0] for m in measured), key=lambda run: run.wall_s)
+    plan_run = min((m[1] for m in measured), key=lambda run: run.wall_s)
+    return {"n": n, "objects": shape.objects, "views": shape.views,
+            "apply": figures(apply_run, shape.objects, startup),
+            "plan": figures(plan_run, shape.objects, startup), **measured[-1][2]}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=lambda text: [int(x) for x in text.split(",")], default=[1000, 5000, 10000],
+                        help="comma-separated N values (datasets)")
+    parser.add_argument("--views", action="store_true", help="add N/2 views, as plan_apply.py does")
+    parser.add_argument("--parallelism", type=int, default=16)
+    parser.add_argument("--repeat", type=int, default=1, help="measure each N this many times, keep the fastest")
+    return parser.parse_args(argv)
+
+
+def figures(run: Run, objects: int, startup: Run) -> dict:
+    """Per-object figures leave out the fixed start-up, so they show how the work itself grows."""
+    return {"wall_s": rounded(run.wall_s), "cpu_s": rounded(run.cpu_s), "peak_rss_mib": rounded(run.peak_rss_mib, 1),
+            "per_object_ms": rounded(max(run.wall_s - startup.wall_s, 0.0) / objects * 1000),
+            "per_object_cpu_ms": rounded(max(run.cpu_s - startup.cpu_s, 0.0) / objects * 1000)}
+
+
+def growth(runs: list[dict]) -> dict:
+    """Per-object time (start-up left out) at the largest N over that at the smallest N."""
+    if len(runs) < 2:
+        return {}
+    small, large = min(runs, key=lambda r: r["n"]), max(runs, key=lambda r: r["n"])
+    return {
+        "from_n": small["n"], "to_n": large["n"],
+        **{f"{command}_per_object_ratio": rounded(large[command]["per_object_ms"] / small[command]["per_object_ms"], 2)
+           for command in ("apply", "plan")},
+        **{f"{command}_per_object_cpu_ratio":
+           rounded(large[command]["per_object_cpu_ms"] / small[command]["per_object_cpu_ms"], 2)
+           for command in ("apply", "plan")},
+    }
+
+
+if __name__ == "__main__":
+    main()
