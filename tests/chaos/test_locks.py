@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,6 @@ from click.testing import CliRunner
 
 from qrvey_iac.cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
@@ -29,11 +27,8 @@ HOLDER = textwrap.dedent("""
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    shutil.copy(REPO / "qrvey-iac.yaml", tmp_path / "qrvey-iac.yaml")
-    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def project(example_dir) -> Path:
+    return example_dir
 
 
 def run(*args: str):

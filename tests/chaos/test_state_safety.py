@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,14 @@ from qrvey_iac.cli import cli
 from qrvey_iac.emulator import EmulatorConfig
 from qrvey_iac.emulator.testing import running_server
 
-REPO = Path(__file__).resolve().parents[2]
 API_KEY = "k-3f9a-never-written"
 SECRET = "p4ss-from-the-environment"
 STATE = Path("state/local.json")
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Path:
-    shutil.copy(REPO / "qrvey-iac.yaml", tmp_path / "qrvey-iac.yaml")
-    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+def project(example_dir) -> Path:
+    return example_dir
 
 
 def run(*args: str):

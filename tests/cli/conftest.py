@@ -1,5 +1,4 @@
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -7,7 +6,6 @@ from click.testing import CliRunner
 
 from qrvey_iac.cli import cli
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Project:
@@ -53,8 +51,5 @@ class Project:
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch) -> Project:
-    shutil.copy(REPO / "qrvey-iac.yaml", tmp_path / "qrvey-iac.yaml")
-    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
-    monkeypatch.chdir(tmp_path)
-    return Project(tmp_path)
+def project(example_dir) -> Project:
+    return Project(example_dir)
