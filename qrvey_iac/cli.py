@@ -46,7 +46,7 @@ class Console:
         click.echo(render(plan, self.output, self.secrets), nl=False)
 
     def confirm(self, command: str) -> bool:
-        click.echo(f"\nDo you want to perform these actions? Only 'yes' will be accepted.", err=True)
+        click.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.", err=True)
         try:
             answer = click.prompt("  Enter a value", default="", show_default=False, err=True)
         except click.Abort:
