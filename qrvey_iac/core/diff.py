@@ -42,10 +42,11 @@ def desired_document(resource: Resource) -> dict[str, Any]:
     attributes = dict(spec.customAttributes or {})
     attributes[OWNER_ATTRIBUTE] = resource.address
     if isinstance(spec, DatasetSpec):
+        dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
         document: dict[str, Any] = {
             "name": spec.name,
-            "datasources": {d.name: _datasource_fields(d.model_dump()) for d in spec.datasources},
-            "columns": {c.columnName: _given(c.model_dump(), skip="columnName") for c in spec.columns},
+            "datasources": {d["name"]: _datasource_fields(d) for d in dumped["datasources"]},
+            "columns": {c["columnName"]: _given(c, skip="columnName") for c in dumped["columns"]},
             "customAttributes": attributes,
         }
         if spec.dataSync is not None:
@@ -54,7 +55,7 @@ def desired_document(resource: Resource) -> dict[str, Any]:
     assert isinstance(spec, DatasetViewSpec)
     return {
         "name": spec.name,
-        "columns": {c.column: _given(c.model_dump(), skip="column") for c in spec.columns},
+        "columns": {c["column"]: _given(c, skip="column") for c in spec.model_dump(include={"columns"})["columns"]},
         "customAttributes": attributes,
     }
 
