@@ -11,6 +11,7 @@ import re
 import sys
 import time
 import traceback
+from secrets import token_hex
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,9 +23,11 @@ from qrvey_iac.core.errors import ConfigError, InputError, Problem, QrveyIacErro
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.render import render_json, render_text
+from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
 from qrvey_iac.wiring import Workspace
 
+KNOWN_SECRETS: set[str] = set()     # every secret this process has read: masked in errors too
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
 T = TypeVar("T")
@@ -38,8 +41,10 @@ class Console:
         self.started = time.monotonic()
         self.secrets = secrets
         self.output = output
+        KNOWN_SECRETS.update(secrets)
 
     def progress(self, message: str) -> None:
+        message = mask_text(message, self.secrets)
         click.echo(f"[{time.monotonic() - self.started:6.1f}s] {message}", err=True)
 
     def show_plan(self, plan: Plan) -> None:
@@ -112,6 +117,7 @@ def _debug_trace(kwargs: dict) -> None:
 
 def _fail(kwargs: dict, message: str, code: int) -> None:
     _debug_trace(kwargs)
+    message = mask_text(message, frozenset(KNOWN_SECRETS))
     click.echo("Error: " + message.replace("\n", "\n  ").rstrip(), err=True)
     sys.exit(code)
 
@@ -169,6 +175,7 @@ def parse_rate(text: str | None) -> float | None:
 def open_workspace(kwargs: dict[str, Any]) -> Workspace:
     from qrvey_iac.adapters.variables import merge_variables
 
+    KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
     if kwargs.get("debug"):
         logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -236,7 +243,8 @@ def plan(**kwargs):
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
 
-        save_plan(Path(kwargs["out"]), render_json(result, console.secrets))
+        sealed = seal_plan(result, console.secrets, token_hex(16))
+        save_plan(Path(kwargs["out"]), render_json(sealed, console.secrets))
         console.progress(f"Saved the plan to {kwargs['out']}: apply it with `qrvey-iac apply {kwargs['out']}`")
     if kwargs["detailed_exitcode"] and result.has_changes:
         sys.exit(2)

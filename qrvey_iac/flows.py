@@ -12,7 +12,8 @@ from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan, fingerprint
+from qrvey_iac.core.plan import Plan
+from qrvey_iac.core.planner import fingerprints_of
 from qrvey_iac.core.saved_plan import check_fresh, rehydrate
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
@@ -90,7 +91,7 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
             exists = workspace.store.exists()
             state = await _settled(engine, workspace, manifest) if exists else State(lineage=saved.lineage)
             live = await _before_changes(engine.refresh(manifest, state), options)
-            now = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
+            now = fingerprints_of(state, live)
             check_fresh(saved, state, now, manifest)
             plan = rehydrate(saved, manifest)
             ui.show_plan(plan)

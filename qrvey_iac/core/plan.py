@@ -59,6 +59,8 @@ class Plan(Frozen):
     fingerprints: dict[str, str] = {}
     refresh_only: bool = False
     notes: tuple[str, ...] = ()                 # what --target/--exclude pulled in or left out
+    seals: dict[str, str] = {}                  # address -> salted digest of a secret-bearing document
+    seal_nonce: str = ""
     actions: tuple[Action, ...] = ()
 
     @property

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange, canonical_hash, desired_document, diff_documents, live_document
-from qrvey_iac.core.errors import ProtectedResourceError
+from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.models import DatasetSpec
@@ -38,15 +38,41 @@ def build_plan(
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
     _refuse_protected(actions)
+    _check_external_sources(actions, live)
     plan = Plan(
         environment=environment,
         lineage=state.lineage,
         serial=state.serial,
         manifest_digest=manifest.digest,
-        fingerprints={a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)},
+        fingerprints=fingerprints_of(state, live),
         actions=tuple(actions),
     )
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
+
+
+def fingerprints_of(state: State, live: Live) -> dict[str, str]:
+    """What a saved plan pins: every object it read, managed ones and external view sources."""
+    pins = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
+    # keyed by a digest of the id: an unmanaged source's id may come from ${env:X}
+    pins.update({f"source:{canonical_hash(d)[:20]}": fingerprint(obj) for d, obj in sorted(live.sources.items())})
+    return pins
+
+
+def _check_external_sources(actions: list[Action], live: Live) -> None:
+    """A view to be created over an unmanaged source needs that source present and shared."""
+    problems = []
+    for action in actions:
+        source = action.source or {}
+        if action.op not in ("create", "replace") or "datasetId" not in source:
+            continue
+        found = live.sources.get(source["datasetId"])
+        where = f"dataset {source['datasetId']} in app {source.get('appId')}"
+        if found is None:
+            problems.append(f"{action.address}: its source {where} does not exist")
+        elif not found.get("isPublic", False):
+            problems.append(f"{action.address}: its source {where} is not shared (publishVersion isPublic)")
+    if problems:
+        raise PlanError("cannot plan views over these unmanaged sources:\n" + "\n".join(f"- {p}" for p in problems))
 
 
 def _plan_resource(

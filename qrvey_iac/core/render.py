@@ -7,6 +7,9 @@ import re
 from typing import Any
 
 from qrvey_iac.core.plan import Action, Plan
+from qrvey_iac.core.secrets import MASK, mask_plan, mask_text
+
+__all__ = ["MASK", "mask", "render_json", "render_text", "summary_line"]
 
 SYMBOL = {"create": "+", "update": "~", "replace": "-/+", "delete": "-", "share": "~", "unshare": "~"}
 PHRASE = {
@@ -14,7 +17,6 @@ PHRASE = {
     "replace": "must be replaced", "delete": "will be destroyed",
     "share": "will be shared", "unshare": "will be unshared",
 }
-MASK = "(sensitive)"
 
 
 def summary_line(plan: Plan) -> str:
@@ -30,11 +32,12 @@ def summary_line(plan: Plan) -> str:
 
 
 def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
+    plan = mask_plan(plan, secrets)
     notes = [f"  - {note}" for note in plan.notes]
     if notes:
         notes = ["Selection (--target / --exclude):", *notes, ""]
     if not plan.has_changes:
-        return mask("\n".join([*notes, summary_line(plan)]) + "\n", secrets)
+        return "\n".join([*notes, summary_line(plan)]) + "\n"
     heading = "qrvey-iac will perform these actions"
     if plan.refresh_only:
         heading = "Objects changed outside qrvey-iac (refresh-only: apply would put them back)"
@@ -44,21 +47,18 @@ def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
         lines.append("")
     lines.extend(notes)
     lines.append(summary_line(plan))
-    return mask("\n".join(lines) + "\n", secrets)
+    return "\n".join(lines) + "\n"
 
 
 def render_json(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
-    data = plan.model_dump(mode="json")
+    data = mask_plan(plan, secrets).model_dump(mode="json")
     data["summary"] = plan.summary()
-    return mask(json.dumps(data, indent=2, sort_keys=True) + "\n", secrets)
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def mask(text: str, secrets: frozenset[str]) -> str:
-    """Replace every secret value read through ${env:X} (longest first)."""
-    for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-        text = text.replace(json.dumps(secret)[1:-1], MASK)
-    return text
+    """Free-text masking (kept for callers that only have text); plans use mask_plan."""
+    return mask_text(text, secrets)
 
 
 def _action_lines(action: Action) -> list[str]:

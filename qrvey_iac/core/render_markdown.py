@@ -26,6 +26,7 @@ from typing import Any
 from qrvey_iac.core.diff import OWNER_ATTRIBUTE
 from qrvey_iac.core.plan import CHANGING_OPS, Action, Plan
 from qrvey_iac.core.render import mask, summary_line
+from qrvey_iac.core.secrets import mask_plan
 
 COMMENT_MARKER = "<!-- qrvey-iac plan"
 GITHUB_COMMENT_LIMIT = 65536
@@ -71,6 +72,8 @@ def render_markdown(
     plan: Plan, secrets: frozenset[str] = frozenset(), limit: int = GITHUB_COMMENT_LIMIT
 ) -> str:
     """The plan as one GitHub comment of at most ``limit`` characters, secrets masked."""
+    plan = mask_plan(plan, secrets)        # value by value: the layout's own words stay intact
+    secrets = frozenset()
     writer = _Writer(secrets)
     head = _head(plan, writer)
     groups = _by_address(plan)

@@ -8,7 +8,7 @@ from qrvey_iac.core.diff import desired_document
 from qrvey_iac.core.errors import StalePlanError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.render import MASK, mask
+from qrvey_iac.core.secrets import mask_value, seal
 from qrvey_iac.core.state import State
 
 
@@ -44,8 +44,9 @@ def _what(before: str | None, now: str | None) -> str:
 def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
     """Recompute each action's desired document from the manifests (with secrets).
 
-    A plan file holds masked values only; the manifests are pinned by digest,
-    so recomputing gives the reviewed document, unless a secret's value moved.
+    A plan file holds masked values only; the manifests are pinned by digest, so
+    recomputing gives the reviewed document. A secret read through ${env:X} is
+    checked against the plan's salted seal, so a changed value is refused too.
     """
     actions = []
     for action in plan.actions:
@@ -54,23 +55,24 @@ def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
             actions.append(action)
             continue
         fresh = desired_document(resource)
-        if _masked(fresh, manifest.secrets) != action.desired:
+        masked = mask_value(fresh, manifest.secrets)
+        sealed = plan.seals.get(action.address)
+        moved = masked != action.desired or (
+            seal(fresh, plan.seal_nonce) != sealed if sealed else masked != fresh
+        )
+        if moved:
             raise StalePlanError(
                 f"the saved plan is stale; nothing was changed:\n- {action.address}: a variable or "
                 "environment value changed since the plan was made\nRun qrvey-iac plan again."
             )
-        actions.append(action.model_copy(update={"desired": fresh}))
+        source = action.source
+        if resource.external_source is not None:
+            source = resource.external_source.model_dump()
+            if mask_value(source, manifest.secrets) != action.source:
+                raise StalePlanError(f"the saved plan is stale; nothing was changed:\n- {action.address}: "
+                                     "its source changed since the plan was made\nRun qrvey-iac plan again.")
+        actions.append(action.model_copy(update={"desired": fresh, "source": source}))
     return plan.model_copy(update={"actions": tuple(actions)})
 
 
-def _masked(value, secrets: frozenset[str]):
-    if isinstance(value, dict):
-        return {k: _masked(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v, secrets) for v in value]
-    if isinstance(value, str) and secrets:
-        return mask(value, secrets)
-    return value
-
-
-__all__ = ["MASK", "check_fresh", "rehydrate"]
+__all__ = ["check_fresh", "rehydrate"]

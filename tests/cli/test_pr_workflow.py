@@ -205,3 +205,88 @@ def test_state_commands(project):
     assert "# dataset.products will be created (new in the manifests)" in project.run("plan").stdout
     missing = project.run("state", "show", "dataset.nope")
     assert missing.exit_code == 1 and "dataset.nope is not in the state" in missing.stderr
+
+
+def test_secrets_stay_masked_when_they_change_are_short_or_look_like_keywords(project, monkeypatch):
+    monkeypatch.setenv("QI_DB", "crm_secret_v1")
+    project.replace_in("sales.yaml", "database: crm\n", "database: ${env:QI_DB}\n")
+    applied(project)
+    monkeypatch.setenv("QI_DB", "crm_secret_v2")
+    result = project.run("plan", "--out", "p.json")
+    assert "crm_secret_v1" not in result.output and "crm_secret_v2" not in result.output
+    assert '~ datasources.Customers.database: "(sensitive)" → "(sensitive)"' in result.stdout
+    saved = (project.root / "p.json").read_text()
+    assert "crm_secret_v1" not in saved and "crm_secret_v2" not in saved
+    # the reviewed plan was made with v2: applying it with v3 in the environment is refused
+    monkeypatch.setenv("QI_DB", "crm_secret_v3")
+    stale = project.run("apply", "p.json")
+    assert stale.exit_code == 1
+    assert "dataset.customers: a variable or environment value changed since the plan was made" in stale.stderr
+    monkeypatch.setenv("QI_DB", "crm_secret_v2")
+    assert project.run("apply", "p.json").exit_code == 0
+    customers = project.world()["datasets"][project.dataset_id("dataset.customers")]
+    assert customers["datasources"][0]["database"] == "crm_secret_v2"
+    for short in ("abc", "false", "dataset"):
+        monkeypatch.setenv("QI_DB", short)
+        result = project.run("plan", "--format", "json")
+        plan = json.loads(result.stdout)                     # still valid JSON
+        changed = [a for a in plan["actions"] if a["op"] == "update"]
+        assert [a["address"] for a in changed] == ["dataset.customers"]
+        assert changed[0]["changes"] == [
+            {"path": "datasources.Customers.database", "before": "(sensitive)", "after": "(sensitive)"}]
+
+
+EXTERNAL_VIEW = """
+---
+apiVersion: qrvey-iac/v1
+kind: DatasetView
+metadata: {name: partner-orders}
+spec:
+  app: apac
+  source: {appId: a-partner, userId: u-partner, datasetId: "${env:QI_SOURCE_ID}"}
+  name: Partner orders
+"""
+
+
+def test_views_of_unmanaged_sources_are_checked_at_plan_time_and_secrets_stay_masked(project, monkeypatch):
+    monkeypatch.setenv("QI_SOURCE_ID", "partner-secret-dataset-id")
+    project.manifest("partner.yaml").write_text(EXTERNAL_VIEW)
+    missing = project.run("plan")
+    assert missing.exit_code == 1
+    assert ("- view.partner-orders: its source dataset (sensitive) in app a-partner does not exist"
+            in missing.stderr)
+    assert "partner-secret-dataset-id" not in missing.output
+    project.manifest("partner.yaml").unlink()
+    applied(project)   # everything but the external view
+    project.manifest("partner.yaml").write_text(EXTERNAL_VIEW)
+    import asyncio
+    from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
+    from qrvey_iac.adapters.qrvey.client import QrveyClient
+    from qrvey_iac.core.keys import AppRef
+
+    # the partner's dataset appears in the (persisted) emulator world, first unshared, then shared
+    config = EmulatorConfig(api_key="k", data_file=project.world_path)
+    app = create_app(config)
+
+    async def partner(shared: bool):
+        async with QrveyClient("http://e", "k", transport=EmulatorTransport(app)) as client:
+            partner_app = AppRef("u-partner", "a-partner")
+            if not shared:
+                body = {"datasetId": "partner-secret-dataset-id", "name": "Partner",
+                        "datasources": [{"name": "p", "connectionId": "c", "connectorType": "MSSQL_LIVE", "tableName": "t"}],
+                        "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}
+                await client.create_dataset(partner_app, body)
+            else:
+                await client.set_shared(partner_app, "partner-secret-dataset-id", True)
+    asyncio.run(partner(False))
+    unshared = project.run("plan")
+    assert "its source dataset (sensitive) in app a-partner is not shared" in unshared.stderr
+    asyncio.run(partner(True))
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    saved = json.loads((project.root / "p.json").read_text())
+    assert any(key.startswith("source:") for key in saved["fingerprints"])
+    assert "partner-secret-dataset-id" not in (project.root / "p.json").read_text()
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 0, result.output
+    view = project.world()["datasets"][project.dataset_id("view.partner-orders")]
+    assert view["sourceDataset"]["datasetId"] == "partner-secret-dataset-id"
