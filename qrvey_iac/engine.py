@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, document_hash, managed_fields
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, TransportError,
 )
@@ -168,7 +168,8 @@ class _ApplyRun:
                 await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
                                                is_view=action.kind == "DatasetView")
             await self._record(action.address, current.model_copy(
-                update={"applied_hash": canonical_hash(action.desired), "protect": action.protect}), entry)
+                update={"applied_hash": document_hash(action.desired), "protect": action.protect,
+                        "managed": managed_fields(action.desired)}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
         entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
@@ -253,7 +254,8 @@ class _ApplyRun:
             id=str(uuid.uuid4()), op=op,
             address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
             detail={"kind": action.kind, "protect": action.protect,
-                    "applied_hash": canonical_hash(action.desired), **detail},
+                    "applied_hash": document_hash(action.desired),
+                    "managed": managed_fields(action.desired), **detail},
             started=_now(),
         )
         self.state = self.state.with_journal(entry)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash, desired_document, live_document
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, desired_document, document_hash, live_document
 from qrvey_iac.core.errors import QrveyIacError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
@@ -98,12 +98,13 @@ class Settler:
         desired = desired_document(resource)
         sent = entry.detail.get("applied_hash")
         is_view = current.kind == "DatasetView"
-        if canonical_hash(desired) != sent or canonical_hash(live_document(live, desired, is_view)) != sent:
+        if document_hash(desired) != sent or document_hash(live_document(live, desired, is_view)) != sent:
             return state            # not landed, or the manifests moved on: the plan shows what remains
         if live.get("pendingChanges") and self.write:
             await self.qrvey.update(_app(current), current.datasetId, desired, is_view=is_view)
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
-        return state.with_resource(entry.address, current.model_copy(update={"applied_hash": sent}))
+        return state.with_resource(entry.address, current.model_copy(
+            update={"applied_hash": sent, "managed": entry.detail.get("managed", current.managed)}))
 
     async def _share(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
@@ -155,6 +156,7 @@ def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceSta
         connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
         protect=bool(entry.detail.get("protect", False)),
         applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
+        managed=entry.detail.get("managed", {}),
     )
 
 

@@ -60,6 +60,50 @@ def desired_document(resource: Resource) -> dict[str, Any]:
     }
 
 
+def managed_fields(document: dict[str, Any] | None) -> dict[str, list[str]]:
+    """What a document manages beyond its fixed fields: recorded in state so removals show."""
+    document = document or {}
+    is_view = "datasources" not in document
+    managed = {
+        "customAttributes": sorted(k for k, v in (document.get("customAttributes") or {}).items() if v is not None),
+        "dataSync": ["*"] if document.get("dataSync") is not None else [],
+        "overrides": sorted(k for k, v in (document.get("columns") or {}).items() if v) if is_view else [],
+    }
+    return {k: v for k, v in managed.items() if v}
+
+
+def with_removals(desired: dict[str, Any], managed: dict[str, list[str]], is_view: bool) -> dict[str, Any]:
+    """Mark what the manifest managed before and no longer does (None = remove / reset)."""
+    document = dict(desired)
+    attributes = dict(document.get("customAttributes") or {})
+    for key in managed.get("customAttributes", ()):
+        attributes.setdefault(key, None)
+    document["customAttributes"] = attributes
+    if managed.get("dataSync") and "dataSync" not in document:
+        document["dataSync"] = None
+    if is_view:
+        columns = dict(document.get("columns") or {})
+        for name in managed.get("overrides", ()):
+            columns.setdefault(name, None)        # back to the source's name, visible
+        document["columns"] = columns
+    return document
+
+
+def document_hash(document: dict[str, Any] | None) -> str:
+    """The applied hash: a document without its removal marks."""
+    return canonical_hash(_without_removals(document or {}))
+
+
+def _without_removals(document: dict[str, Any]) -> dict[str, Any]:
+    cleaned = {k: v for k, v in document.items() if not (k == "dataSync" and v is None)}
+    for key in ("customAttributes", "columns"):
+        if isinstance(cleaned.get(key), dict) and key in cleaned:
+            if key == "columns" and "datasources" in cleaned:
+                continue
+            cleaned[key] = {k: v for k, v in cleaned[key].items() if v is not None}
+    return cleaned
+
+
 def live_document(live: dict[str, Any], desired: dict[str, Any], is_view: bool) -> dict[str, Any]:
     """Project a live Get Dataset answer onto the fields ``desired`` manages."""
     full = _normalise_live_view(live) if is_view else _normalise_live_dataset(live)
@@ -70,7 +114,7 @@ def live_document(live: dict[str, Any], desired: dict[str, Any], is_view: bool) 
             projected[key] = _project_named(have or {}, wanted, key, keep_extra=not is_view)
         elif key == "customAttributes":
             have = have if isinstance(have, dict) else {}
-            projected[key] = {k: have[k] for k in wanted if k in have}
+            projected[key] = {k: have.get(k) for k in wanted}
         else:
             projected[key] = have
     return projected
@@ -154,6 +198,11 @@ def _project_named(
     projected = {}
     for name in sorted(names):
         if name not in have:
+            continue
+        if name in wanted and wanted[name] is None:      # a removed view override: reset or not
+            column = have[name]
+            at_reset = column.get("columnName") == name and column.get("visible", True) is True
+            projected[name] = None if at_reset else column
             continue
         fields = wanted.get(name, {}).keys() or default
         projected[name] = {f: _jsonable(have[name].get(f)) for f in fields if have[name].get(f) is not None or f in DATASOURCE_KEYS}

@@ -6,7 +6,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import FieldChange, canonical_hash, desired_document, diff_documents, live_document
+from qrvey_iac.core.diff import (
+    FieldChange,
+    canonical_hash,
+    desired_document,
+    diff_documents,
+    document_hash,
+    live_document,
+    with_removals,
+)
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.manifest import Manifest, Resource
@@ -134,13 +142,15 @@ def _replace_reason(
 def _update_or_noop(
     resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
 ) -> Action:
-    desired = base["desired"]
-    changes = diff_documents(live_document(obj, desired, resource.kind == "DatasetView"), desired)
+    is_view = resource.kind == "DatasetView"
+    desired = with_removals(base["desired"], current.managed, is_view)
+    base = {**base, "desired": desired}
+    changes = diff_documents(live_document(obj, desired, is_view), desired)
     if current.protect != resource.protect:      # recorded in the state only: no API call
         changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
     if not changes:
         return Action(op="no-op", reason="up to date", dataset_id=current.datasetId, **base)
-    drift = canonical_hash(desired) == current.applied_hash
+    drift = document_hash(desired) == current.applied_hash
     reason = DRIFT if drift else "changed in the manifests"
     return Action(
         op="update", reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base

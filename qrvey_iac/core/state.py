@@ -25,6 +25,7 @@ class ResourceState(BaseModel):
     protect: bool = False
     applied_hash: str = ""
     source: dict[str, str] | None = None   # views: {address?, datasetId, appId, userId}
+    managed: dict[str, list[str]] = {}     # optional keys the manifest manages (so removals show)
 
 
 class JournalEntry(BaseModel):

@@ -60,6 +60,13 @@ CASES = {
         ["Error: manifests/test.yaml:23: spec.source: dataset.orders is not shared: "
          "set shared: true on it to use it as a view's source"],
     ),
+    "view override of a column the source lacks": (
+        DATASET + "---\napiVersion: qrvey-iac/v1\nkind: DatasetView\nmetadata: {name: v}\n"
+                  "spec:\n  app: emea\n  source: dataset.orders\n  name: V\n"
+                  "  columns:\n    - {column: Totl, columnName: T}\n",
+        ["Error: manifests/test.yaml:26: spec.columns[0].column: dataset.orders has no column 'Totl' "
+         "(its columns: Id, Total)"],
+    ),
     "cycle": (
         DATASET.replace("  name: orders\n", "  name: orders\n  dependsOn: [view.v]\n")
         + "---\napiVersion: qrvey-iac/v1\nkind: DatasetView\nmetadata: {name: v}\n"

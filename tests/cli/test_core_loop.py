@@ -156,3 +156,40 @@ def test_second_writer_fails_at_once_naming_the_lock_holder(project):
     assert f"is locked by apply (held by the test) (pid {os.getpid()} on" in result.stderr
     assert "Traceback" not in result.output
     assert applied(project)
+
+
+def test_removing_optional_fields_from_a_manifest_removes_them_in_qrvey(project):
+    project.replace_in("sales.yaml", "  name: Products\n", "  name: Products\n  dataSync: {schedule: daily}\n")
+    applied(project)
+    orders_id, products_id = project.dataset_id("dataset.orders"), project.dataset_id("dataset.products")
+    view_id = project.dataset_id("view.orders-emea")
+    assert project.world()["datasets"][products_id]["dataSync"] == {"schedule": "daily"}
+
+    project.replace_in("sales.yaml", "  customAttributes:\n    team: revenue-analytics\n", "")
+    project.replace_in("sales.yaml", "  dataSync: {schedule: daily}\n", "")
+    project.replace_in("regions.yaml", "  columns:\n    - {column: Total, columnName: Order total}\n", "")
+    plan = project.run("plan")
+    assert '- customAttributes.team (was "revenue-analytics")' in plan.stdout
+    assert '- dataSync (was {"schedule": "daily"})' in plan.stdout
+    assert "- columns.Total (was" in plan.stdout
+    assert "Plan: 0 to create, 3 to update, 0 to replace, 0 to delete." in plan.stdout
+    applied(project)
+    world = project.world()["datasets"]
+    assert "team" not in world[orders_id]["customAttributes"]
+    assert "dataSync" not in world[products_id]
+    total = [c for c in world[view_id]["columns"] if c.get("origColumnSourceName") == "Total"]
+    assert total[0]["columnName"] == "Total"
+    assert project.run("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_attributes_the_manifest_never_managed_are_left_alone(project):
+    applied(project)
+    orders_id = project.dataset_id("dataset.orders")
+
+    def tag(world):
+        world["datasets"][orders_id]["customAttributes"]["costCenter"] = "42"
+    project.edit_world(tag)
+    assert project.run("plan", "--detailed-exitcode").exit_code == 0
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    applied(project)
+    assert project.world()["datasets"][orders_id]["customAttributes"]["costCenter"] == "42"

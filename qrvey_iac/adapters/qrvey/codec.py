@@ -34,7 +34,11 @@ def update_body(live: dict[str, Any], desired: dict[str, Any], is_view: bool) ->
     body["datasetId"] = live["datasetId"]
     body["name"] = desired["name"]
     attributes = dict(live.get("customAttributes") or {})
-    attributes.update(desired.get("customAttributes", {}))
+    for key, value in desired.get("customAttributes", {}).items():
+        if value is None:
+            attributes.pop(key, None)          # no longer in the manifest: remove it
+        else:
+            attributes[key] = value
     body["customAttributes"] = attributes
     if is_view:
         body["columns"] = _view_columns(live.get("columns") or [], desired.get("columns", {}))
@@ -52,7 +56,10 @@ def update_body(live: dict[str, Any], desired: dict[str, Any], is_view: bool) ->
         for name, record in desired["columns"].items()
     ]
     if "dataSync" in desired:
-        body["dataSync"] = desired["dataSync"]
+        if desired["dataSync"] is None:
+            body.pop("dataSync", None)         # no longer in the manifest: remove it
+        else:
+            body["dataSync"] = desired["dataSync"]
     return body
 
 
@@ -86,5 +93,8 @@ def _view_columns(columns: list[dict[str, Any]], overrides: dict[str, dict[str, 
     out = []
     for column in columns:
         key = column.get("origColumnSourceName") or column.get("columnName")
-        out.append({**column, **overrides.get(key, {})})
+        override = overrides.get(key, {})
+        if override is None:                   # override removed: back to the source's name, shown
+            override = {"columnName": key, "visible": True}
+        out.append({**column, **override})
     return out
