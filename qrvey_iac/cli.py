@@ -313,12 +313,14 @@ def drift(**kwargs):
     workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
     console = Console(manifest.secrets | workspace.secrets(), kwargs["output"])
-    result = run_async(read_drift(workspace, manifest, console, options_of(kwargs, "drift")))
+    result, undecided = run_async(read_drift(workspace, manifest, console, options_of(kwargs, "drift")))
     if kwargs["output"] == "text":
         click.echo(render_drift_text(result, console.secrets), nl=False)
     else:
         console.show_plan(result)
-    if result.has_changes:
+    for line in undecided:
+        click.echo(f"Unsettled operation that needs a decision: {mask_text(line, console.secrets)}", err=True)
+    if result.has_changes or undecided:
         sys.exit(2)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
 
 from qrvey_iac.cli import environment_options, open_workspace, reports_errors
 from qrvey_iac.core.errors import ConfigError, Problem, StateError
+from qrvey_iac.core.models import ADDRESS_PATTERN
 from qrvey_iac.core.state import State
 
 
@@ -76,7 +78,13 @@ def state_mv(source, destination, **kwargs):
             raise StateError(f"{destination} is already in the state")
         if source.split(".")[0] != destination.split(".")[0]:
             raise StateError("an address keeps its kind: dataset.* stays dataset.*, view.* stays view.*")
+        if not re.fullmatch(ADDRESS_PATTERN, destination):
+            raise StateError(f"{destination!r} is not an address (dataset.<name> or view.<name>)")
         moved = current.without_resource(source).with_resource(destination, current.resources[source])
+        for view in current.views_of(source):        # their recorded source follows the rename
+            recorded = moved.resources[view]
+            moved = moved.with_resource(view, recorded.model_copy(
+                update={"source": {**(recorded.source or {}), "address": destination}}))
         workspace.store.save(moved.bumped())
     click.echo(f"Moved {source} to {destination}.")
 

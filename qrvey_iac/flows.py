@@ -50,16 +50,22 @@ async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: R
             return _narrowed(plan, options)
 
 
-async def read_drift(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
+async def read_drift(
+    workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions
+) -> tuple[Plan, tuple[str, ...]]:
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
     state = workspace.store.load()
     async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
         if state.journal:
             ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
                         "read as settled here, recorded by the next plan or apply")
-            state = (await engine.settle_journal(state, manifest, write=False)).state
+            settled = await engine.settle_journal(state, manifest, write=False)
+            state = settled.state
+            undecided = tuple(settled.undecided)
+        else:
+            undecided = ()
         plan, _ = await engine.plan(manifest, state, workspace.environment.name)
-    return plan
+    return plan, undecided
 
 
 async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan | None:
@@ -81,6 +87,9 @@ async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: Ru
 
 async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui: UI, options: RunOptions) -> Plan:
     """Apply exactly the reviewed plan, or refuse naming what moved since."""
+    if options.targets or options.excludes:
+        raise QrveyIacError("--target and --exclude do not apply to a saved plan: it is applied exactly as "
+                            "reviewed; pass them to `plan --out` instead")
     if saved.refresh_only:
         raise QrveyIacError("a refresh-only plan reports drift and cannot be applied; run plan without --refresh-only")
     if saved.environment != workspace.environment.name:

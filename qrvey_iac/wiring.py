@@ -64,8 +64,8 @@ class Workspace:
             yield Engine(QrveyGateway(client), self.store, progress=progress, parallelism=limit)
         finally:
             await client.aclose()
-            if emulator is not None and (emulator.world.revision != revision or not env.emulator_data.exists()):
-                emulator.save()   # a command that changed nothing leaves the (large) world file alone
+            if emulator is not None and emulator.world.revision != revision:
+                emulator.save()   # a command that changed nothing leaves the world file alone (or absent)
 
 
 def _local_emulator(env: Environment):

@@ -46,10 +46,10 @@ def _graph(actions: tuple[Action, ...]) -> tuple[dict[str, set[str]], dict[str, 
     needed_by: dict[str, set[str]] = defaultdict(set)
     for action in actions:
         for dependency in action.depends_on:
-            if action.op == "delete":          # a dataset's delete needs its views' deletes
+            if action.op in ("delete", "replace"):   # a dataset's teardown needs its views' first
                 needs[dependency].add(action.address)
                 needed_by[action.address].add(dependency)
-            else:                              # a view's create needs its source
+            if action.op != "delete":                # a view's (re)creation needs its source
                 needs[action.address].add(dependency)
                 needed_by[dependency].add(action.address)
     return needs, needed_by

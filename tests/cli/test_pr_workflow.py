@@ -290,3 +290,32 @@ def test_views_of_unmanaged_sources_are_checked_at_plan_time_and_secrets_stay_ma
     assert result.exit_code == 0, result.output
     view = project.world()["datasets"][project.dataset_id("view.partner-orders")]
     assert view["sourceDataset"]["datasetId"] == "partner-secret-dataset-id"
+
+
+def test_saved_plan_refuses_selection_flags(project):
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    result = project.run("apply", "p.json", "--target", "dataset.products")
+    assert result.exit_code == 1
+    assert "--target and --exclude do not apply to a saved plan" in result.stderr
+    assert not project.state_path.exists()
+
+
+def test_state_mv_of_a_source_keeps_its_views(project):
+    applied(project)
+    for name in ("sales.yaml", "regions.yaml"):
+        text = project.manifest(name).read_text()
+        project.manifest(name).write_text(text.replace("name: orders\n", "name: orders2\n")
+                                          .replace("source: dataset.orders\n", "source: dataset.orders2\n"))
+    assert project.run("state", "mv", "dataset.orders", "dataset.orders2").exit_code == 0
+    plan = project.run("plan").stdout
+    # the views keep their source; only the ownership marker follows the new address
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in plan
+    assert '~ customAttributes.qrveyIacAddress: "dataset.orders" → "dataset.orders2"' in plan
+    bad = project.run("state", "mv", "dataset.orders2", "dataset")
+    assert bad.exit_code == 1 and "is not an address" in bad.stderr
+
+
+def test_failed_command_writes_nothing(project):
+    result = project.run("plan", "--target", "dataset.nope")
+    assert result.exit_code == 1
+    assert not project.world_path.exists() and not project.state_path.exists()

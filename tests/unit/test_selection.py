@@ -52,3 +52,14 @@ def test_no_selection_is_identity_and_unknown_is_an_error():
     assert select(BUILD) is BUILD
     with pytest.raises(PlanError, match="unknown address dataset.zzz"):
         select(BUILD, targets=["dataset.zzz"])
+
+
+REPLACE = Plan(actions=(
+    action("replace", "view.v", ["dataset.a"]), action("replace", "dataset.a"), action("share", "dataset.a"),
+))
+
+
+def test_a_replaced_source_keeps_its_replaced_views_together():
+    assert addresses(select(REPLACE, targets=["dataset.a"])) == ["dataset.a", "view.v"]
+    assert addresses(select(REPLACE, targets=["view.v"])) == ["dataset.a", "view.v"]
+    assert addresses(select(REPLACE, excludes=["view.v"])) == []
