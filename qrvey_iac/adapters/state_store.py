@@ -162,13 +162,21 @@ class LocalStateStore:
         return holder
 
     def _try_create(self, holder: dict) -> bool:
+        """Write the holder to a temp file, then hard-link it into place.
+
+        link() fails when the lock exists, like O_EXCL, and the lock appears with its
+        content complete: a writer killed half-way leaves only a temp file, never an
+        empty lock that nobody could read or break.
+        """
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        temp = self.lock_path.with_name(f".{self.lock_path.name}.{holder['id']}.tmp")
+        write_atomic(temp, dump_json(holder))
         try:
-            fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            os.link(temp, self.lock_path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(dump_json(holder))
+        finally:
+            temp.unlink(missing_ok=True)
         return True
 
     def _release(self, lock_id: str) -> None:
@@ -177,6 +185,9 @@ class LocalStateStore:
             self.lock_path.unlink(missing_ok=True)
 
     def _held_message(self) -> str:
+        if self.holder() is None and self.lock_path.exists():
+            return (f"state {self.path} is locked by an unreadable lock file {self.lock_path} "
+                    "(its writer was killed while locking); if no other qrvey-iac command is running, delete it")
         holder = self.holder() or {}
         stale = _is_stale(holder)
         text = (
