@@ -89,11 +89,11 @@ class Environment:
         if self.is_local:
             return LOCAL_API_KEY
         if not self.api_key_env:
-            raise ConfigError([Problem(DEFAULT_CONFIG, None, f"environments.{self.name}.apiKeyEnv",
+            raise ConfigError([Problem(self.config_file, None, f"environments.{self.name}.apiKeyEnv",
                                        "required for a remote endpoint")])
         key = environ.get(self.api_key_env, "")
         if not key:
-            raise ConfigError([Problem(DEFAULT_CONFIG, None, f"environments.{self.name}.apiKeyEnv",
+            raise ConfigError([Problem(self.config_file, None, f"environments.{self.name}.apiKeyEnv",
                                        f"environment variable {self.api_key_env} is not set")])
         return key
 
