@@ -9,6 +9,7 @@ prints the figures.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -83,7 +84,7 @@ def assert_clean(figures: Figures) -> None:
 def test_short_chaos_run_converges_without_duplicates(tmp_path):
     figures = run_chaos(tmp_path, kill_points=5, seed=7, datasets=10, views=10, kills_per_episode=3,
                         window=(0, 0), writes=12)
-    print(report(figures, 10, 10))
+    print(report(figures, 10, 10), file=sys.__stdout__)   # lanes' CliRunners may leave sys.stdout swapped
     assert_clean(figures)
     assert figures.kill_points >= 5 and figures.in_flight >= 1
 
@@ -92,6 +93,6 @@ def test_short_chaos_run_converges_without_duplicates(tmp_path):
 def test_chaos_200_kill_points(tmp_path):
     figures = run_chaos(tmp_path, lanes=4, kill_points=200, seed=2024, datasets=50, views=50,
                         kills_per_episode=6, window=(0.6, 5.5), writes=60)
-    print(report(figures, 50, 50))
+    print(report(figures, 50, 50), file=sys.__stdout__)
     assert_clean(figures)
     assert figures.kill_points >= 200
