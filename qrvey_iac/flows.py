@@ -7,7 +7,7 @@ for confirmation and reports progress.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
@@ -39,7 +39,6 @@ class RunOptions:
     refresh_only: bool = False
     auto_approve: bool = False
     command: str = "plan"
-    extra: dict = field(default_factory=dict)
 
 
 async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:

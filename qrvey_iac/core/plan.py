@@ -43,7 +43,6 @@ class Action(Frozen):
     source: dict[str, str] | None = None        # views: {"address"} or {appId, userId, datasetId}
     depends_on: tuple[str, ...] = ()
     protect: bool = False
-    selection: str | None = None                # why --target/--exclude kept it, when they did
 
     @property
     def changing(self) -> bool:

@@ -64,8 +64,6 @@ def mask(text: str, secrets: frozenset[str]) -> str:
 def _action_lines(action: Action) -> list[str]:
     drift = " [drift]" if action.drift else ""
     header = f"  # {action.address} {PHRASE[action.op]} ({action.reason}){drift}"
-    if action.selection:
-        header += f" [{action.selection}]"
     ident = f" [id={action.dataset_id}]" if action.dataset_id else ""
     lines = [header, f"  {SYMBOL[action.op]} {action.address}{ident}"]
     if action.op == "create" and action.desired:

@@ -236,8 +236,6 @@ class _Writer:
         if action.source:
             source = action.source.get("address") or action.source.get("datasetId") or "?"
             parts.append(f"source {self.code(source)}")
-        if action.selection:
-            parts.append(f"selected: {self.text(action.selection)}")
         return " · ".join(parts)
 
     def _table(self, action: Action) -> list[str]:
