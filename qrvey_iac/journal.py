@@ -88,8 +88,8 @@ class Settler:
 
     async def _update(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
-        current = state.resources.get(entry.address)
-        if current is None or current.datasetId != entry.datasetId:
+        current = _tracked(state, entry)
+        if current is None:
             return state
         live = await self.qrvey.read(_app(current), current.datasetId)
         resource = self.manifest.resources.get(entry.address) if self.manifest else None
@@ -108,8 +108,8 @@ class Settler:
 
     async def _share(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
-        current = state.resources.get(entry.address)
-        if current is None or current.datasetId != entry.datasetId:
+        current = _tracked(state, entry)
+        if current is None:
             return state
         live = await self.qrvey.read(_app(current), current.datasetId)
         if live is None:
@@ -118,8 +118,8 @@ class Settler:
 
     async def _delete(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
-        current = state.resources.get(entry.address)
-        if current is None or current.datasetId != entry.datasetId:
+        current = _tracked(state, entry)
+        if current is None:
             return state
         if await self.qrvey.read(_app(current), current.datasetId) is not None:
             return state            # not deleted: still managed, the plan deletes it again
@@ -147,6 +147,12 @@ def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) ->
         raise Undecided(f"{len(matches)} candidate views ({ids}) in app {entry.appId}; "
                         "delete the extra ones in Qrvey, then run again")
     return matches[0] if matches else None
+
+
+def _tracked(state: State, entry: JournalEntry) -> ResourceState | None:
+    """The state's record of the object a journal entry wrote to, if it still points there."""
+    current = state.resources.get(entry.address)
+    return current if current is not None and current.datasetId == entry.datasetId else None
 
 
 def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
