@@ -91,18 +91,18 @@ def figures(run: Run, objects: int, startup: Run) -> dict:
 
 
 def growth(runs: list[dict]) -> dict:
-    """Per-object time (start-up left out) at the largest N over that at the smallest N."""
+    """Per-object time (start-up left out) at the largest N over that at the smallest N.
+
+    None when the smallest N took no measurable time beyond start-up (a smoke run's tiny N)."""
     if len(runs) < 2:
         return {}
     small, large = min(runs, key=lambda r: r["n"]), max(runs, key=lambda r: r["n"])
-    return {
-        "from_n": small["n"], "to_n": large["n"],
-        **{f"{command}_per_object_ratio": rounded(large[command]["per_object_ms"] / small[command]["per_object_ms"], 2)
-           for command in ("apply", "plan")},
-        **{f"{command}_per_object_cpu_ratio":
-           rounded(large[command]["per_object_cpu_ms"] / small[command]["per_object_cpu_ms"], 2)
-           for command in ("apply", "plan")},
-    }
+    ratios = {}
+    for command in ("apply", "plan"):
+        for figure, name in (("per_object_ms", "per_object_ratio"), ("per_object_cpu_ms", "per_object_cpu_ratio")):
+            before, after = small[command][figure], large[command][figure]
+            ratios[f"{command}_{name}"] = rounded(after / before, 2) if before > 0 else None
+    return {"from_n": small["n"], "to_n": large["n"], **dict(sorted(ratios.items()))}
 
 
 if __name__ == "__main__":
