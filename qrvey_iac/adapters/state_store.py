@@ -137,14 +137,18 @@ class LocalStateStore:
             "command": command, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         deadline = time.monotonic() + timeout
-        while not self._try_create(holder):
-            if time.monotonic() >= deadline:
-                raise StateLockedError(self._held_message())
-            time.sleep(0.2)
+        created = _missing_folders(self.lock_path.parent)
         try:
-            yield lock_id
+            while not self._try_create(holder):
+                if time.monotonic() >= deadline:
+                    raise StateLockedError(self._held_message())
+                time.sleep(0.2)
+            try:
+                yield lock_id
+            finally:
+                self._release(lock_id)
         finally:
-            self._release(lock_id)
+            _remove_if_empty(created)   # a command that wrote nothing leaves no folder behind
 
     def holder(self) -> dict | None:
         try:
@@ -199,6 +203,23 @@ class LocalStateStore:
             return text + ". That process is gone: the lock is stale; run " \
                 f"`qrvey-iac state unlock {holder.get('id')}` to break it."
         return text + ". Wait for it to finish, or pass --lock-timeout to wait."
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:      # not empty (the state was saved there), or already gone
+            return
 
 
 def _is_stale(holder: dict) -> bool:
