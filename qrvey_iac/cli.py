@@ -47,6 +47,11 @@ class Console:
         message = mask_text(message, self.secrets)
         click.echo(f"[{time.monotonic() - self.started:6.1f}s] {message}", err=True)
 
+    def learn_secrets(self, secrets: frozenset[str]) -> None:
+        """Values read from the environment by the manifests: masked from here on."""
+        self.secrets = self.secrets | secrets
+        KNOWN_SECRETS.update(secrets)
+
     def show_plan(self, plan: Plan) -> None:
         click.echo(render(plan, self.output, self.secrets), nl=False)
 
@@ -236,9 +241,8 @@ def validate(**kwargs):
 def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
     workspace = open_workspace(kwargs)
-    manifest = workspace.manifest()
-    console = Console(manifest.secrets | workspace.secrets(), kwargs["output"])
-    result = run_async(make_plan(workspace, manifest, console, options_of(kwargs, "plan")))
+    console = Console(workspace.secrets(), kwargs["output"])
+    result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))
     console.show_plan(result)
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
@@ -263,16 +267,15 @@ def apply(plan_file, **kwargs):
     refuse if the state, the manifests or any object it read has changed since.
     """
     workspace = open_workspace(kwargs)
-    manifest = workspace.manifest()
-    console = Console(manifest.secrets | workspace.secrets())
+    console = Console(workspace.secrets())
     options = options_of(kwargs, "apply")
     if plan_file:
         from qrvey_iac.adapters.plan_file import load_plan
 
         saved = load_plan(Path(plan_file))
-        applied = run_async(apply_saved(workspace, manifest, saved, console, options))
+        applied = run_async(apply_saved(workspace, workspace.manifest_async, saved, console, options))
     else:
-        applied = run_async(converge(workspace, manifest, console, options))
+        applied = run_async(converge(workspace, workspace.manifest_async, console, options))
     report_applied(applied)
 
 
@@ -285,8 +288,13 @@ def destroy(**kwargs):
     """Delete every object in the state, views first (protected ones refuse)."""
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets())
-    applied = run_async(converge(workspace, Manifest(), console, options_of(kwargs, "destroy")))
+    applied = run_async(converge(workspace, nothing_wanted, console, options_of(kwargs, "destroy")))
     report_applied(applied)
+
+
+async def nothing_wanted() -> Manifest:
+    """destroy's manifest: no resources, so every object in the state is planned for deletion."""
+    return Manifest()
 
 
 def report_applied(plan: Plan | None) -> None:
@@ -311,9 +319,8 @@ def drift(**kwargs):
     Exit 0 when everything matches, 2 when anything differs, 1 on an error.
     """
     workspace = open_workspace(kwargs)
-    manifest = workspace.manifest()
-    console = Console(manifest.secrets | workspace.secrets(), kwargs["output"])
-    result, undecided = run_async(read_drift(workspace, manifest, console, options_of(kwargs, "drift")))
+    console = Console(workspace.secrets(), kwargs["output"])
+    result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console, options_of(kwargs, "drift")))
     if kwargs["output"] == "text":
         click.echo(render_drift_text(result, console.secrets), nl=False)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -51,21 +51,37 @@ class Engine:
 
     async def refresh(self, manifest: Manifest, state: State) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
+        return (await self.refresh_while(state, _ready(manifest)))[1]
+
+    async def refresh_while(self, state: State, loading: Awaitable[Manifest]) -> tuple[Manifest, Live]:
+        """Refresh while the manifests are still being read: the state says what to GET, so
+        the calls go out first and ``loading`` runs in the gaps between the answers. Then the
+        external view sources the manifests name. A manifest error wins over a failed read
+        (the reads are cancelled or their error dropped): fix the input first."""
         addresses = sorted(state.resources)
-        if addresses:
-            self.progress(f"Refreshing {len(addresses)} objects...")
         started = time.monotonic()
-        reads = [self.qrvey.read(_app(state.resources[a]), state.resources[a].datasetId) for a in addresses]
+        reads = asyncio.gather(*(self.qrvey.read(_app(state.resources[a]), state.resources[a].datasetId)
+                                 for a in addresses))
+        try:
+            manifest = await loading
+        except BaseException:
+            reads.cancel()
+            await asyncio.wait([reads])
+            if not reads.cancelled():
+                reads.exception()      # retrieved: the manifest's error is the one to report
+            raise
+        if addresses:                  # said once the input is known good: a manifest error comes alone
+            self.progress(f"Refreshing {len(addresses)} objects...")
         externals = {
             r.external_source.datasetId: r.external_source
             for r in manifest.resources.values() if r.external_source
         }
-        source_reads = [self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId) for s in externals.values()]
-        results = await asyncio.gather(*reads, *source_reads)
+        source_reads = asyncio.gather(*(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId)
+                                        for s in externals.values()))
+        objects, sources = await asyncio.gather(reads, source_reads)
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
-        objects = dict(zip(addresses, results[: len(addresses)]))
-        return Live(objects=objects, sources=dict(zip(externals, results[len(addresses):])))
+        return manifest, Live(objects=dict(zip(addresses, objects)), sources=dict(zip(externals, sources)))
 
     async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
         live = await self.refresh(manifest, state)
@@ -108,6 +124,10 @@ class Engine:
         await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
         self._saves += 1
         self._durable = version
+
+
+async def _ready(manifest: Manifest) -> Manifest:
+    return manifest
 
 
 def _app(resource: ResourceState) -> AppRef:

@@ -6,14 +6,14 @@ for confirmation and reports progress.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.planner import fingerprints_of
+from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
 from qrvey_iac.core.saved_plan import check_fresh, rehydrate
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
@@ -25,8 +25,12 @@ T = TypeVar("T")
 
 class UI(Protocol):
     def progress(self, message: str) -> None: ...
+    def learn_secrets(self, secrets: frozenset[str]) -> None: ...
     def show_plan(self, plan: Plan) -> None: ...
     def confirm(self, command: str) -> bool: ...
+
+
+ReadManifest = Callable[[], Awaitable[Manifest]]
 
 
 @dataclass(frozen=True)
@@ -41,39 +45,40 @@ class RunOptions:
     command: str = "plan"
 
 
-async def make_plan(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan:
+async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
-            state = await _settled(engine, workspace, manifest)
-            plan, _ = await engine.plan(manifest, state, workspace.environment.name)
-            return _narrowed(plan, options)
+            manifest, state, live = await _read(engine, workspace, read_manifest, ui)
+            return _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
 
 
 async def read_drift(
-    workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions
+    workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions
 ) -> tuple[Plan, tuple[str, ...]]:
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
     state = workspace.store.load()
     async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
         if state.journal:
+            manifest = await _manifest(read_manifest, ui)
             ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
                         "read as settled here, recorded by the next plan or apply")
             settled = await engine.settle_journal(state, manifest, write=False)
             state = settled.state
             undecided = tuple(settled.undecided)
+            live = await engine.refresh(manifest, state)
         else:
             undecided = ()
-        plan, _ = await engine.plan(manifest, state, workspace.environment.name)
+            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
+        plan = build_plan(manifest, state, live, environment=workspace.environment.name)
     return plan, undecided
 
 
-async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: RunOptions) -> Plan | None:
+async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
-            state = await _settled(engine, workspace, manifest)
-            plan, _ = await _before_changes(engine.plan(manifest, state, workspace.environment.name), options)
-            plan = _narrowed(plan, options)
+            manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
+            plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
             ui.show_plan(plan)
             if not plan.has_changes:
                 return None
@@ -84,7 +89,9 @@ async def converge(workspace: Workspace, manifest: Manifest, ui: UI, options: Ru
             return plan
 
 
-async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui: UI, options: RunOptions) -> Plan:
+async def apply_saved(
+    workspace: Workspace, read_manifest: ReadManifest, saved: Plan, ui: UI, options: RunOptions
+) -> Plan:
     """Apply exactly the reviewed plan, or refuse naming what moved since."""
     if options.targets or options.excludes:
         raise QrveyIacError("--target and --exclude do not apply to a saved plan: it is applied exactly as "
@@ -96,9 +103,11 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
                             f"not {workspace.environment.name!r}")
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
-            exists = workspace.store.exists()
-            state = await _settled(engine, workspace, manifest) if exists else State(lineage=saved.lineage)
-            live = await _before_changes(engine.refresh(manifest, state), options)
+            if workspace.store.exists():
+                manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
+            else:
+                manifest, state = await _manifest(read_manifest, ui), State(lineage=saved.lineage)
+                live = await _before_changes(engine.refresh(manifest, state), options)
             now = fingerprints_of(state, live)
             check_fresh(saved, state, now, manifest)
             plan = rehydrate(saved, manifest)
@@ -108,9 +117,31 @@ async def apply_saved(workspace: Workspace, manifest: Manifest, saved: Plan, ui:
             return plan
 
 
-async def _settled(engine: Engine, workspace: Workspace, manifest: Manifest) -> State:
-    """The state with the journal settled and saved; an error names what cannot be decided."""
+async def _read(
+    engine: Engine, workspace: Workspace, read_manifest: ReadManifest, ui: UI
+) -> tuple[Manifest, State, Live]:
+    """The manifest, the state with its journal settled, and what Qrvey holds.
+
+    Usually the state's objects are read while the manifests are parsed (refresh_while);
+    a journal to settle needs the manifest first.
+    """
     state = workspace.store.load()
+    if not state.journal:
+        manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
+        return manifest, state, live
+    manifest = await _manifest(read_manifest, ui)
+    state = await _settled(engine, workspace, state, manifest)
+    return manifest, state, await engine.refresh(manifest, state)
+
+
+async def _manifest(read_manifest: ReadManifest, ui: UI) -> Manifest:
+    manifest = await read_manifest()
+    ui.learn_secrets(manifest.secrets)
+    return manifest
+
+
+async def _settled(engine: Engine, workspace: Workspace, state: State, manifest: Manifest) -> State:
+    """The state with the journal settled and saved; an error names what cannot be decided."""
     if not state.journal:
         return state
     settled = await engine.settle_journal(state, manifest)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environment
-from qrvey_iac.adapters.manifest_files import load_manifest
+from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state_store import LocalStateStore
@@ -35,9 +35,15 @@ class Workspace:
         return cls(environment, LocalStateStore(environment.state_path), dict(os.environ))
 
     def manifest(self) -> Manifest:
+        return load_manifest(*self._manifest_source())
+
+    async def manifest_async(self) -> Manifest:
+        """The manifest, read in slices between other work of the event loop."""
+        return await load_manifest_async(*self._manifest_source())
+
+    def _manifest_source(self) -> tuple:
         env = self.environment
-        return load_manifest(env.manifests_dir, env.apps, env.variables, self.environ, shown_base=Path.cwd(),
-                             overrides=env.overrides, overrides_origin=env.config_file)
+        return (env.manifests_dir, env.apps, env.variables, self.environ, Path.cwd(), env.overrides, env.config_file)
 
     def secrets(self) -> frozenset[str]:
         if self.environment.is_local:

@@ -6,16 +6,17 @@ ManifestError, each naming file, line and field.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
 from qrvey_iac.adapters.validation import problems_from
-from qrvey_iac.adapters.yaml_source import YamlDocument, format_path, parse_documents, read_text
+from qrvey_iac.adapters.yaml_source import YamlDocument, format_path, parse_steps, read_text, run_steps
 from qrvey_iac.core.errors import ManifestError, Problem
 from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef, address_of
@@ -25,6 +26,7 @@ from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec, Document
 DOCUMENT = TypeAdapter(Document)
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
+MAX_DEFERRALS = 100   # turns the loader gives away in a row before it takes one anyway
 
 
 def manifest_files(folder: Path) -> list[Path]:
@@ -40,6 +42,52 @@ def load_manifest(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     overrides_origin: str = "qrvey-iac.yaml",
 ) -> Manifest:
+    return run_steps(load_steps(folder, apps, variables, environ, shown_base, overrides, overrides_origin))
+
+
+async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
+    """load_manifest inside a running event loop, at low priority.
+
+    Parsing is CPU work; a refresh is mostly waiting. Run together, the manifests are read
+    in the gaps between Qrvey's answers: one document at a time, and only when the loop has
+    nothing else ready to run. An answer therefore waits on the parser for at most about
+    one document (~0.5 ms), not for a whole file; 1,500 documents (~0.8 s of parsing) then
+    add almost nothing to a plan.
+    """
+    steps = load_steps(*args, **kwargs)
+    busy = _loop_busy(asyncio.get_running_loop())
+    deferred = 0
+    while True:
+        await asyncio.sleep(0)
+        if busy() and deferred < MAX_DEFERRALS:
+            deferred += 1
+            continue
+        deferred = 0
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def _loop_busy(loop: asyncio.AbstractEventLoop) -> Callable[[], bool]:
+    """Whether other callbacks are ready to run. asyncio's own loops keep them in ``_ready``
+    (not public API: a loop without it makes the loader simply take turns)."""
+    ready = getattr(loop, "_ready", None)
+    if ready is None:
+        return lambda: False
+    return lambda: bool(ready)
+
+
+def load_steps(
+    folder: Path,
+    apps: Mapping[str, AppRef],
+    variables: Mapping[str, Any],
+    environ: Mapping[str, str],
+    shown_base: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    overrides_origin: str = "qrvey-iac.yaml",
+) -> Generator[None, None, Manifest]:
+    """load_manifest as a generator that pauses after each document (see parse_steps)."""
     if not folder.is_dir():
         raise ManifestError([Problem(str(folder), None, "", "manifests folder not found")])
     problems: list[Problem] = []
@@ -53,12 +101,13 @@ def load_manifest(
         if text is None:
             continue
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
-        documents, parse_problems = parse_documents(text, shown)
+        documents, parse_problems = yield from parse_steps(text, shown)
         problems.extend(parse_problems)
         for document in documents:
             parsed = _validate_document(document, variables, environ, secrets, problems)
             if parsed is not None:
                 located.append((parsed, _slimmed(document)))
+            yield
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
     resources = _resolve(located, apps, problems)
     if problems:

@@ -12,8 +12,9 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
+from collections.abc import Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -32,6 +33,7 @@ _SCALAR_TAGS = tuple(_TAG + name for name in ("null", "bool", "int", "float", "b
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")   # UTF-8 never hides these bytes
 _ADJACENT_PAIR = re.compile(r"[\[{][\]}]")
 Path_ = tuple[Any, ...]
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,8 +65,18 @@ def read_text(path: Path, shown: str) -> tuple[str | None, list[Problem]]:
         return None, [Problem(shown, None, "", f"not valid UTF-8 (byte {exc.start})")]
 
 
-def parse_documents(text: str, shown: str) -> tuple[list[YamlDocument], list[Problem]]:
-    """Every document of a YAML stream, or the one problem that stopped parsing.
+Parsed = tuple[list["YamlDocument"], list[Problem]]
+Steps = Generator[None, None, Parsed]
+
+
+def parse_documents(text: str, shown: str) -> Parsed:
+    """Every document of a YAML stream, or the one problem that stopped parsing."""
+    return run_steps(parse_steps(text, shown))
+
+
+def parse_steps(text: str, shown: str) -> Steps:
+    """parse_documents, pausing (a bare ``yield``) after each document: a caller with other
+    work, such as answers arriving from Qrvey, gets a turn between two documents.
 
     libyaml, when PyYAML has it, parses about six times faster; a stream it rejects is
     parsed again by the pure-Python loader, whose messages are the ones users see.
@@ -75,18 +87,33 @@ def parse_documents(text: str, shown: str) -> tuple[list[YamlDocument], list[Pro
             return [], [Problem(shown, line, "", f"invalid YAML: nested more than {MAX_DEPTH} levels deep")]
     if FAST_LOADER is not None:
         try:
-            return _parse(text, shown, FAST_LOADER, strict=True)
+            return (yield from _parse_steps(text, shown, FAST_LOADER, strict=True))
         except (yaml.YAMLError, RecursionError):
             pass
-    return _parse(text, shown, yaml.SafeLoader)
+    return (yield from _parse_steps(text, shown, yaml.SafeLoader))
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a generator of pauses to its end, without pausing; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def _parse(
     text: str, shown: str, loader_class: type, strict: bool = False, one_pass: bool = True,
-) -> tuple[list[YamlDocument], list[Problem]]:
+) -> Parsed:
+    return run_steps(_parse_steps(text, shown, loader_class, strict, one_pass))
+
+
+def _parse_steps(
+    text: str, shown: str, loader_class: type, strict: bool = False, one_pass: bool = True,
+) -> Steps:
     documents: list[YamlDocument] = []
     try:
-        problems = _read_stream(text, shown, loader_class, documents, one_pass)
+        problems = yield from _read_stream(text, shown, loader_class, documents, one_pass)
     except (yaml.YAMLError, RecursionError) as exc:
         if strict:
             raise
@@ -96,7 +123,7 @@ def _parse(
 
 def _read_stream(
     text: str, shown: str, loader_class: type, documents: list[YamlDocument], one_pass: bool = True,
-) -> list[Problem]:
+) -> Generator[None, None, list[Problem]]:
     loader = loader_class(text)
     aliases = "*" in text
     scalars = {tag: functools.partial(loader.yaml_constructors[tag], loader)
@@ -114,6 +141,7 @@ def _read_stream(
             if problems:
                 return problems
             documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines))
+            yield
     finally:
         loader.dispose()
     return []

@@ -51,7 +51,7 @@ class Rig:
         self.engine = Engine(self.gateway, self.store, progress=self.lines.append)
 
     async def settle(self, manifest: Manifest = MANIFEST) -> State:
-        return await _settled(self.engine, SimpleNamespace(store=self.store), manifest)
+        return await _settled(self.engine, SimpleNamespace(store=self.store), self.store.load(), manifest)
 
     async def converge(self, manifest: Manifest = MANIFEST):
         state = await self.settle(manifest)
