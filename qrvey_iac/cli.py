@@ -7,6 +7,7 @@ import functools
 import gc
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -353,11 +354,36 @@ def schema():
 
 
 def main() -> None:
+    """The console script: one command, then out without tearing the heap down."""
     # One command per process, building large and mostly acyclic structures (manifests,
     # live objects, plans): at the default threshold (700) the collector rescans them
     # thousands of times, 4.7 s of a 10,000-dataset plan. 50,000 makes that 1.4 s.
     gc.set_threshold(GC_THRESHOLD, 10, 10)
-    cli(prog_name="qrvey-iac")
+    try:
+        cli(prog_name="qrvey-iac")
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    exit_now(code)
+
+
+def exit_now(code: int | str | None) -> None:
+    """Exit without freeing every object one by one (0.5 s after a 10,000-dataset plan).
+
+    Everything that matters is already durable: the state and plan files are written and
+    fsynced before a command returns, the lock is released by its ``with``. What is left is
+    buffered output, flushed here; then os._exit skips the interpreter's teardown.
+    """
+    if isinstance(code, str):
+        click.echo(code, err=True)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):      # a closed pipe (| head): nothing more can be said
+            code = code or 1
+    os._exit(code or 0)
 
 
 from qrvey_iac.cli_tools import emulator, state  # noqa: E402 - they use the helpers above

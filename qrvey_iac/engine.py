@@ -15,7 +15,7 @@ from qrvey_iac.core.errors import (
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Action, Plan, Step, execution_levels
+from qrvey_iac.core.plan import Action, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.state import JournalEntry, ResourceState, State
 from qrvey_iac.journal import Settled, Settler, find_view, recorded_resource
@@ -60,8 +60,7 @@ class Engine:
         (the reads are cancelled or their error dropped): fix the input first."""
         addresses = sorted(state.resources)
         started = time.monotonic()
-        reads = asyncio.gather(*(self.qrvey.read(_app(state.resources[a]), state.resources[a].datasetId)
-                                 for a in addresses))
+        reads = asyncio.gather(*(self._pinned_read(state.resources[a]) for a in addresses))
         try:
             manifest = await loading
         except BaseException:
@@ -78,10 +77,17 @@ class Engine:
         }
         source_reads = asyncio.gather(*(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId)
                                         for s in externals.values()))
-        objects, sources = await asyncio.gather(reads, source_reads)
+        pinned, sources = await asyncio.gather(reads, source_reads)
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
-        return manifest, Live(objects=dict(zip(addresses, objects)), sources=dict(zip(externals, sources)))
+        objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
+        fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
+        return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
+
+    async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
+        """An object and its fingerprint, taken as the answer arrives rather than all at the end."""
+        obj = await self.qrvey.read(_app(resource), resource.datasetId)
+        return obj, fingerprint(obj)
 
     async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
         live = await self.refresh(manifest, state)

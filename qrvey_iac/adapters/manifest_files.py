@@ -113,6 +113,9 @@ def load_steps(
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
+    for resource in resources.values():
+        resource.desired          # built now, in the loader's turns, rather than by the plan later
+        yield
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
+from typing import Any
 
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec, ExternalSource
@@ -20,6 +22,14 @@ class Resource:
     depends_on: tuple[str, ...]    # managed addresses this one needs first
     file: str = ""
     line: int = 0
+
+    @functools.cached_property
+    def desired(self) -> dict[str, Any]:
+        """The managed document (diff.desired_document), built once per resource: the manifest
+        loader builds it in idle turns while the refresh waits; the plan reads it. Read-only."""
+        from qrvey_iac.core.diff import desired_document   # diff imports this module
+
+        return desired_document(self)
 
     @property
     def protect(self) -> bool:

@@ -9,7 +9,6 @@ from typing import Any
 from qrvey_iac.core.diff import (
     FieldChange,
     canonical_hash,
-    desired_document,
     diff_documents,
     document_hash,
     live_document,
@@ -31,6 +30,9 @@ class Live:
 
     objects: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)
     sources: Mapping[str, dict[str, Any] | None] = field(default_factory=dict)  # by datasetId
+    # fingerprint() of objects, by address, when the reader already took it (each as its
+    # answer arrived, while others were still in flight); the rest are taken when needed
+    fingerprints: Mapping[str, str] = field(default_factory=dict)
 
 
 def build_plan(
@@ -60,7 +62,8 @@ def build_plan(
 
 def fingerprints_of(state: State, live: Live) -> dict[str, str]:
     """What a saved plan pins: every object it read, managed ones and external view sources."""
-    pins = {a: fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
+    known = live.fingerprints
+    pins = {a: known[a] if a in known else fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
     # keyed by a digest of the id: an unmanaged source's id may come from ${env:X}
     pins.update({f"source:{canonical_hash(d)[:20]}": fingerprint(obj) for d, obj in sorted(live.sources.items())})
     return pins
@@ -112,7 +115,7 @@ def _base(resource: Resource) -> dict[str, Any]:
         "address": resource.address,
         "kind": resource.kind,
         "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
-        "desired": desired_document(resource),
+        "desired": resource.desired,
         "source": source,
         "depends_on": resource.depends_on,
         "protect": resource.protect,
