@@ -114,22 +114,41 @@ class Engine:
         self._saves += 1
         return state
 
-    async def commit(self, state: State) -> None:
-        """Make ``state`` durable; concurrent commits share one write (group commit)."""
+    async def commit(self, state: State, *, wait: bool = True) -> None:
+        """Make ``state`` durable; concurrent commits share one write (group commit).
+
+        ``wait=False`` schedules the write and returns: for a result whose journal entry is
+        already durable, so a crash before the write loses nothing (the next run settles
+        the entry with a read). ``durable()`` waits for every scheduled write.
+        """
         self._latest = state
         self._version += 1
         wanted = self._version
-        while self._durable < wanted:
-            if self._flushing is None or self._flushing.done():
-                self._flushing = asyncio.ensure_future(self._flush())
+        self._kick()
+        while wait and self._durable < wanted:
             await asyncio.shield(self._flushing)
+            self._kick()
+
+    async def durable(self) -> None:
+        """Wait until the latest committed state is on disk; raises what a write raised."""
+        self._kick()
+        while self._durable < self._version:
+            await asyncio.shield(self._flushing)
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._durable < self._version and (self._flushing is None or self._flushing.done()):
+            if self._flushing is not None and not self._flushing.cancelled():
+                self._flushing.exception()   # retrieved: its waiters got it; the next write retries
+            self._flushing = asyncio.ensure_future(self._flush())
 
     async def _flush(self) -> None:
-        version, state = self._version, self._latest
-        self._serial = max(self._serial, state.serial) + 1
-        await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
-        self._saves += 1
-        self._durable = version
+        while self._durable < self._version:
+            version, state = self._version, self._latest
+            self._serial = max(self._serial, state.serial) + 1
+            await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
+            self._saves += 1
+            self._durable = version
 
 
 async def _ready(manifest: Manifest) -> Manifest:
@@ -153,14 +172,19 @@ class _ApplyRun:
         self.state = state
         self.done: list[str] = []
         self.failed: list[tuple[str, Exception]] = []
-        self.limit = asyncio.Semaphore(engine.parallelism)
+        # Twice the HTTP slots: while P calls are in flight, P more steps write their journal
+        # entries, so a freed slot is used at once instead of after a durable write.
+        self.limit = asyncio.Semaphore(2 * engine.parallelism)
 
     async def execute(self) -> None:
         levels = execution_levels(self.plan)
-        for level in levels:
-            await asyncio.gather(*(self._guarded(step) for step in level))
-            if self.failed:
-                raise ApplyError(self._failure_report(levels))
+        try:
+            for level in levels:
+                await asyncio.gather(*(self._guarded(step) for step in level))
+                if self.failed:
+                    raise ApplyError(self._failure_report(levels))
+        finally:
+            await self.engine.durable()
 
     async def _guarded(self, step: Step) -> None:
         async with self.limit:
@@ -270,7 +294,7 @@ class _ApplyRun:
         entry = await self._journal("delete", action, _app(current), current.datasetId, {})
         existed = await self.engine.qrvey.delete(_app(current), current.datasetId)
         self.state = self.state.without_resource(action.address).without_journal(entry.id)
-        await self.engine.commit(self.state)
+        await self.engine.commit(self.state, wait=False)
         return "" if existed else " (it was already gone)"
 
     async def _journal(
@@ -289,14 +313,16 @@ class _ApplyRun:
         return entry
 
     async def _finish(self, entry: JournalEntry, resource: ResourceState) -> None:
+        """Record a result. Not waited for: the entry, durable since before the call, covers a
+        crash until this write lands (one durable write per step instead of two)."""
         self.state = self.state.with_resource(entry.address, resource).without_journal(entry.id)
-        await self.engine.commit(self.state)
+        await self.engine.commit(self.state, wait=False)
 
     async def _record(self, address: str, resource: ResourceState, entry: JournalEntry | None = None) -> None:
         self.state = self.state.with_resource(address, resource)
         if entry is not None:
             self.state = self.state.without_journal(entry.id)
-        await self.engine.commit(self.state)
+        await self.engine.commit(self.state, wait=entry is None)     # no entry: this write is the record
 
     def _failure_report(self, levels: list[list[Step]]) -> str:
         """What is done (in the state), what failed (and whether its outcome is known), what is not done."""

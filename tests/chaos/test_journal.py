@@ -214,3 +214,54 @@ async def test_a_run_that_gives_up_says_what_is_done_and_what_is_not(tmp_path):
         assert state.journal == () and len(rig.emulator.world.datasets) == 10
     finally:
         await rig.client.aclose()
+
+
+class RecordingStore(LocalStateStore):
+    """Keeps every state saved; fails the saves of states that ``fails`` picks."""
+
+    def __init__(self, path: Path, fails=lambda state: False) -> None:
+        super().__init__(path)
+        self.saved: list[State] = []
+        self.fails = fails
+
+    def save(self, state: State) -> None:
+        if self.fails(state):
+            raise OSError(28, "No space left on device")
+        super().save(state)
+        self.saved.append(state)
+
+
+async def test_each_call_goes_out_after_its_entry_is_durable_and_apply_returns_with_every_result_durable(tmp_path):
+    rig = Rig(tmp_path)
+    rig.store = rig.engine.store = RecordingStore(tmp_path / "state.json")
+    sent: list[tuple[str, int]] = []      # (address, how many states were durable when its create went out)
+    create = rig.gateway.create_dataset
+
+    async def watched(app, dataset_id, desired):
+        durable = rig.store.saved
+        assert any(e.datasetId == dataset_id for e in durable[-1].journal), "sent before its entry was saved"
+        sent.append((desired["customAttributes"][OWNER_ATTRIBUTE], len(durable)))
+        return await create(app, dataset_id, desired)
+
+    rig.gateway.create_dataset = watched
+    try:
+        plan, _ = await rig.engine.plan(MANIFEST, State(), "local")
+        await rig.engine.apply(plan, State())
+        on_disk = rig.store.load()
+        assert on_disk.journal == () and len(on_disk.resources) == 10
+        assert len(sent) == 6
+    finally:
+        await rig.client.aclose()
+
+
+async def test_a_result_write_that_fails_stops_the_apply_instead_of_passing_in_silence(tmp_path):
+    rig = Rig(tmp_path)
+    # only the last results fail to save: nobody waits on them, so apply itself must
+    last_results = lambda state: len(state.resources) == 10     # noqa: E731
+    rig.store = rig.engine.store = RecordingStore(tmp_path / "state.json", fails=last_results)
+    try:
+        plan, _ = await rig.engine.plan(MANIFEST, State(), "local")
+        with pytest.raises(OSError, match="No space left"):
+            await rig.engine.apply(plan, State())
+    finally:
+        await rig.client.aclose()
