@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from qrvey_iac.core.diff import OWNER_ATTRIBUTE, document_hash, managed_fields
 from qrvey_iac.core.errors import (
-    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, TransportError,
+    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, TransportError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
@@ -60,14 +60,11 @@ class Engine:
         (the reads are cancelled or their error dropped): fix the input first."""
         addresses = sorted(state.resources)
         started = time.monotonic()
-        reads = asyncio.gather(*(self._pinned_read(state.resources[a]) for a in addresses))
+        reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
         try:
             manifest = await loading
         except BaseException:
-            reads.cancel()
-            await asyncio.wait([reads])
-            if not reads.cancelled():
-                reads.exception()      # retrieved: the manifest's error is the one to report
+            await _cancelled(reads)    # the manifest's error is the one to report
             raise
         if addresses:                  # said once the input is known good: a manifest error comes alone
             self.progress(f"Refreshing {len(addresses)} objects...")
@@ -75,9 +72,14 @@ class Engine:
             r.external_source.datasetId: r.external_source
             for r in manifest.resources.values() if r.external_source
         }
-        source_reads = asyncio.gather(*(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId)
-                                        for s in externals.values()))
-        pinned, sources = await asyncio.gather(reads, source_reads)
+        source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
+                        for s in externals.values()]
+        try:
+            results = await asyncio.gather(*reads, *source_reads)
+        except BaseException:
+            await _cancelled([*reads, *source_reads])   # none left running once the client closes
+            raise
+        pinned, sources = results[: len(addresses)], results[len(addresses):]
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
@@ -146,9 +148,26 @@ class Engine:
         while self._durable < self._version:
             version, state = self._version, self._latest
             self._serial = max(self._serial, state.serial) + 1
-            await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
+            try:
+                await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
+            except OSError as exc:
+                raise StateError(
+                    f"cannot write the state file ({exc.__class__.__name__}: {exc}); every call already "
+                    "made has its journal entry on disk, and the next plan or apply settles it with Qrvey"
+                ) from None
             self._saves += 1
             self._durable = version
+
+
+async def _cancelled(tasks: list[asyncio.Future]) -> None:
+    """Cancel ``tasks`` and wait for them to end, their errors retrieved."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()
 
 
 async def _ready(manifest: Manifest) -> Manifest:
@@ -180,11 +199,28 @@ class _ApplyRun:
         levels = execution_levels(self.plan)
         try:
             for level in levels:
-                await asyncio.gather(*(self._guarded(step) for step in level))
+                # every step of the level ends (or fails) before anything is raised: none may
+                # still write the state once apply has returned and the lock is released
+                outcomes = await asyncio.gather(*(self._guarded(step) for step in level), return_exceptions=True)
+                crashed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                if crashed is not None:
+                    raise crashed
                 if self.failed:
                     raise ApplyError(self._failure_report(levels))
-        finally:
+        except ApplyError as stopped:
+            await self._durable(str(stopped))
+            raise
+        except BaseException:
+            await asyncio.shield(self._durable(""))
+            raise
+        await self._durable("")
+
+    async def _durable(self, report: str) -> None:
+        """Wait for the results still being written; a failure there keeps the apply's report."""
+        try:
             await self.engine.durable()
+        except StateError as exc:
+            raise StateError(f"{report}\n{exc}" if report else str(exc)) from None
 
     async def _guarded(self, step: Step) -> None:
         async with self.limit:

@@ -46,6 +46,7 @@ class RunOptions:
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
+    read_manifest = await _before_waiting(workspace, read_manifest, ui)
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             manifest, state, live = await _read(engine, workspace, read_manifest, ui)
@@ -75,6 +76,7 @@ async def read_drift(
 
 async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
+    read_manifest = await _before_waiting(workspace, read_manifest, ui)
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
@@ -101,6 +103,7 @@ async def apply_saved(
     if saved.environment != workspace.environment.name:
         raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
                             f"not {workspace.environment.name!r}")
+    read_manifest = await _before_waiting(workspace, read_manifest, ui)
     with workspace.store.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             if workspace.store.exists():
@@ -132,6 +135,19 @@ async def _read(
     manifest = await _manifest(read_manifest, ui)
     state = await _settled(engine, workspace, state, manifest)
     return manifest, state, await engine.refresh(manifest, state)
+
+
+async def _before_waiting(workspace: Workspace, read_manifest: ReadManifest, ui: UI) -> ReadManifest:
+    """When another command holds the state lock, read the manifests before waiting for it:
+    a mistake in them is reported at once, not after --lock-timeout (or instead of 'locked')."""
+    if not workspace.store.is_locked():
+        return read_manifest
+    manifest = await _manifest(read_manifest, ui)
+
+    async def already_read() -> Manifest:
+        return manifest
+
+    return already_read
 
 
 async def _manifest(read_manifest: ReadManifest, ui: UI) -> Manifest:

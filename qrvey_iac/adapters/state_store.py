@@ -35,6 +35,22 @@ def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable: without it a power cut can bring the old file back
+    (a journal entry written before its call would vanish while the call landed)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:          # a platform without directory handles (Windows): the rename is all it has
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def dump_json(data: object) -> str:
@@ -150,6 +166,9 @@ class LocalStateStore:
         finally:
             _remove_if_empty(created)   # a command that wrote nothing leaves no folder behind
 
+    def is_locked(self) -> bool:
+        return self.lock_path.exists()
+
     def holder(self) -> dict | None:
         try:
             return json.loads(self.lock_path.read_text(encoding="utf-8"))
@@ -172,9 +191,14 @@ class LocalStateStore:
         content complete: a writer killed half-way leaves only a temp file, never an
         empty lock that nobody could read or break.
         """
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         temp = self.lock_path.with_name(f".{self.lock_path.name}.{holder['id']}.tmp")
-        write_atomic(temp, dump_json(holder))
+        for attempt in range(3):
+            try:
+                write_atomic(temp, dump_json(holder))
+                break
+            except FileNotFoundError:   # another command removed the empty folder between mkdir and open
+                if attempt == 2:
+                    raise
         try:
             os.link(temp, self.lock_path)
         except FileExistsError:

@@ -63,7 +63,8 @@ class Emulator:
         except ApiError as error:
             response = error_response(error)
         if self.config.latency_ms:
-            remaining = self.config.latency_ms / 1000 - (time.perf_counter() - arrived)
+            stalled = getattr(request.state, "fault_stall", 0.0)      # fault latency adds to the base one
+            remaining = self.config.latency_ms / 1000 - (time.perf_counter() - arrived - stalled)
             if remaining > 0:
                 await asyncio.sleep(remaining)
         return response
@@ -75,6 +76,7 @@ class Emulator:
         self.request_counts[f"{route.method} {route.template}"] += 1
         decision = self.injector.decide(request.method, target.path)
         if decision.latency_ms:
+            request.state.fault_stall = decision.latency_ms / 1000
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.rejects:
             return fault_response(decision.outcome)

@@ -261,7 +261,8 @@ async def test_a_result_write_that_fails_stops_the_apply_instead_of_passing_in_s
     rig.store = rig.engine.store = RecordingStore(tmp_path / "state.json", fails=last_results)
     try:
         plan, _ = await rig.engine.plan(MANIFEST, State(), "local")
-        with pytest.raises(OSError, match="No space left"):
+        with pytest.raises(StateError, match=r"cannot write the state file \(OSError: \[Errno 28\] No space left"):
             await rig.engine.apply(plan, State())
+        assert len(rig.store.load().journal) > 0      # what did land is still on disk as journal entries
     finally:
         await rig.client.aclose()

@@ -92,3 +92,19 @@ def test_a_dead_local_pid_is_stale_even_when_the_lock_file_is_old(project):
     result = run("destroy", "--auto-approve")
     assert result.exit_code == 1
     assert "That process is gone: the lock is stale; run `qrvey-iac state unlock L2` to break it." in result.stderr
+
+
+def test_a_manifest_mistake_is_reported_at_once_while_another_command_holds_the_lock(project):
+    state = project / "state" / "local.json"
+    (project / "manifests" / "broken.yaml").write_text(
+        "apiVersion: qrvey-iac/v1\nkind: Dataset\nmetadata: {name: b}\nspec: {app: sales, nme: x}\n")
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True)
+    try:
+        holder.stdout.readline()
+        result = run("plan", "--lock-timeout", "10m")       # would wait ten minutes for the lock first
+        assert result.exit_code == 1
+        assert result.stderr.startswith("Error: manifests/broken.yaml:4: spec"), result.stderr
+        assert "locked" not in result.stderr
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
