@@ -33,16 +33,9 @@ def manifest_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
 
 
-def load_manifest(
-    folder: Path,
-    apps: Mapping[str, AppRef],
-    variables: Mapping[str, Any],
-    environ: Mapping[str, str],
-    shown_base: Path | None = None,
-    overrides: Mapping[str, Mapping[str, Any]] | None = None,
-    overrides_origin: str = "qrvey-iac.yaml",
-) -> Manifest:
-    return run_steps(load_steps(folder, apps, variables, environ, shown_base, overrides, overrides_origin))
+def load_manifest(*args: Any, **kwargs: Any) -> Manifest:
+    """Every manifest under a folder, validated and resolved (arguments: see load_steps)."""
+    return run_steps(load_steps(*args, **kwargs))
 
 
 async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
