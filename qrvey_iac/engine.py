@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, document_hash, managed_fields
+from qrvey_iac.core.diff import OWNER_ATTRIBUTE, compared_part, document_hash, managed_fields
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, TransportError,
 )
@@ -87,9 +87,10 @@ class Engine:
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
 
     async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
-        """An object and its fingerprint, taken as the answer arrives rather than all at the end."""
+        """An object's compared part and its fingerprint, taken as the answer arrives rather
+        than all at the end; the rest of the answer is let go at once."""
         obj = await self.qrvey.read(_app(resource), resource.datasetId)
-        return obj, fingerprint(obj)
+        return compared_part(obj), fingerprint(obj)
 
     async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
         live = await self.refresh(manifest, state)

@@ -12,9 +12,11 @@ from click.testing import CliRunner
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.state_store import LocalStateStore
 from qrvey_iac.cli import cli
+from qrvey_iac.core.diff import compared_part
 from qrvey_iac.core.errors import ManifestError, TransportError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.plan import fingerprint
 from qrvey_iac.core.state import ResourceState, State
 from qrvey_iac.engine import Engine
 
@@ -53,7 +55,12 @@ class FakeQrvey:
         if self.error is not None:
             raise self.error
         self.finished.append(dataset_id)
-        return {"datasetId": dataset_id}
+        return answer(dataset_id)
+
+
+def answer(dataset_id: str) -> dict:
+    return {"datasetId": dataset_id, "name": f"Dataset {dataset_id}", "status": "LOADED",
+            "columns": [{"columnName": "Total", "columnType": "NUMBER", "columnId": f"c-{dataset_id}"}]}
 
 
 def state_of(count: int) -> State:
@@ -105,7 +112,10 @@ async def test_refresh_sends_the_reads_before_the_manifest_is_read(tmp_path):
     manifest, live = await engine.refresh_while(state_of(5), loading())
     assert seen_when_loading == [5]                    # every read was in flight before the manifest came
     assert manifest == Manifest()
-    assert live.objects == {f"dataset.ds-{i}": {"datasetId": f"id-{i}"} for i in range(5)}
+    # the part plans compare is kept, the fingerprint is of the whole answer
+    assert live.objects == {f"dataset.ds-{i}": compared_part(answer(f"id-{i}")) for i in range(5)}
+    assert live.objects["dataset.ds-0"] == {"name": "Dataset id-0", "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}
+    assert live.fingerprints == {f"dataset.ds-{i}": fingerprint(answer(f"id-{i}")) for i in range(5)}
 
 
 async def test_a_manifest_error_cancels_the_reads_and_is_the_error_reported():
