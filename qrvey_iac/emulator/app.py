@@ -23,7 +23,7 @@ from qrvey_iac.emulator.faults import FaultRule
 from qrvey_iac.emulator.ids import IdMinter
 from qrvey_iac.emulator.injector import FaultInjector
 from qrvey_iac.emulator.routes import Route, match_route, split_prefix
-from qrvey_iac.emulator.world import World
+from qrvey_iac.emulator.world import StoredJson, World
 
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _FAULT_ANSWERS = {
@@ -90,7 +90,9 @@ class Emulator:
     def _run(self, route: Route, call: Call) -> Response:
         revision = self.world.revision
         try:
-            response: Response = JSONResponse(route.handler(call))
+            answer = route.handler(call)
+            response: Response = (Response(answer, media_type="application/json") if isinstance(answer, StoredJson)
+                                  else JSONResponse(answer))
         except ApiError as error:
             response = error_response(error)
         if self.world.revision != revision and self.config.autosave and self.config.data_file:

@@ -26,10 +26,10 @@ class Call:
     load_fails: bool = False  # a load-fail fault was drawn for this request
 
     def mint_short_id(self) -> str:
-        return self.world.claim_id(self.ids.short_id(self.world.used_ids))
+        return self.world.claim_id(self.ids.short_id(self.world.taken_ids()))
 
     def mint_uuid(self) -> str:
-        return self.world.claim_id(self.ids.uuid(self.world.used_ids))
+        return self.world.claim_id(self.ids.uuid(self.world.taken_ids()))
 
     def owned_dataset(self, dataset_id: str) -> dict:
         """The dataset if it exists in the path's user and app, else 404."""

@@ -1,8 +1,11 @@
 """The emulator's in-memory state and its JSON persistence.
 
-``datasets`` and ``connections`` are plain dicts so tests can inspect and edit them.
-A stored dataset is exactly what Get Dataset returns; a stored connection also keeps
-its password, which responses never include.
+``connections`` is a plain dict and ``datasets`` a mapping that reads like one, so tests
+can inspect and edit them. A stored dataset is exactly what Get Dataset returns; a stored
+connection also keeps its password, which responses never include.
+
+The data file is sorted 2-space JSON except for the datasets, one per line, so a load
+can keep each one as its JSON text until something needs it whole (see Datasets).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,24 +21,92 @@ from typing import Any
 WORLD_FORMAT = "qrvey-iac-emulator-world"
 WORLD_VERSION = 1
 _SECTIONS = ("datasets", "connections", "datasetOrder", "connectionOrder", "loads")
+_DATASETS_OPEN = b'\n  "datasets": {\n'     # where save puts one dataset per line
+_DATASETS_EMPTY = b'\n  "datasets": {}'
+_SECTION_CLOSE = b"\n  }"
+StoredJson = bytes    # a dataset's JSON as the data file holds it (ASCII: saved with ensure_ascii)
+
+
+class Datasets(MutableMapping[str, dict]):
+    """Datasets by id; those loaded from a data file are held as their JSON text.
+
+    Reading one (``[id]``, ``get``, ``values()``) decodes it and keeps the dict, so edits
+    stick. ``peek`` decodes without keeping: a Get Dataset of an untouched dataset answers
+    with the stored text. At 10,000 datasets the decoded world was 300 MB and 1.1 s of every
+    local command's start-up; a plan now decodes each dataset once and keeps none.
+    """
+
+    def __init__(self, items: dict[str, dict | StoredJson] | None = None, source: str = "emulator world") -> None:
+        self._items: dict[str, dict | StoredJson] = dict(items or {})
+        self._source = source
+
+    def __getitem__(self, dataset_id: str) -> dict:
+        value = self._items[dataset_id]
+        if isinstance(value, StoredJson):
+            value = self._items[dataset_id] = self._decode(dataset_id, value)
+        return value
+
+    def __setitem__(self, dataset_id: str, dataset: dict) -> None:
+        self._items[dataset_id] = dataset
+
+    def __delitem__(self, dataset_id: str) -> None:
+        del self._items[dataset_id]
+
+    def __contains__(self, dataset_id: object) -> bool:
+        return dataset_id in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Datasets({len(self._items)} datasets, {self.stored_count()} not decoded)"
+
+    def peek(self, dataset_id: str) -> tuple[dict | None, StoredJson | None]:
+        """The dataset, and its stored text when it is held as text (then nothing is kept)."""
+        value = self._items.get(dataset_id)
+        if isinstance(value, StoredJson):
+            return self._decode(dataset_id, value), value
+        return value, None
+
+    def stored_count(self) -> int:
+        return sum(isinstance(value, StoredJson) for value in self._items.values())
+
+    def lines(self) -> Iterator[str]:
+        """One ``"id": {...}`` line per dataset, for the data file (stored text as it is)."""
+        for dataset_id, value in self._items.items():
+            text = value.decode() if isinstance(value, StoredJson) else json.dumps(value, sort_keys=True, separators=(",", ":"))
+            yield f"    {json.dumps(dataset_id)}: {text}"
+
+    def _decode(self, dataset_id: str, text: bytes) -> dict:
+        try:
+            value = json.loads(text)
+        except ValueError as exc:      # UnicodeDecodeError is a ValueError too
+            raise ValueError(f"{self._source}: datasets.{dataset_id} is not valid JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"{self._source}: datasets.{dataset_id} must be an object")
+        return value
 
 
 @dataclass
 class World:
     """Everything the emulated Qrvey instance knows."""
 
-    datasets: dict[str, dict] = field(default_factory=dict)
+    datasets: Datasets = field(default_factory=Datasets)
     connections: dict[str, dict] = field(default_factory=dict)
     dataset_order: dict[str, int] = field(default_factory=dict)  # kept after delete: list cursors
     connection_order: dict[str, int] = field(default_factory=dict)
     loads: dict[str, dict] = field(default_factory=dict)  # datasetId -> {"pollsLeft", "outcome"}
     revision: int = field(default=0, compare=False)  # +1 per change; drives autosave
-    used_ids: set[str] = field(default_factory=set, compare=False, repr=False)
+    used_ids: set[str] = field(default_factory=set, compare=False, repr=False)  # see taken_ids
     last_position: int = field(default=0, compare=False, repr=False)
+    _indexed: bool = field(default=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        for dataset in self.datasets.values():
-            self._index(dataset)
+        if not isinstance(self.datasets, Datasets):
+            self.datasets = Datasets(self.datasets)
         self.used_ids.update(self.connections)
         positions = [*self.dataset_order.values(), *self.connection_order.values()]
         self.last_position = max(positions, default=0)
@@ -70,6 +141,15 @@ class World:
         self.mark_changed()
         return self.connections.pop(connection_id)
 
+    def taken_ids(self) -> set[str]:
+        """Every id in use, for minting: the stored datasets are indexed on the first mint
+        (a plan mints nothing and never pays for it)."""
+        if not self._indexed:
+            for dataset_id in list(self.datasets):
+                self._index(self.datasets.peek(dataset_id)[0])
+            self._indexed = True
+        return self.used_ids
+
     def claim_id(self, candidate: str) -> str:
         """Record a freshly minted id so no later mint repeats it."""
         self.used_ids.add(candidate)
@@ -95,10 +175,13 @@ class World:
     # -- persistence -------------------------------------------------------------
 
     def to_json(self) -> dict:
+        return {**self._sections(), "datasets": dict(self.datasets)}
+
+    def _sections(self) -> dict:
+        """Everything but the datasets."""
         return {
             "format": WORLD_FORMAT,
             "version": WORLD_VERSION,
-            "datasets": self.datasets,
             "connections": self.connections,
             "datasetOrder": self.dataset_order,
             "connectionOrder": self.connection_order,
@@ -110,7 +193,7 @@ class World:
         """Rebuild a world from ``to_json`` output; ValueError says what is wrong."""
         _check_world_json(data)
         return cls(
-            datasets=dict(data.get("datasets", {})),
+            datasets=Datasets(data.get("datasets", {})),
             connections=dict(data.get("connections", {})),
             dataset_order=dict(data.get("datasetOrder", {})),
             connection_order=dict(data.get("connectionOrder", {})),
@@ -121,7 +204,7 @@ class World:
         """Write atomically: temp file in the same folder, fsync, rename over ``path``."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        text = self.file_text()
         handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -134,13 +217,34 @@ class World:
             raise
         _fsync_folder(path.parent)
 
+    def file_text(self) -> str:
+        """The data file: sorted 2-space JSON with each dataset on one line of its own."""
+        text = json.dumps({**self._sections(), "datasets": {}}, indent=2, sort_keys=True) + "\n"
+        if not self.datasets:
+            return text
+        lines = ",\n".join(self.datasets.lines())
+        opened, empty, closed = (marker.decode() for marker in (_DATASETS_OPEN, _DATASETS_EMPTY, _SECTION_CLOSE))
+        return text.replace(empty, f"{opened}{lines}{closed}", 1)
+
     @classmethod
     def load(cls, path: Path) -> World:
         path = Path(path)
         try:
-            return cls.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return cls.from_file_text(path.read_bytes(), str(path))
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
             raise ValueError(f"{path}: not a valid emulator data file: {exc}") from None
+
+    @classmethod
+    def from_file_text(cls, text: bytes, source: str = "emulator world") -> World:
+        """A world from a data file's text; datasets laid out one per line (as ``save``
+        writes them) stay as text, any other valid layout is decoded whole."""
+        stored = _stored_datasets(text)
+        if stored is None:
+            return cls.from_json(json.loads(text))
+        rest, datasets = stored
+        world = cls.from_json(json.loads(rest))
+        world.datasets = Datasets(datasets, source)
+        return world
 
     # -- internals ---------------------------------------------------------------
 
@@ -153,6 +257,36 @@ class World:
         self.used_ids.add(dataset.get("connectionId", ""))
         for column in dataset.get("columns", []):
             self.used_ids.add(column.get("columnId", ""))
+
+
+def _stored_datasets(text: bytes) -> tuple[bytes, dict[str, StoredJson]] | None:
+    """Split a data file laid out as ``save`` writes it into the file without its datasets
+    and each dataset's JSON (one slice of the file each); None when the layout is another
+    one (a file edited by hand), which is then decoded whole."""
+    opened = text.find(_DATASETS_OPEN)
+    if opened < 0:
+        return None
+    start = opened + len(_DATASETS_OPEN)
+    closed = text.find(_SECTION_CLOSE, start - 1)
+    if closed < 0:
+        return None
+    datasets: dict[str, StoredJson] = {}
+    while start < closed:
+        end = text.find(b"\n", start, closed)
+        end = closed if end < 0 else end
+        key_end = text.find(b'": {', start, end)
+        value = text[key_end + 3: end - 1 if text[end - 1] == ord(",") else end]
+        if key_end < 0 or not text.startswith(b'    "', start) or not value.endswith(b"}"):
+            return None
+        try:
+            dataset_id = json.loads(text[start + 4: key_end + 1])
+        except ValueError:
+            return None
+        if not isinstance(dataset_id, str):
+            return None
+        datasets[dataset_id] = value
+        start = end + 1
+    return text[:opened] + _DATASETS_EMPTY + text[closed + len(_SECTION_CLOSE):], datasets
 
 
 def _check_world_json(data: Any) -> None:

@@ -123,7 +123,7 @@ def test_state_and_plan_files_never_hold_the_api_key_or_env_secrets(project, mon
         (project / "qrvey-iac.yaml").write_text(config)
         outputs = [run("apply", "--auto-approve", "--debug")]
         assert outputs[0].exit_code == 0, outputs[0].output
-        assert SECRET in json.dumps(server.emulator.world.datasets)     # it did reach Qrvey
+        assert SECRET in json.dumps(dict(server.emulator.world.datasets))     # it did reach Qrvey
         text = text.replace("name: Products\n", "name: Catalogue\n")
         (project / "manifests" / "sales.yaml").write_text(text)
         outputs.append(run("plan", "--out", "plan.json", "--debug"))

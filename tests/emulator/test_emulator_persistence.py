@@ -29,13 +29,62 @@ async def test_world_round_trips_through_json(client, emulator):
     assert World.from_json(json.loads(json.dumps(world.to_json()))) == world
 
 
-async def test_saved_file_is_sorted_two_space_json_with_a_trailing_newline(client, emulator, tmp_path):
-    await populate(client)
+async def test_saved_file_is_sorted_two_space_json_with_one_dataset_per_line(client, emulator, tmp_path):
+    source = await populate(client)
     path = tmp_path / "world.json"
     emulator.save(path)
     text = path.read_text()
     assert text.endswith("}\n")
-    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    data = json.loads(text)
+    assert data == json.loads(json.dumps(emulator.world.to_json()))
+    lines = text.splitlines()
+    dataset_lines = [line for line in lines if line.startswith('    "') and line.rstrip(",").endswith("}")]
+    assert [json.loads("{" + line.rstrip(",") + "}") for line in dataset_lines] == [{k: v} for k, v in data["datasets"].items()]
+    assert source["datasetId"] in data["datasets"] and len(dataset_lines) == len(data["datasets"]) == 2
+    for line in dataset_lines:       # each dataset's own keys sorted, compact
+        dataset_text = line.split(": ", 1)[1].rstrip(",")
+        assert dataset_text == json.dumps(json.loads(dataset_text), sort_keys=True, separators=(",", ":"))
+    rest = (json.dumps({**data, "datasets": {}}, indent=2, sort_keys=True) + "\n").splitlines()
+    at = rest.index('  "datasets": {},')
+    assert [line for line in lines if line not in dataset_lines] == [*rest[:at], '  "datasets": {', "  },", *rest[at + 1:]]
+
+
+async def test_a_loaded_world_answers_gets_from_the_stored_text_and_keeps_none_decoded(client, emulator, tmp_path):
+    source = await populate(client)
+    path = tmp_path / "world.json"
+    emulator.save(path)
+    loaded = World.load(path)
+    assert loaded.datasets.stored_count() == 2
+    view_id = next(dataset_id for dataset_id in loaded.datasets if dataset_id != source["datasetId"])
+    restarted = create_app(EmulatorConfig(data_file=path))
+    async with make_client(restarted) as again:
+        world = restarted.state.emulator.world
+        assert ok(await again.get(f"{EMEA}/qollect/dataset/{view_id}")) == emulator.world.datasets[view_id]
+        assert world.datasets.stored_count() == 2        # the GET decoded nothing for good
+        error_message(await again.get(f"{SALES}/qollect/dataset/{view_id}"), 404)   # the owner is still checked
+        ok(await again.get(f"{SALES}/qollect/dataset/{source['datasetId']}"))     # its load moves: kept decoded
+        assert world.datasets.stored_count() == 1
+        assert world.datasets == emulator.world.datasets and world.datasets.stored_count() == 0
+
+
+def test_a_file_laid_out_another_way_loads_whole(tmp_path):
+    world = World(datasets={"d1": {"datasetId": "d1", "name": "x", "columns": []}}, dataset_order={"d1": 1})
+    path = tmp_path / "world.json"
+    path.write_text(json.dumps(world.to_json(), indent=2, sort_keys=True))     # one key per line, as edited by hand
+    loaded = World.load(path)
+    assert loaded == world and loaded.datasets.stored_count() == 0
+    world.save(path)
+    assert World.load(path).datasets.stored_count() == 1 and World.load(path) == world
+
+
+def test_a_broken_stored_dataset_names_the_file_when_read(tmp_path):
+    path = tmp_path / "world.json"
+    World(datasets={"d1": {"datasetId": "d1"}, "d2": {"datasetId": "d2"}}).save(path)
+    path.write_text(path.read_text().replace('{"datasetId":"d2"}', '{"datasetId":"d2",}'))
+    loaded = World.load(path)
+    assert loaded.datasets["d1"] == {"datasetId": "d1"}
+    with pytest.raises(ValueError, match=r"world.json: datasets.d2 is not valid JSON"):
+        loaded.datasets["d2"]
 
 
 async def test_a_restarted_emulator_serves_the_saved_world(tmp_path):
