@@ -62,7 +62,7 @@ def clone_view(call: Call) -> dict:
 
 
 def _shared_source(call: Call, connection_id: str, source_app: str, source_user: str) -> dict:
-    source = next(iter(call.world.ordered_datasets(lambda dataset: dataset.get("connectionId") == connection_id)), None)
+    source = next(iter(call.world.with_connection(connection_id)), None)
     if source is None:
         raise ApiError(404, f"No dataset has connectionId {connection_id}")
     if source["datasetType"] == VIEW:

@@ -39,6 +39,11 @@ class Datasets(MutableMapping[str, dict]):
     def __init__(self, items: dict[str, dict | StoredJson] | None = None, source: str = "emulator world") -> None:
         self._items: dict[str, dict | StoredJson] = dict(items or {})
         self._source = source
+        # Built on first use, then kept up to date by every set and delete: a view's source
+        # and a dataset's connectionId never change once it exists. Share, unshare, delete
+        # and view create looked them up by scanning every dataset: 4.8 ms per call at 10,000.
+        self._views: dict[str, dict[str, None]] | None = None     # source datasetId -> view ids
+        self._connections: dict[str, dict[str, None]] | None = None   # connectionId -> dataset ids
 
     def __getitem__(self, dataset_id: str) -> dict:
         value = self._items[dataset_id]
@@ -47,9 +52,13 @@ class Datasets(MutableMapping[str, dict]):
         return value
 
     def __setitem__(self, dataset_id: str, dataset: dict) -> None:
+        if dataset_id in self._items:
+            self._unindex(dataset_id)
         self._items[dataset_id] = dataset
+        self._index(dataset_id, dataset)
 
     def __delitem__(self, dataset_id: str) -> None:
+        self._unindex(dataset_id)
         del self._items[dataset_id]
 
     def __contains__(self, dataset_id: object) -> bool:
@@ -71,6 +80,23 @@ class Datasets(MutableMapping[str, dict]):
             return self._decode(dataset_id, value), value
         return value, None
 
+    def view_ids(self, source_id: str) -> list[str]:
+        """Ids of the views whose sourceDataset is ``source_id``."""
+        self._build_indexes()
+        return list(self._views.get(source_id, ()))
+
+    def with_connection(self, connection_id: str) -> list[str]:
+        """Ids of the datasets (views included) whose connectionId is ``connection_id``."""
+        self._build_indexes()
+        return list(self._connections.get(connection_id, ()))
+
+    def decoded(self) -> dict[str, dict]:
+        """Every dataset decoded and kept (a list, an equality): the mapping underneath."""
+        for dataset_id, value in self._items.items():
+            if isinstance(value, StoredJson):
+                self._items[dataset_id] = self._decode(dataset_id, value)
+        return self._items      # type: ignore[return-value]  # no stored text is left
+
     def stored_count(self) -> int:
         return sum(isinstance(value, StoredJson) for value in self._items.values())
 
@@ -79,6 +105,30 @@ class Datasets(MutableMapping[str, dict]):
         for dataset_id, value in self._items.items():
             text = value.decode() if isinstance(value, StoredJson) else json.dumps(value, sort_keys=True, separators=(",", ":"))
             yield f"    {json.dumps(dataset_id)}: {text}"
+
+    def _build_indexes(self) -> None:
+        if self._views is None or self._connections is None:
+            self._views, self._connections = {}, {}
+            for dataset_id in self._items:
+                self._index(dataset_id, self.peek(dataset_id)[0])
+
+    def _index(self, dataset_id: str, dataset: dict | None) -> None:
+        if self._views is None or self._connections is None or not isinstance(dataset, dict):
+            return
+        source = dataset.get("sourceDataset")
+        if isinstance(source, dict) and isinstance(source.get("datasetId"), str):
+            self._views.setdefault(source["datasetId"], {})[dataset_id] = None
+        if isinstance(dataset.get("connectionId"), str):
+            self._connections.setdefault(dataset["connectionId"], {})[dataset_id] = None
+
+    def _unindex(self, dataset_id: str) -> None:
+        if self._views is None or self._connections is None:
+            return
+        dataset = self.peek(dataset_id)[0]
+        source = (dataset or {}).get("sourceDataset")
+        if isinstance(source, dict):
+            self._views.get(source.get("datasetId"), {}).pop(dataset_id, None)
+        self._connections.get((dataset or {}).get("connectionId"), {}).pop(dataset_id, None)
 
     def _decode(self, dataset_id: str, text: bytes) -> dict:
         try:
@@ -163,14 +213,20 @@ class World:
         Filtering before sorting: a share or a view create looks up a handful of datasets, and
         sorting all of them each time cost 12 ms per call at 10,000 datasets (now 1.9 ms).
         """
-        chosen = self.datasets if where is None else {k: d for k, d in self.datasets.items() if where(d)}
+        every = self.datasets.decoded()
+        chosen = every if where is None else {k: d for k, d in every.items() if where(d)}
         return _in_order(chosen, self.dataset_order)
 
     def ordered_connections(self) -> list[dict]:
         return _in_order(self.connections, self.connection_order)
 
     def views_of(self, dataset_id: str) -> list[dict]:
-        return self.ordered_datasets(lambda view: view.get("sourceDataset", {}).get("datasetId") == dataset_id)
+        """The views of ``dataset_id``, in creation order."""
+        return self._in_order(self.datasets.view_ids(dataset_id))
+
+    def with_connection(self, connection_id: str) -> list[dict]:
+        """The datasets whose connectionId is ``connection_id``, in creation order."""
+        return self._in_order(self.datasets.with_connection(connection_id))
 
     # -- persistence -------------------------------------------------------------
 
@@ -247,6 +303,9 @@ class World:
         return world
 
     # -- internals ---------------------------------------------------------------
+
+    def _in_order(self, dataset_ids: list[str]) -> list[dict]:
+        return _in_order({dataset_id: self.datasets[dataset_id] for dataset_id in dataset_ids}, self.dataset_order)
 
     def _next_position(self) -> int:
         self.last_position += 1
