@@ -64,3 +64,18 @@ def test_any_sequence_of_changes_encodes_like_the_plain_dump():
         else:
             state = state.bumped()
         assert encoder.encode(state) == plain(state), step
+
+
+def test_additions_in_batches_land_in_sorted_place():
+    """An apply's saves add a few new addresses each (kept texts are moved, not rebuilt)."""
+    import random
+
+    rng = random.Random(11)
+    encoder = StateEncoder()
+    state = State()
+    for step in range(60):
+        batch = {f"{rng.choice(['dataset', 'view'])}.n{rng.randrange(500)}": make_resource(step) for _ in range(rng.randrange(1, 6))}
+        state = state.model_copy(update={"resources": {**state.resources, **batch}})
+        if step % 15 == 14:
+            state = state.without_resource(rng.choice(sorted(state.resources)))
+        assert encoder.encode(state) == plain(state), step
