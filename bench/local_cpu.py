@@ -2,7 +2,7 @@
 
     python bench/local_cpu.py --sizes 1000,5000,10000
 
-For each N (``--repeat R`` times, keeping the fastest): a fresh project of N datasets
+For each N (``--repeat R`` rounds over all the sizes, keeping the fastest): a fresh project of N datasets
 (30 columns each; no views unless ``--views``), then, as a user runs them,
 
 1. ``qrvey-iac apply --auto-approve``: N new datasets;
@@ -34,17 +34,19 @@ from workload import Workload, write_config, write_manifests  # noqa: E402
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     startup: Run | None = None
-    runs = []
-    for n in args.sizes:
-        measured = []
-        for _ in range(args.repeat):
+    measured: dict[int, list[tuple[Run, Run, dict]]] = {n: [] for n in args.sizes}
+    shapes: dict[int, Workload] = {}
+    # Rounds over every size rather than all repetitions of one size, then the next: a
+    # shared machine's load drifts over minutes, and the growth ratio compares sizes.
+    for _ in range(args.repeat):
+        for n in args.sizes:
             with tempfile.TemporaryDirectory(prefix="qrvey-bench-local-") as folder:
                 root = Path(folder)
-                shape = write_manifests(root, n, with_views=args.views)
+                shapes[n] = write_manifests(root, n, with_views=args.views)
                 write_config(root, "local", None, args.parallelism)
                 startup = startup or cli_startup(root)
-                measured.append(measure(root, n))
-        runs.append(summary(n, shape, measured, startup))
+                measured[n].append(measure(root, n))
+    runs = [summary(n, shapes[n], measured[n], startup) for n in args.sizes]
     result = {
         "bench": "local_cpu", "latency_ms": 0, "parallelism": args.parallelism, "repeat": args.repeat,
         "cli_startup_s": rounded(startup.wall_s), "cli_startup_cpu_s": rounded(startup.cpu_s),
