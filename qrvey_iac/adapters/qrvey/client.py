@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
+from qrvey_iac.adapters.qrvey.network import pooled_transport
 from qrvey_iac.adapters.qrvey.paths import NON_IDEMPOTENT_ROUTES, Route, resolve_routes
 from qrvey_iac.adapters.qrvey.responses import REDACTED, Redactor
 from qrvey_iac.adapters.qrvey.retry import RetryPolicy
@@ -58,11 +59,12 @@ class QrveyClient:
         self._routes: Mapping[str, Route] = resolve_routes(routes)
         self._sleep = sleep
         self._parallelism = parallelism
+        limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
         self._http = httpx.AsyncClient(
-            transport=transport,
+            transport=transport or pooled_transport(limits),
             headers={"x-api-key": api_key, "Content-Type": "application/json", "Accept": "application/json"},
             timeout=httpx.Timeout(timeout),
-            limits=httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism),
+            limits=limits,
         )
         self._sender = Sender(
             self._http, self._base_url, self._redact, parallelism=parallelism, retry=retry,

@@ -1,0 +1,151 @@
+"""The client's sockets on asyncio streams (adapters/qrvey/network.py), against small local
+servers: plain and TLS answers, every failure mapped to the httpx type the retry rules
+expect, a kept-alive connection the server closed never reused, proxies left to httpx."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qrvey_iac.adapters.qrvey import network
+from qrvey_iac.adapters.qrvey.client import QrveyClient
+from qrvey_iac.core.keys import AppRef
+
+pytestmark = pytest.mark.anyio
+LIMITS = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\": 1}\r\n"
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def server(handler: Handler, tls: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    listening = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=tls)
+    try:
+        yield listening.sockets[0].getsockname()[1]
+    finally:
+        listening.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> None:
+    await reader.readuntil(b"\r\n\r\n")
+
+
+def answering(times: int = 100, close_after: bool = False) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for _ in range(times):
+                await read_request(reader)
+                writer.write(OK)
+                await writer.drain()
+                if close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+    return handler
+
+
+def client(**options) -> httpx.AsyncClient:
+    transport = network.pooled_transport(LIMITS, **options)
+    assert transport is not None
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
+
+
+async def test_answers_come_back_over_plain_tcp_and_connections_are_reused(monkeypatch):
+    connects = []
+    real_connect = network.AsyncioBackend.connect_tcp
+
+    async def counting(self, *args, **kwargs):
+        connects.append(args)
+        return await real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(network.AsyncioBackend, "connect_tcp", counting)
+    async with server(answering()) as port, client() as http:
+        for _ in range(5):
+            response = await http.get(f"http://127.0.0.1:{port}/x")
+            assert response.json() == {"ok": 1}
+    assert len(connects) == 1        # the pool is ours (httpx still uses it) and keeps the connection
+
+
+async def test_the_qrvey_client_uses_it_by_default(monkeypatch):
+    connects = []
+    real_connect = network.AsyncioBackend.connect_tcp
+
+    async def counting(self, *args, **kwargs):
+        connects.append(args)
+        return await real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(network.AsyncioBackend, "connect_tcp", counting)
+    async with server(answering()) as port:
+        async with QrveyClient(f"http://127.0.0.1:{port}", "key", parallelism=2) as qrvey:
+            assert await qrvey.get_dataset(AppRef("u", "a"), "d1") == {"ok": 1}
+    assert connects
+
+
+async def test_a_connection_the_server_closed_while_idle_is_not_reused():
+    async with server(answering(close_after=True)) as port, client() as http:
+        first = await http.get(f"http://127.0.0.1:{port}/1")
+        await asyncio.sleep(0.05)        # the server's close reaches the idle connection
+        second = await http.get(f"http://127.0.0.1:{port}/2")
+    assert first.status_code == second.status_code == 200
+
+
+async def test_failures_map_to_the_httpx_types_the_retry_rules_read():
+    async def silent(reader, writer):
+        await asyncio.sleep(5)
+
+    async def hangs_up(reader, writer):
+        await read_request(reader)
+        writer.close()
+
+    async with server(silent) as port, client() as http:
+        with pytest.raises(httpx.ReadTimeout):
+            await http.get(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(2.0, read=0.2))
+    async with server(hangs_up) as port, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"http://127.0.0.1:{port}/")
+    async with server(answering()) as port:
+        pass                             # closed: nothing listens on the port any more
+    async with client() as http:
+        with pytest.raises(httpx.ConnectError):
+            await http.get(f"http://127.0.0.1:{port}/")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate for the TLS server")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+async def test_https_is_verified_against_the_trusted_certificates(certificate):
+    cert, key = certificate
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+    async with server(answering(), tls=served) as port:
+        async with client(ssl_context=trusting) as http:
+            response = await http.get(f"https://localhost:{port}/secure")
+            assert response.json() == {"ok": 1}
+            assert response.extensions["network_stream"].get_extra_info("ssl_object") is not None
+        async with client() as http:     # the system's certificates do not know this one
+            with pytest.raises(httpx.ConnectError, match="certificate"):
+                await http.get(f"https://localhost:{port}/secure")
+
+
+def test_a_proxy_in_the_environment_leaves_the_transport_to_httpx(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    assert network.pooled_transport(LIMITS) is None
