@@ -177,7 +177,9 @@ class World:
     def remove_dataset(self, dataset_id: str) -> dict:
         self.loads.pop(dataset_id, None)
         self.mark_changed()
-        return self.datasets.pop(dataset_id)
+        removed = self.datasets.pop(dataset_id)
+        self._index(removed)      # its ids stay taken, as when everything was indexed at load
+        return removed
 
     def put_connection(self, connection: dict) -> None:
         connection_id = connection["connectorid"]

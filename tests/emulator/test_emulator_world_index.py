@@ -74,3 +74,15 @@ def test_a_share_reaches_every_view_of_its_source_and_no_other():
     world.datasets["v3"] = dataset("v3", "c-v3", "other")        # replaced: moved to the other source
     assert world.views_of("src") == [] and [v["datasetId"] for v in world.views_of("other")] == ["v2", "v3"]
     assert [d["datasetId"] for d in world.with_connection("c-other")] == ["other"]
+
+
+def test_a_restarted_world_never_mints_the_id_of_a_dataset_deleted_before_its_first_mint(tmp_path):
+    from qrvey_iac.emulator.ids import IdMinter
+
+    world = World()
+    first = IdMinter(seed=3).short_id(world.taken_ids())
+    world.put_dataset(dataset(first, "c1"))
+    world.save(tmp_path / "world.json")
+    again = World.load(tmp_path / "world.json")
+    again.remove_dataset(first)                    # before anything was minted after the restart
+    assert IdMinter(seed=3).short_id(again.taken_ids()) != first     # same seed, same sequence
