@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zlib
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ _SECTIONS = ("datasets", "connections", "datasetOrder", "connectionOrder", "load
 _DATASETS_OPEN = b'\n  "datasets": {\n'     # where save puts one dataset per line
 _DATASETS_EMPTY = b'\n  "datasets": {}'
 _SECTION_CLOSE = b"\n  }"
+_CHECKSUM = "datasetLinesCrc32"    # of the dataset lines as written: an edited file is decoded whole
 StoredJson = bytes    # a dataset's JSON as the data file holds it (ASCII: saved with ensure_ascii)
 
 
@@ -170,6 +172,8 @@ class World:
         dataset_id = dataset["datasetId"]
         if dataset_id not in self.datasets:
             self.dataset_order[dataset_id] = self._next_position()
+        else:
+            self._index(self.datasets.peek(dataset_id)[0])   # a removed column's id stays taken
         self.datasets[dataset_id] = dataset
         self._index(dataset)
         self.mark_changed()
@@ -276,11 +280,13 @@ class World:
         _fsync_folder(path.parent)
 
     def file_text(self) -> str:
-        """The data file: sorted 2-space JSON with each dataset on one line of its own."""
-        text = json.dumps({**self._sections(), "datasets": {}}, indent=2, sort_keys=True) + "\n"
+        """The data file: sorted 2-space JSON, except the datasets: one per line, in the order
+        they came, with a CRC-32 of those lines so a load can tell the file is as written."""
         if not self.datasets:
-            return text
+            return json.dumps({**self._sections(), "datasets": {}}, indent=2, sort_keys=True) + "\n"
         lines = ",\n".join(self.datasets.lines())
+        sections = {**self._sections(), "datasets": {}, _CHECKSUM: zlib.crc32(lines.encode())}
+        text = json.dumps(sections, indent=2, sort_keys=True) + "\n"
         opened, empty, closed = (marker.decode() for marker in (_DATASETS_OPEN, _DATASETS_EMPTY, _SECTION_CLOSE))
         return text.replace(empty, f"{opened}{lines}{closed}", 1)
 
@@ -294,15 +300,18 @@ class World:
 
     @classmethod
     def from_file_text(cls, text: bytes, source: str = "emulator world") -> World:
-        """A world from a data file's text; datasets laid out one per line (as ``save``
-        writes them) stay as text, any other valid layout is decoded whole."""
+        """A world from a data file's text. A file exactly as ``save`` wrote it (its dataset
+        lines match their CRC-32) keeps the datasets as text; any other file, one edited by
+        hand included, is decoded and checked whole."""
         stored = _stored_datasets(text)
-        if stored is None:
-            return cls.from_json(json.loads(text))
-        rest, datasets = stored
-        world = cls.from_json(json.loads(rest))
-        world.datasets = Datasets(datasets, source)
-        return world
+        if stored is not None:
+            rest, section, datasets = stored
+            data = json.loads(rest)
+            if isinstance(data, dict) and data.get(_CHECKSUM) == zlib.crc32(section):
+                world = cls.from_json(data)
+                world.datasets = Datasets(datasets, source)
+                return world
+        return cls.from_json(json.loads(text))
 
     # -- internals ---------------------------------------------------------------
 
@@ -320,7 +329,7 @@ class World:
             self.used_ids.add(column.get("columnId", ""))
 
 
-def _stored_datasets(text: bytes) -> tuple[bytes, dict[str, StoredJson]] | None:
+def _stored_datasets(text: bytes) -> tuple[bytes, bytes, dict[str, StoredJson]] | None:
     """Split a data file laid out as ``save`` writes it into the file without its datasets
     and each dataset's JSON (one slice of the file each); None when the layout is another
     one (a file edited by hand), which is then decoded whole."""
@@ -347,7 +356,8 @@ def _stored_datasets(text: bytes) -> tuple[bytes, dict[str, StoredJson]] | None:
             return None
         datasets[dataset_id] = value
         start = end + 1
-    return text[:opened] + _DATASETS_EMPTY + text[closed + len(_SECTION_CLOSE):], datasets
+    first = opened + len(_DATASETS_OPEN)
+    return text[:opened] + _DATASETS_EMPTY + text[closed + len(_SECTION_CLOSE):], text[first:closed], datasets
 
 
 def _check_world_json(data: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 
 import pytest
 from emulator_helpers import EMEA, SALES, connection_body, create_dataset, error_message, make_client, ok, share
@@ -36,15 +37,17 @@ async def test_saved_file_is_sorted_two_space_json_with_one_dataset_per_line(cli
     text = path.read_text()
     assert text.endswith("}\n")
     data = json.loads(text)
+    checksum = data.pop("datasetLinesCrc32")
     assert data == json.loads(json.dumps(emulator.world.to_json()))
     lines = text.splitlines()
     dataset_lines = [line for line in lines if line.startswith('    "') and line.rstrip(",").endswith("}")]
     assert [json.loads("{" + line.rstrip(",") + "}") for line in dataset_lines] == [{k: v} for k, v in data["datasets"].items()]
     assert source["datasetId"] in data["datasets"] and len(dataset_lines) == len(data["datasets"]) == 2
+    assert checksum == zlib.crc32("\n".join(dataset_lines).encode())
     for line in dataset_lines:       # each dataset's own keys sorted, compact
         dataset_text = line.split(": ", 1)[1].rstrip(",")
         assert dataset_text == json.dumps(json.loads(dataset_text), sort_keys=True, separators=(",", ":"))
-    rest = (json.dumps({**data, "datasets": {}}, indent=2, sort_keys=True) + "\n").splitlines()
+    rest = (json.dumps({**data, "datasets": {}, "datasetLinesCrc32": checksum}, indent=2, sort_keys=True) + "\n").splitlines()
     at = rest.index('  "datasets": {},')
     assert [line for line in lines if line not in dataset_lines] == [*rest[:at], '  "datasets": {', "  },", *rest[at + 1:]]
 
@@ -77,14 +80,20 @@ def test_a_file_laid_out_another_way_loads_whole(tmp_path):
     assert World.load(path).datasets.stored_count() == 1 and World.load(path) == world
 
 
-def test_a_broken_stored_dataset_names_the_file_when_read(tmp_path):
+def test_a_hand_edited_file_is_decoded_and_checked_whole(tmp_path):
     path = tmp_path / "world.json"
     World(datasets={"d1": {"datasetId": "d1"}, "d2": {"datasetId": "d2"}}).save(path)
-    path.write_text(path.read_text().replace('{"datasetId":"d2"}', '{"datasetId":"d2",}'))
+    saved = path.read_text()
+    # still valid JSON, but not as save wrote it: two datasets on one line
+    path.write_text(saved.replace('{"datasetId":"d1"},\n    "d2"', '{"datasetId":"d1"}, "d2"'))
     loaded = World.load(path)
-    assert loaded.datasets["d1"] == {"datasetId": "d1"}
-    with pytest.raises(ValueError, match=r"world.json: datasets.d2 is not valid JSON"):
-        loaded.datasets["d2"]
+    assert dict(loaded.datasets) == {"d1": {"datasetId": "d1"}, "d2": {"datasetId": "d2"}}
+    assert loaded.datasets.stored_count() == 0
+    path.write_text(saved.replace('{"datasetId":"d2"}', '{"datasetId":"d2",}'))     # broken: named at load
+    with pytest.raises(ValueError, match=r"world.json: not a valid emulator data file"):
+        World.load(path)
+    path.write_text(saved)
+    assert World.load(path).datasets.stored_count() == 2                         # as written: kept as text
 
 
 async def test_a_restarted_emulator_serves_the_saved_world(tmp_path):

@@ -86,3 +86,15 @@ def test_a_restarted_world_never_mints_the_id_of_a_dataset_deleted_before_its_fi
     again = World.load(tmp_path / "world.json")
     again.remove_dataset(first)                    # before anything was minted after the restart
     assert IdMinter(seed=3).short_id(again.taken_ids()) != first     # same seed, same sequence
+
+
+def test_a_column_removed_by_an_update_keeps_its_id_taken(tmp_path):
+    from qrvey_iac.emulator.ids import IdMinter
+
+    world = World()
+    column_id = IdMinter(seed=5).short_id(world.taken_ids())
+    world.put_dataset({**dataset("d1", "c1"), "columns": [{"columnId": column_id}]})
+    world.save(tmp_path / "world.json")
+    again = World.load(tmp_path / "world.json")
+    again.put_dataset({**dataset("d1", "c1"), "columns": []})       # an update without that column
+    assert IdMinter(seed=5).short_id(again.taken_ids()) != column_id
