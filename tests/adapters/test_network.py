@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -94,6 +96,23 @@ async def test_a_connection_the_server_closed_while_idle_is_not_reused():
     async with server(answering(close_after=True)) as port, client() as http:
         first = await http.get(f"http://127.0.0.1:{port}/1")
         await asyncio.sleep(0.05)        # the server's close reaches the idle connection
+        second = await http.get(f"http://127.0.0.1:{port}/2")
+    assert first.status_code == second.status_code == 200
+
+
+async def test_a_connection_the_server_reset_while_idle_is_not_reused():
+    async def answers_then_resets(reader, writer):
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        await asyncio.sleep(0.02)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with RST
+        writer.transport.abort()
+
+    async with server(answers_then_resets) as port, client() as http:
+        first = await http.get(f"http://127.0.0.1:{port}/1")
+        await asyncio.sleep(0.1)         # the reset reaches the idle connection
         second = await http.get(f"http://127.0.0.1:{port}/2")
     assert first.status_code == second.status_code == 200
 

@@ -25,6 +25,7 @@ import httpcore
 import httpx
 
 SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
+HAPPY_EYEBALLS_DELAY = 0.25   # try the next address of a host after this long (RFC 8305; anyio's too)
 
 
 def pooled_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport | None:
@@ -54,7 +55,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None)
+                    host, port, local_addr=(local_address, 0) if local_address else None,
+                    happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY)
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from None
         except OSError as exc:
@@ -113,9 +115,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            # httpcore asks an idle pooled connection whether its server hung up (or sent
-            # something unasked): the stream already knows, no system call needed
-            return self._reader.at_eof() or bool(getattr(self._reader, "_buffer", b""))
+            # httpcore asks an idle pooled connection whether its server hung up, reset it
+            # or sent something unasked: the stream already knows, no system call needed
+            reader = self._reader
+            return (reader.at_eof() or reader.exception() is not None or self._writer.transport.is_closing()
+                    or bool(getattr(reader, "_buffer", b"")))
         names = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
         return self._writer.get_extra_info(names[info]) if info in names else None
 
