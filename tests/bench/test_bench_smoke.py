@@ -76,7 +76,7 @@ def test_plan_apply_counts_the_calls_the_workload_needs(http_figures):
 
 
 def test_local_cpu_reports_every_field_and_the_growth():
-    figures = run_script("local_cpu.py", "--sizes", "8,16")
+    figures = run_script("local_cpu.py", "--sizes", "8,16", "--repeat", "2")
     assert {"bench", "latency_ms", "parallelism", "repeat", "cli_startup_s", "cli_startup_cpu_s", "runs", "growth",
             "machine"} <= figures.keys()
     assert figures["bench"] == "local_cpu" and figures["latency_ms"] == 0
@@ -90,7 +90,8 @@ def test_local_cpu_reports_every_field_and_the_growth():
             assert {"wall_s", "cpu_s", "peak_rss_mib", "per_object_ms", "per_object_cpu_ms"} <= result.keys()
             assert positive(result["wall_s"]) and positive(result["cpu_s"]) and 10 < result["peak_rss_mib"] < 4096
             assert result["per_object_ms"] >= 0 and result["per_object_cpu_ms"] >= 0
+            assert result["median_wall_s"] >= result["wall_s"] and result["per_object_ms_median"] >= result["per_object_ms"]
     growth = figures["growth"]
     assert (growth["from_n"], growth["to_n"]) == (8, 16)
     assert {"apply_per_object_ratio", "plan_per_object_ratio", "apply_per_object_cpu_ratio",
-            "plan_per_object_cpu_ratio"} <= growth.keys()
+            "plan_per_object_cpu_ratio", "apply_per_object_ratio_median", "plan_per_object_ratio_median"} <= growth.keys()
