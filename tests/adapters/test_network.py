@@ -61,15 +61,21 @@ def client(**options) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(2.0))
 
 
-async def test_answers_come_back_over_plain_tcp_and_connections_are_reused(monkeypatch):
-    connects = []
+@pytest.fixture
+def connects(monkeypatch) -> list[tuple]:
+    """The connections the asyncio backend opened (its connect_tcp calls)."""
+    opened: list[tuple] = []
     real_connect = network.AsyncioBackend.connect_tcp
 
     async def counting(self, *args, **kwargs):
-        connects.append(args)
+        opened.append(args)
         return await real_connect(self, *args, **kwargs)
 
     monkeypatch.setattr(network.AsyncioBackend, "connect_tcp", counting)
+    return opened
+
+
+async def test_answers_come_back_over_plain_tcp_and_connections_are_reused(connects):
     async with server(answering()) as port, client() as http:
         for _ in range(5):
             response = await http.get(f"http://127.0.0.1:{port}/x")
@@ -77,15 +83,7 @@ async def test_answers_come_back_over_plain_tcp_and_connections_are_reused(monke
     assert len(connects) == 1        # the pool is ours (httpx still uses it) and keeps the connection
 
 
-async def test_the_qrvey_client_uses_it_by_default(monkeypatch):
-    connects = []
-    real_connect = network.AsyncioBackend.connect_tcp
-
-    async def counting(self, *args, **kwargs):
-        connects.append(args)
-        return await real_connect(self, *args, **kwargs)
-
-    monkeypatch.setattr(network.AsyncioBackend, "connect_tcp", counting)
+async def test_the_qrvey_client_uses_it_by_default(connects):
     async with server(answering()) as port:
         async with QrveyClient(f"http://127.0.0.1:{port}", "key", parallelism=2) as qrvey:
             assert await qrvey.get_dataset(AppRef("u", "a"), "d1") == {"ok": 1}
