@@ -235,11 +235,10 @@ def cli() -> None:
 def validate(**kwargs):
     """Check config and manifests offline: syntax, fields, references, cycles."""
     workspace = open_workspace(kwargs)
-    kinds = [r.kind for r in workspace.manifest().resources.values()]
-    click.echo(
-        f"Success: {len(kinds)} resources are valid ({kinds.count('Dataset')} datasets, "
-        f"{kinds.count('DatasetView')} views) for environment {workspace.environment.name}."
-    )
+    manifest = workspace.manifest()
+    counts = ", ".join(f"{count} {plural}" for plural, count in manifest.counts())
+    click.echo(f"Success: {len(manifest.resources)} resources are valid ({counts}) "
+               f"for environment {workspace.environment.name}.")
 
 
 @cli.command()

@@ -10,7 +10,8 @@ import click
 
 from qrvey_iac.cli import environment_options, open_workspace, reports_errors
 from qrvey_iac.core.errors import ConfigError, Problem, StateError
-from qrvey_iac.core.models import ADDRESS_PATTERN
+from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX
 from qrvey_iac.core.state import State
 
 
@@ -76,10 +77,11 @@ def state_mv(source, destination, **kwargs):
             raise StateError(f"{source} is not in the state")
         if destination in current.resources:
             raise StateError(f"{destination} is already in the state")
-        if source.split(".")[0] != destination.split(".")[0]:
-            raise StateError("an address keeps its kind: dataset.* stays dataset.*, view.* stays view.*")
-        if not re.fullmatch(ADDRESS_PATTERN, destination):
-            raise StateError(f"{destination!r} is not an address (dataset.<name> or view.<name>)")
+        kind = KINDS[current.resources[source].kind]
+        if not re.fullmatch(ADDRESS_SYNTAX, destination):
+            raise StateError(f"{destination!r} is not an address ({kind.prefix}.<name>)")
+        if KINDS.of_address(destination) is not kind:
+            raise StateError(f"an address keeps its kind: {kind.prefix}.* stays {kind.prefix}.*")
         moved = current.without_resource(source).with_resource(destination, current.resources[source])
         for view in current.views_of(source):        # their recorded source follows the rename
             recorded = moved.resources[view]

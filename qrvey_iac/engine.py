@@ -9,26 +9,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, compared_part, document_hash, managed_fields
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, TransportError,
 )
 from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Action, Plan, Step, execution_levels, fingerprint
+from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.state import JournalEntry, ResourceState, State
-from qrvey_iac.journal import Settled, Settler, find_view, recorded_resource
+from qrvey_iac.journal import Settled, Settler, recorded_resource
 from qrvey_iac.ports import QrveyPort, StatePort
 
 Progress = Callable[[str], None]
 CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
 UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError)
-VERBS = {
-    "create": ("Creating", "created"), "update": ("Updating", "updated"),
-    "delete": ("Destroying", "destroyed"), "share": ("Sharing", "shared"),
-    "unshare": ("Unsharing", "unshared"),
-}
 
 
 def _quiet(_: str) -> None:
@@ -89,8 +85,9 @@ class Engine:
     async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
         """An object's compared part and its fingerprint, taken as the answer arrives rather
         than all at the end; the rest of the answer is let go at once."""
-        obj = await self.qrvey.read(_app(resource), resource.datasetId)
-        return compared_part(obj), fingerprint(obj)
+        kind = KINDS[resource.kind]
+        obj = await kind.read(self.qrvey, _app(resource), resource.datasetId)
+        return kind.compared_part(obj), fingerprint(obj)
 
     async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
         live = await self.refresh(manifest, state)
@@ -226,7 +223,7 @@ class _ApplyRun:
     async def _guarded(self, step: Step) -> None:
         async with self.limit:
             action = self.plan.actions[step.action_index]
-            present, past = VERBS[step.op]
+            present, past = STEP_PROGRESS[step.op]
             self.engine.progress(f"{action.address}: {present}...")
             started = time.monotonic()
             try:
@@ -239,24 +236,22 @@ class _ApplyRun:
             elapsed = time.monotonic() - started
             self.engine.progress(f"{action.address}: {past} after {elapsed:.1f}s{detail}")
 
-    async def _run(self, step: Step, action: Action) -> str:
+    async def _run(self, step: Step, action: ActionBase) -> str:
         if step.op == "delete":
             return await self._delete(action)
         if step.op == "create":
-            if action.kind == "DatasetView":
-                return await self._create_view(action)
-            return await self._create_dataset(action)
+            return await self._create(action)
         current = self.state.resources[action.address]
+        kind = KINDS[action.kind]
         if step.op == "update":
             entry = None
             if any(change.path != "protect" for change in action.changes):
                 entry = await self._journal("update", action, _app(current), current.datasetId,
                                             {"previous_hash": current.applied_hash})
-                await self.engine.qrvey.update(_app(current), current.datasetId, action.desired or {},
-                                               is_view=action.kind == "DatasetView")
+                await kind.update(self.engine.qrvey, _app(current), current.datasetId, action.desired or {})
             await self._record(action.address, current.model_copy(
-                update={"applied_hash": document_hash(action.desired), "protect": action.protect,
-                        "managed": managed_fields(action.desired)}), entry)
+                update={"applied_hash": kind.applied_hash(action.desired), "protect": action.protect,
+                        "managed": kind.managed_fields(action.desired)}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
         entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
@@ -264,85 +259,64 @@ class _ApplyRun:
         await self._record(action.address, current.model_copy(update={"shared": shared}), entry)
         return f" [id={current.datasetId}]"
 
-    async def _create_dataset(self, action: Action) -> str:
-        """Create with a client-chosen id: an unknown outcome is settled by a GET, never a blind retry."""
-        app = AppRef(action.app.userId, action.app.appId)
-        earlier = self.engine._retry_ids.pop(action.address, None)
-        same_app = earlier is not None and (earlier.userId, earlier.appId) == (app.user_id, app.app_id)
-        dataset_id = earlier.datasetId if same_app else str(uuid.uuid4())
-        entry = await self._journal("create", action, app, dataset_id, {})
+    async def _create(self, action: ActionBase) -> str:
+        """Journal the create with what finds its result again, then send it. An unknown outcome
+        is settled by the kind's find_landed (a GET of the client-chosen id, or a list of the app
+        for the marker), and the create is repeated only when nothing landed."""
+        kind = KINDS[action.kind]
         qrvey = self.engine.qrvey
+        app = AppRef(action.app.userId, action.app.appId)
+        try:
+            detail = await kind.prepare_create(qrvey, self.state, app, action.source)
+        except ApplyError as exc:
+            raise ApplyError(f"{action.address}: {exc}") from None
+        dataset_id = self._new_id(action.address, app) if kind.client_minted_id else None
+        marker = {} if kind.client_minted_id else {"marker": {OWNER_ATTRIBUTE: action.address}}
+        entry = await self._journal("create", action, app, dataset_id, {**detail, **marker})
+        desired = action.desired or {}
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                created = await qrvey.create_dataset(app, dataset_id, action.desired or {})
+                created = await kind.create(qrvey, entry, desired)
                 break
             except (OutcomeUnknownError, BadRequestError) as exc:
-                created = await qrvey.read(app, dataset_id)   # landed (or an earlier try did, late)?
-                if created is not None:
+                if isinstance(exc, BadRequestError) and not kind.client_minted_id:
+                    raise
+                found = await kind.find_landed(qrvey, entry, self.state)   # landed (or an earlier try did, late)?
+                if found is not None:
+                    created = await kind.finish_landed(qrvey, entry, found, desired)
                     break
                 if isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS:
                     raise
         await self._finish(entry, recorded_resource(entry, created))
-        return f" [id={dataset_id}]"
+        return f" [id={created['datasetId']}]"
 
-    async def _create_view(self, action: Action) -> str:
-        """Create a view (server-minted id): an unknown outcome is settled by listing the app
-        for the journaled source connection and marker, and repeated only when none is there."""
-        app = AppRef(action.app.userId, action.app.appId)
-        source_app, connection_id, source = await self._resolve_source(action)
-        marker = {OWNER_ATTRIBUTE: action.address}
-        entry = await self._journal("create", action, app, None,
-                                    {"connectionId": connection_id, "source": source, "marker": marker})
-        qrvey = self.engine.qrvey
-        for attempt in range(1, CREATE_ATTEMPTS + 1):
-            try:
-                view = await qrvey.create_view(app, source_app, connection_id, action.desired or {})
-                break
-            except OutcomeUnknownError:
-                view = find_view(await qrvey.list_app(app), entry, self.state)
-                if view is not None:    # it landed; finish what create_view does after the clone
-                    view = {**view, **await qrvey.update(app, view["datasetId"], action.desired or {}, is_view=True)}
-                    break
-                if attempt == CREATE_ATTEMPTS:
-                    raise
-        await self._finish(entry, recorded_resource(entry, view))
-        return f" [id={view['datasetId']}]"
+    def _new_id(self, address: str, app: AppRef) -> str:
+        """A client-chosen id: the one of an earlier create of this address that did not land
+        (so its late landing cannot duplicate), or a new one."""
+        earlier = self.engine._retry_ids.pop(address, None)
+        same_app = earlier is not None and (earlier.userId, earlier.appId) == (app.user_id, app.app_id)
+        return earlier.datasetId if same_app else str(uuid.uuid4())
 
-    async def _resolve_source(self, action: Action) -> tuple[AppRef, str, dict[str, str]]:
-        source = action.source or {}
-        if "address" in source:
-            recorded = self.state.resources[source["address"]]
-            ref = {"address": source["address"], "datasetId": recorded.datasetId,
-                   "appId": recorded.appId, "userId": recorded.userId}
-            if recorded.connectionId:
-                return _app(recorded), recorded.connectionId, ref
-            live = await self.engine.qrvey.read(_app(recorded), recorded.datasetId)
-        else:
-            ref = dict(source)
-            live = await self.engine.qrvey.read(AppRef(source["userId"], source["appId"]), source["datasetId"])
-        if live is None or not live.get("connectionId"):
-            raise ApplyError(f"{action.address}: source dataset {ref['datasetId']} not found in Qrvey")
-        return AppRef(ref["userId"], ref["appId"]), live["connectionId"], ref
-
-    async def _delete(self, action: Action) -> str:
+    async def _delete(self, action: ActionBase) -> str:
         current = self.state.resources.get(action.address)
         if current is None:
             return " (not in state)"
         entry = await self._journal("delete", action, _app(current), current.datasetId, {})
-        existed = await self.engine.qrvey.delete(_app(current), current.datasetId)
+        existed = await KINDS[action.kind].delete(self.engine.qrvey, _app(current), current.datasetId)
         self.state = self.state.without_resource(action.address).without_journal(entry.id)
         await self.engine.commit(self.state, wait=False)
         return "" if existed else " (it was already gone)"
 
     async def _journal(
-        self, op: str, action: Action, app: AppRef, dataset_id: str | None, detail: dict
+        self, op: str, action: ActionBase, app: AppRef, dataset_id: str | None, detail: dict
     ) -> JournalEntry:
+        kind = KINDS[action.kind]
         entry = JournalEntry(
             id=str(uuid.uuid4()), op=op,
             address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
             detail={"kind": action.kind, "protect": action.protect,
-                    "applied_hash": document_hash(action.desired),
-                    "managed": managed_fields(action.desired), **detail},
+                    "applied_hash": kind.applied_hash(action.desired),
+                    "managed": kind.managed_fields(action.desired), **detail},
             started=_now(),
         )
         self.state = self.state.with_journal(entry)

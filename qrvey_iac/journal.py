@@ -21,16 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, desired_document, document_hash, live_document
-from qrvey_iac.core.errors import QrveyIacError
+from qrvey_iac.core.errors import QrveyIacError, UndecidedError
 from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.state import JournalEntry, ResourceState, State
 from qrvey_iac.ports import QrveyPort
-
-
-class Undecided(Exception):
-    """The outcome of one journaled write cannot be decided (yet)."""
 
 
 @dataclass
@@ -52,7 +49,7 @@ class Settler:
         for entry in state.journal:
             try:
                 settled.state = await self._one(settled, entry)
-            except (Undecided, QrveyIacError) as exc:
+            except QrveyIacError as exc:      # UndecidedError among them
                 settled.undecided.append(f"{entry.address}: {describe(entry)}: {exc}")
                 continue
             settled.state = settled.state.without_journal(entry.id)
@@ -62,25 +59,22 @@ class Settler:
         handler = {"create": self._create, "update": self._update, "share": self._share,
                    "unshare": self._share, "delete": self._delete}.get(entry.op)
         if handler is None:
-            raise Undecided(f"unknown journal operation {entry.op!r} (written by a newer qrvey-iac?)")
+            raise UndecidedError(f"unknown journal operation {entry.op!r} (written by a newer qrvey-iac?)")
         return await handler(settled, entry)
 
     async def _create(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
-        app = AppRef(entry.userId, entry.appId)
-        if entry.datasetId:
-            found = await self.qrvey.read(app, entry.datasetId)
-        else:
-            found = find_view(await self.qrvey.list_app(app), entry, state)
+        kind = KINDS[_kind_of(entry)]
+        found = await kind.find_landed(self.qrvey, entry, state)
         if found is None:
             self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
-            if entry.datasetId:
+            if kind.client_minted_id:
                 settled.retry_ids[entry.address] = entry
             return state
         recorded = state.resources.get(entry.address)
         if recorded is not None and recorded.datasetId != found["datasetId"]:
             if await self.qrvey.read(_app(recorded), recorded.datasetId) is not None:
-                raise Undecided(f"both {recorded.datasetId} (in the state) and {found['datasetId']} (from an "
+                raise UndecidedError(f"both {recorded.datasetId} (in the state) and {found['datasetId']} (from an "
                                 f"interrupted create) exist in app {entry.appId}; delete the one you do not "
                                 f"want in Qrvey, then run again")
         self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
@@ -95,13 +89,13 @@ class Settler:
         resource = self.manifest.resources.get(entry.address) if self.manifest else None
         if live is None or resource is None:
             return state            # gone (the plan recreates it) or no longer managed
-        desired = desired_document(resource)
+        kind = KINDS[current.kind]
+        desired = resource.desired
         sent = entry.detail.get("applied_hash")
-        is_view = current.kind == "DatasetView"
-        if document_hash(desired) != sent or document_hash(live_document(live, desired, is_view)) != sent:
+        if kind.applied_hash(desired) != sent or kind.applied_hash(kind.live_document(live, desired)) != sent:
             return state            # not landed, or the manifests moved on: the plan shows what remains
         if live.get("pendingChanges") and self.write:
-            await self.qrvey.update(_app(current), current.datasetId, desired, is_view=is_view)
+            await kind.update(self.qrvey, _app(current), current.datasetId, desired)
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
         return state.with_resource(entry.address, current.model_copy(
             update={"applied_hash": sent, "managed": entry.detail.get("managed", current.managed)}))
@@ -133,22 +127,6 @@ def describe(entry: JournalEntry) -> str:
     return f"{entry.op} in app {entry.appId} ({what}, started {entry.started or '?'})"
 
 
-def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) -> dict[str, Any] | None:
-    """The view a journaled create made: same source connection, same marker, not tracked elsewhere."""
-    tracked = {r.datasetId for a, r in state.resources.items() if a != entry.address}
-    matches = [
-        item for item in items
-        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
-        and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
-        and item.get("datasetId") not in tracked
-    ]
-    if len(matches) > 1:
-        ids = ", ".join(sorted(m["datasetId"] for m in matches))
-        raise Undecided(f"{len(matches)} candidate views ({ids}) in app {entry.appId}; "
-                        "delete the extra ones in Qrvey, then run again")
-    return matches[0] if matches else None
-
-
 def _tracked(state: State, entry: JournalEntry) -> ResourceState | None:
     """The state's record of the object a journal entry wrote to, if it still points there."""
     current = state.resources.get(entry.address)
@@ -157,7 +135,7 @@ def _tracked(state: State, entry: JournalEntry) -> ResourceState | None:
 
 def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
     return ResourceState(
-        kind=entry.detail.get("kind", "Dataset"),
+        kind=_kind_of(entry),
         datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
         connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
         protect=bool(entry.detail.get("protect", False)),
@@ -168,3 +146,7 @@ def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceSta
 
 def _app(resource: ResourceState) -> AppRef:
     return AppRef(resource.userId, resource.appId)
+
+
+def _kind_of(entry: JournalEntry) -> str:
+    return entry.detail["kind"]

@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Protocol
 
-from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds.base import QrveyApi
 from qrvey_iac.core.state import State
 
 
-class QrveyPort(Protocol):
-    async def read(self, app: AppRef, dataset_id: str) -> dict[str, Any] | None: ...
-    async def create_dataset(self, app: AppRef, dataset_id: str, desired: dict[str, Any]) -> dict[str, Any]: ...
-    async def create_view(
-        self, app: AppRef, source: AppRef, connection_id: str, desired: dict[str, Any]
-    ) -> dict[str, Any]: ...
-    async def update(self, app: AppRef, dataset_id: str, desired: dict[str, Any], is_view: bool) -> dict[str, Any]: ...
-    async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]: ...
-    async def delete(self, app: AppRef, dataset_id: str) -> bool: ...
-    async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
+# The Qrvey calls every kind is written against; its contract is on the protocol.
+QrveyPort = QrveyApi
 
 
 class StatePort(Protocol):

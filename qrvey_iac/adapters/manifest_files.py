@@ -19,11 +19,11 @@ from qrvey_iac.adapters.validation import problems_from
 from qrvey_iac.adapters.yaml_source import YamlDocument, format_path, parse_steps, read_text, run_steps
 from qrvey_iac.core.errors import ManifestError, Problem
 from qrvey_iac.core.graph import find_cycle
-from qrvey_iac.core.keys import AppRef, address_of
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.manifest import Manifest, Resource
-from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec, Document
 
-DOCUMENT = TypeAdapter(Document)
+DOCUMENT = TypeAdapter(KINDS.document_union())
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
 MAX_DEFERRALS = 100   # turns the loader gives away in a row before it takes one anyway
@@ -102,13 +102,10 @@ def load_steps(
                 located.append((parsed, _slimmed(document)))
             yield
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
-    resources = _resolve(located, apps, problems)
+    resources = yield from _resolve(located, apps, problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
-    for resource in resources.values():
-        resource.desired          # built now, in the loader's turns, rather than by the plan later
-        yield
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
 
 
@@ -120,9 +117,7 @@ def _slimmed(document: YamlDocument) -> YamlDocument:
     Dropping the rest as each document is validated keeps 10,000 of them from holding
     ~250 MB until the end of the load (a plan of 10,000 datasets: peak RSS -60 MB).
     """
-    kept = {("metadata", "dependsOn")}
-    if document.data.get("kind") == "DatasetView":
-        kept.add(("spec", "columns"))        # view overrides are checked against their source later
+    kept = {("metadata", "dependsOn"), *KINDS[document.data["kind"]].checked_spec_paths}
     lines = {path: line for path, line in document.lines.items() if len(path) <= 2 or path[:2] in kept}
     return YamlDocument(document.file, None, document.line, lines)
 
@@ -189,12 +184,12 @@ def _interpolate(value, path, document, variables, environ, secrets, problems):
 
 def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
     """Apply an environment's per-resource spec fields (protect, name, ...)."""
-    addresses = {address_of(p.kind, p.metadata.name) for p, _ in located}
+    addresses = {KINDS[p.kind].address(p.metadata.name) for p, _ in located}
     for address in sorted(set(overrides) - addresses):
         problems.append(Problem(origin, None, f"overrides.{address}", "no manifest has this address"))
     result = []
     for parsed, document in located:
-        address = address_of(parsed.kind, parsed.metadata.name)
+        address = KINDS[parsed.kind].address(parsed.metadata.name)
         fields = overrides.get(address)
         if fields:
             data = {**parsed.spec.model_dump(exclude_unset=True), **fields}
@@ -209,11 +204,15 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
     return result
 
 
-def _resolve(located, apps: Mapping[str, AppRef], problems: list[Problem]) -> dict[str, Resource]:
+def _resolve(
+    located, apps: Mapping[str, AppRef], problems: list[Problem]
+) -> Generator[None, None, dict[str, Resource]]:
+    """Resources by address, each with its managed document (made here, one per turn)."""
     resources: dict[str, Resource] = {}
     where: dict[str, YamlDocument] = {}
     for parsed, document in located:
-        address = address_of(parsed.kind, parsed.metadata.name)
+        kind = KINDS[parsed.kind]
+        address = kind.address(parsed.metadata.name)
         if address in resources:
             first = where[address]
             problems.append(Problem(document.file, document.line_of(("metadata", "name")), "metadata.name",
@@ -225,14 +224,13 @@ def _resolve(located, apps: Mapping[str, AppRef], problems: list[Problem]) -> di
             problems.append(Problem(document.file, document.line_of(("spec", "app")), "spec.app",
                                     f"unknown app {parsed.spec.app!r} (apps of this environment: {known})"))
             app = AppRef("", "")
-        depends = list(parsed.metadata.dependsOn)
-        if isinstance(parsed.spec, DatasetViewSpec) and isinstance(parsed.spec.source, str):
-            depends.insert(0, parsed.spec.source)
+        depends = [*kind.dependencies(parsed.spec), *parsed.metadata.dependsOn]
         resources[address] = Resource(
             address=address, kind=parsed.kind, app=app, app_alias=parsed.spec.app, spec=parsed.spec,
             depends_on=tuple(dict.fromkeys(depends)), file=document.file, line=document.line,
         )
         where[address] = document
+        yield
     _check_references(resources, where, problems)
     return resources
 
@@ -246,28 +244,11 @@ def _check_references(resources: dict[str, Resource], where, problems: list[Prob
             if needed not in resources:
                 problems.append(Problem(document.file, document.line_of(field), format_path(field),
                                         f"unknown reference {needed}"))
-            elif is_source and not _is_shared(resources[needed]):
-                problems.append(Problem(document.file, document.line_of(field), format_path(field),
-                                        f"{needed} is not shared: set shared: true on it to use it as a view's source"))
             elif is_source:
-                _check_view_columns(resource, resources[needed], document, problems)
+                for path, message in resource.definition.check_source(resource, resources[needed]):
+                    problems.append(Problem(document.file, document.line_of(path), format_path(path), message))
     cycle = find_cycle({a: [d for d in r.depends_on if d in resources] for a, r in resources.items()})
     if cycle:
         first = where[cycle[0]]
         problems.append(Problem(first.file, first.line, "metadata.dependsOn",
                                 "dependency cycle: " + " -> ".join(cycle)))
-
-
-def _check_view_columns(view: Resource, source: Resource, document, problems: list[Problem]) -> None:
-    """A view can only rename or hide columns its managed source has."""
-    known = {c.origColumnSourceName or c.columnName for c in source.spec.columns}
-    for index, override in enumerate(view.spec.columns):
-        if override.column not in known:
-            path = ("spec", "columns", index, "column")
-            problems.append(Problem(document.file, document.line_of(path), format_path(path),
-                                    f"{source.address} has no column {override.column!r} "
-                                    f"(its columns: {', '.join(sorted(known))})"))
-
-
-def _is_shared(resource: Resource) -> bool:
-    return isinstance(resource.spec, DatasetSpec) and resource.spec.shared

@@ -8,8 +8,10 @@ from pydantic import ValidationError
 
 from qrvey_iac.adapters.yaml_source import YamlDocument, format_path
 from qrvey_iac.core.errors import Problem
+from qrvey_iac.core.kinds import KINDS
 
-UNION_LABELS = {"str", "constrained-str", "ExternalSource", "Dataset", "DatasetView", "dict[str,any]"}
+# pydantic names the member of a union it tried in an error's location: not a field
+UNION_LABELS = {"str", "constrained-str", "ExternalSource", "dict[str,any]", *KINDS.names}
 
 
 def problems_from(exc: ValidationError, document: YamlDocument, prefix: tuple = ()) -> list[Problem]:
@@ -45,7 +47,7 @@ def describe(error: dict[str, Any], field: str) -> str:
     if kind == "union_tag_invalid":
         return f"unknown kind {ctx.get('tag')!r} (expected {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
-        return "required field kind is missing (Dataset or DatasetView)"
+        return f"required field kind is missing ({' or '.join(KINDS.names)})"
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {_short(value)}"
     if kind == "string_pattern_mismatch":

@@ -138,6 +138,10 @@ class OutcomeUnknownError(QrveyIacError):
         )
 
 
+class UndecidedError(QrveyIacError):
+    """The outcome of a journaled write cannot be decided (yet): a human must look."""
+
+
 class RouteConfigError(ConfigError):
     """An environment's endpoint route override is unknown or malformed."""
 

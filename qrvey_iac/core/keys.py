@@ -1,10 +1,8 @@
-"""Addresses and app references: the identities every layer shares."""
+"""App references: the identity of a Qrvey application every layer shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-KIND_PREFIX = {"Dataset": "dataset", "DatasetView": "view"}
 
 
 @dataclass(frozen=True, order=True)
@@ -13,16 +11,3 @@ class AppRef:
 
     user_id: str
     app_id: str
-
-
-def address_of(kind: str, name: str) -> str:
-    """``dataset.orders`` / ``view.orders-emea``."""
-    return f"{KIND_PREFIX[kind]}.{name}"
-
-
-def kind_of(address: str) -> str:
-    prefix = address.split(".", 1)[0]
-    for kind, known in KIND_PREFIX.items():
-        if known == prefix:
-            return kind
-    raise ValueError(f"not an address: {address!r}")

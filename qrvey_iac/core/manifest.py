@@ -2,50 +2,52 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Any
 
 from qrvey_iac.core.keys import AppRef
-from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec, ExternalSource
+from qrvey_iac.core.kinds import KINDS, Kind
+from qrvey_iac.core.kinds.base import ExternalSource, SourceRef
 
 
 @dataclass(frozen=True)
 class Resource:
-    """One manifest document, with its app resolved and where it came from."""
+    """One manifest document, with its app resolved, its managed document, and where it came from."""
 
     address: str
-    kind: str                      # "Dataset" | "DatasetView"
+    kind: str                      # a registered kind's name (KINDS)
     app: AppRef
     app_alias: str
-    spec: DatasetSpec | DatasetViewSpec
+    spec: Any                      # the kind's spec model
     depends_on: tuple[str, ...]    # managed addresses this one needs first
     file: str = ""
     line: int = 0
+    desired: dict[str, Any] = field(init=False, compare=False)   # the managed document, made from spec
 
-    @functools.cached_property
-    def desired(self) -> dict[str, Any]:
-        """The managed document (diff.desired_document), built once per resource: the manifest
-        loader builds it in idle turns while the refresh waits; the plan reads it. Read-only."""
-        from qrvey_iac.core.diff import desired_document   # diff imports this module
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "desired", self.definition.desired(self.address, self.spec))
 
-        return desired_document(self)
+    @property
+    def definition(self) -> Kind:
+        return KINDS[self.kind]
 
     @property
     def protect(self) -> bool:
         return self.spec.protect
 
     @property
+    def source(self) -> SourceRef | None:
+        return self.definition.source(self.spec)
+
+    @property
     def source_address(self) -> str | None:
-        if isinstance(self.spec, DatasetViewSpec) and isinstance(self.spec.source, str):
-            return self.spec.source
-        return None
+        source = self.source
+        return source.address if source else None
 
     @property
     def external_source(self) -> ExternalSource | None:
-        if isinstance(self.spec, DatasetViewSpec) and isinstance(self.spec.source, ExternalSource):
-            return self.spec.source
-        return None
+        source = self.source
+        return source.external if source else None
 
 
 @dataclass(frozen=True)
@@ -53,3 +55,8 @@ class Manifest:
     resources: dict[str, Resource] = field(default_factory=dict)
     digest: str = ""
     secrets: frozenset[str] = frozenset()   # values read through ${env:X}: masked in output
+
+    def counts(self) -> list[tuple[str, int]]:
+        """(plural, how many) for every registered kind, in registry order."""
+        kinds = [resource.kind for resource in self.resources.values()]
+        return [(kind.plural, kinds.count(kind.name)) for kind in KINDS]

@@ -1,21 +1,49 @@
-"""Plans: frozen values built by a pure function, executed level by level."""
+"""Plans: frozen values built by a pure function, executed level by level.
+
+An action is one of a closed, op-tagged union (``Action``). What each operation is
+(how it is shown, whether it changes anything, how apply runs it) is written once, in
+``OPERATIONS``; adding one (``import``, ``move``, ``forget``) is a class here and a row there.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qrvey_iac.core.diff import FieldChange, canonical_hash
 from qrvey_iac.core.graph import topo_levels
+from qrvey_iac.core.kinds import KINDS
 
 PLAN_FORMAT_VERSION = 1
-Op = Literal["create", "update", "replace", "delete", "share", "unshare", "no-op"]
-CHANGING_OPS = ("create", "update", "replace", "delete", "share", "unshare")
 ABSENT = "absent"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one op means, for renderers (symbol, phrase), apply (steps, verbs) and counts."""
+
+    symbol: str                    # in the text plan: "+", "~", "-/+", "-"
+    phrase: str                    # "will be created"
+    steps: tuple[str, ...]         # the call-level steps apply runs for it, in order
+    progress: tuple[str, str] = ("", "")   # ("Creating", "created") for each step's lines
+    destructive: bool = False      # deletes something (a replace deletes first)
+
+
+# The list of operations, written down once. A no-op changes nothing and is not counted.
+OPERATIONS: dict[str, Operation] = {
+    "create": Operation("+", "will be created", ("create",), ("Creating", "created")),
+    "update": Operation("~", "will be updated in place", ("update",), ("Updating", "updated")),
+    "replace": Operation("-/+", "must be replaced", ("delete", "create"), destructive=True),
+    "delete": Operation("-", "will be destroyed", ("delete",), ("Destroying", "destroyed"), destructive=True),
+    "share": Operation("~", "will be shared", ("share",), ("Sharing", "shared")),
+    "unshare": Operation("~", "will be unshared", ("unshare",), ("Unsharing", "unshared")),
+}
+CHANGING_OPS = tuple(OPERATIONS)
+STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare")}
 
 
 class Frozen(BaseModel):
@@ -28,25 +56,59 @@ class AppTarget(Frozen):
     appId: str
 
 
-class Action(Frozen):
-    """One thing apply will do to one resource, and why."""
+class ActionBase(Frozen):
+    """What every action says: which resource, why, and whether it puts back a change made
+    outside qrvey-iac (drift) or comes from the manifests."""
 
-    op: Op
+    changing: ClassVar[bool] = True
     address: str
-    kind: Literal["Dataset", "DatasetView"]
+    kind: str
     reason: str
     drift: bool = False
     changes: tuple[FieldChange, ...] = ()
     app: AppTarget | None = None
     dataset_id: str | None = None
     desired: dict[str, Any] | None = None       # the managed document to converge to
-    source: dict[str, str] | None = None        # views: {"address"} or {appId, userId, datasetId}
+    source: dict[str, str] | None = None        # {"address"} or {appId, userId, datasetId}
     depends_on: tuple[str, ...] = ()
     protect: bool = False
 
-    @property
-    def changing(self) -> bool:
-        return self.op in CHANGING_OPS
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return KINDS.known(value)
+
+
+class Create(ActionBase):
+    op: Literal["create"] = "create"
+
+
+class Update(ActionBase):
+    op: Literal["update"] = "update"
+
+
+class Replace(ActionBase):
+    op: Literal["replace"] = "replace"
+
+
+class Delete(ActionBase):
+    op: Literal["delete"] = "delete"
+
+
+class Share(ActionBase):
+    op: Literal["share"] = "share"
+
+
+class Unshare(ActionBase):
+    op: Literal["unshare"] = "unshare"
+
+
+class NoOp(ActionBase):
+    changing: ClassVar[bool] = False
+    op: Literal["no-op"] = "no-op"
+
+
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, NoOp], Field(discriminator="op")]
 
 
 class Plan(Frozen):
@@ -63,7 +125,7 @@ class Plan(Frozen):
     actions: tuple[Action, ...] = ()
 
     @property
-    def changes(self) -> tuple[Action, ...]:
+    def changes(self) -> tuple[ActionBase, ...]:
         return tuple(a for a in self.actions if a.changing)
 
     @property
@@ -85,7 +147,7 @@ def fingerprint(live: Mapping[str, Any] | None) -> str:
 class Step:
     """One call-level unit of apply: a replace is a delete step then a create step."""
 
-    phase: int          # 0: tear down views, 1: tear down datasets (and unshare), 2: build
+    phase: int          # teardown phases first (each kind's teardown_phase), then BUILD
     op: str
     address: str
     action_index: int = field(compare=False, default=0)
@@ -95,25 +157,28 @@ class Step:
         return f"{self.op}:{self.address}"
 
 
-BUILD = 2
+TEARDOWN_STEPS = ("delete", "unshare")
+
+
+def _build_phase() -> int:
+    return max(kind.teardown_phase for kind in KINDS) + 1
 
 
 def plan_steps(plan: Plan) -> list[Step]:
+    build = _build_phase()
     steps: list[Step] = []
     for index, action in enumerate(plan.actions):
-        teardown = 0 if action.kind == "DatasetView" else 1
-        if action.op == "replace":
-            steps.append(Step(teardown, "delete", action.address, index))
-            steps.append(Step(BUILD, "create", action.address, index))
-        elif action.op in ("delete", "unshare"):
-            steps.append(Step(teardown, action.op, action.address, index))
-        elif action.op in ("create", "update", "share"):
-            steps.append(Step(BUILD, action.op, action.address, index))
+        if not action.changing:
+            continue
+        teardown = KINDS[action.kind].teardown_phase
+        for op in OPERATIONS[action.op].steps:
+            steps.append(Step(teardown if op in TEARDOWN_STEPS else build, op, action.address, index))
     return steps
 
 
 def execution_levels(plan: Plan) -> list[list[Step]]:
-    """Views torn down, then datasets (dependents first), then the build (dependencies first)."""
+    """Teardown by kind phase (dependents first), then the build (dependencies first)."""
+    build = _build_phase()
     steps = plan_steps(plan)
     by_address: dict[str, list[Step]] = defaultdict(list)
     for step in steps:
@@ -125,16 +190,26 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
             dependents[need].add(address)
     by_key = {s.key: s for s in steps}
     levels: list[list[Step]] = []
-    for phase in (0, 1, BUILD):
+    for phase in sorted({s.phase for s in steps}):
         edges = {}
         for step in steps:
             if step.phase != phase:
                 continue
-            related = set(depends.get(step.address, ())) if phase == BUILD else dependents[step.address]
+            related = set(depends.get(step.address, ())) if phase == build else dependents[step.address]
             edges[step.key] = {o.key for a in related for o in by_address[a] if o.phase == phase}
             if step.op == "share":   # share what exists and is current
                 edges[step.key] |= {
-                    o.key for o in by_address[step.address] if o.phase == BUILD and o.op != "share"
+                    o.key for o in by_address[step.address] if o.phase == build and o.op != "share"
                 }
         levels.extend([by_key[k] for k in level] for level in topo_levels(edges))
     return levels
+
+
+ACTION_TYPES: dict[str, type[ActionBase]] = {
+    cls.model_fields["op"].default: cls for cls in (Create, Update, Replace, Delete, Share, Unshare, NoOp)
+}
+
+
+def make_action(op: str, **fields: Any) -> ActionBase:
+    """The action class for ``op`` (e.g. ``"share"`` or ``"unshare"`` chosen from data)."""
+    return ACTION_TYPES[op](**fields)

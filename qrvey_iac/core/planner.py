@@ -6,19 +6,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import (
-    FieldChange,
-    canonical_hash,
-    diff_documents,
-    document_hash,
-    live_document,
-    with_removals,
-)
+from qrvey_iac.core.diff import FieldChange, canonical_hash, diff_documents
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.manifest import Manifest, Resource
-from qrvey_iac.core.models import DatasetSpec
-from qrvey_iac.core.plan import Action, AppTarget, Plan, execution_levels, fingerprint
+from qrvey_iac.core.plan import (
+    OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels, fingerprint,
+    make_action,
+)
 from qrvey_iac.core.state import ResourceState, State
 
 DRIFT = "changed outside qrvey-iac"
@@ -38,7 +33,7 @@ class Live:
 def build_plan(
     manifest: Manifest, state: State, live: Live, *, environment: str = ""
 ) -> Plan:
-    actions: list[Action] = []
+    actions: list[ActionBase] = []
     recreated: set[str] = set()
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
     for level in order:
@@ -69,7 +64,7 @@ def fingerprints_of(state: State, live: Live) -> dict[str, str]:
     return pins
 
 
-def _check_external_sources(actions: list[Action], live: Live) -> None:
+def _check_external_sources(actions: list[ActionBase], live: Live) -> None:
     """A view to be created over an unmanaged source needs that source present and shared."""
     problems = []
     for action in actions:
@@ -88,19 +83,19 @@ def _check_external_sources(actions: list[Action], live: Live) -> None:
 
 def _plan_resource(
     resource: Resource, state: State, live: Live, recreated: set[str]
-) -> list[Action]:
+) -> list[ActionBase]:
     current = state.resources.get(resource.address)
     obj = live.objects.get(resource.address) if current else None
     base = _base(resource)
     if current is None or obj is None:
         recreated.add(resource.address)
         reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
-        create = Action(op="create", reason=reason, drift=current is not None, **base)
+        create = Create(reason=reason, drift=current is not None, **base)
         return [create, *_share_after_create(resource, base)]
-    replace_reason = _replace_reason(resource, current, obj, recreated)
+    replace_reason = resource.definition.replace_reason(resource, current, obj, recreated)
     if replace_reason:
         recreated.add(resource.address)
-        replace = Action(op="replace", reason=replace_reason, dataset_id=current.datasetId, **base)
+        replace = Replace(reason=replace_reason, dataset_id=current.datasetId, **base)
         return [replace, *_share_after_create(resource, base)]
     return [_update_or_noop(resource, current, obj, base), *_share_change(resource, current, obj, base)]
 
@@ -122,56 +117,34 @@ def _base(resource: Resource) -> dict[str, Any]:
     }
 
 
-def _replace_reason(
-    resource: Resource, current: ResourceState, obj: dict[str, Any], recreated: set[str]
-) -> str | None:
-    if (current.userId, current.appId) != (resource.app.user_id, resource.app.app_id):
-        return f"app changed from {current.appId} to {resource.app.app_id} (a dataset cannot move between apps)"
-    if resource.kind != "DatasetView":
-        return None
-    if resource.source_address in recreated:
-        return f"its source {resource.source_address} gets a new dataset"
-    recorded = (current.source or {}).get("datasetId")
-    external = resource.external_source
-    if external and recorded != external.datasetId:
-        return f"source changed from {recorded} to {external.datasetId}"
-    if resource.source_address and (current.source or {}).get("address") != resource.source_address:
-        return f"source changed to {resource.source_address}"
-    if obj.get("sourceStatus") == "DELETED":
-        return "its source dataset was deleted outside qrvey-iac"
-    return None
-
-
 def _update_or_noop(
     resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
-) -> Action:
-    is_view = resource.kind == "DatasetView"
-    desired = with_removals(base["desired"], current.managed, is_view)
+) -> ActionBase:
+    kind = resource.definition
+    desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
-    changes = diff_documents(live_document(obj, desired, is_view), desired)
+    changes = diff_documents(kind.live_document(obj, desired), desired)
     if current.protect != resource.protect:      # recorded in the state only: no API call
         changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
     if not changes:
-        return Action(op="no-op", reason="up to date", dataset_id=current.datasetId, **base)
-    drift = document_hash(desired) == current.applied_hash
+        return NoOp(reason="up to date", dataset_id=current.datasetId, **base)
+    drift = kind.applied_hash(desired) == current.applied_hash
     reason = DRIFT if drift else "changed in the manifests"
-    return Action(
-        op="update", reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base
-    )
+    return Update(reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base)
 
 
-def _share_after_create(resource: Resource, base: dict[str, Any]) -> list[Action]:
-    if isinstance(resource.spec, DatasetSpec) and resource.spec.shared:
-        return [Action(op="share", reason="shared: true", **base)]
+def _share_after_create(resource: Resource, base: dict[str, Any]) -> list[ActionBase]:
+    if resource.definition.is_shared(resource.spec):
+        return [make_action("share", reason="shared: true", **base)]
     return []
 
 
 def _share_change(
     resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
-) -> list[Action]:
-    if not isinstance(resource.spec, DatasetSpec):
+) -> list[ActionBase]:
+    if not resource.definition.shareable:
         return []
-    wanted = resource.spec.shared
+    wanted = resource.definition.is_shared(resource.spec)
     is_shared = bool(obj.get("isPublic", current.shared))
     if is_shared == wanted:
         return []
@@ -179,18 +152,17 @@ def _share_change(
     reason = DRIFT if drift else f"shared: {str(wanted).lower()} in the manifests"
     change = {"path": "shared", "before": is_shared, "after": wanted}
     return [
-        Action(
-            op="share" if wanted else "unshare", reason=reason, drift=drift,
+        make_action(
+            "share" if wanted else "unshare", reason=reason, drift=drift,
             changes=(change,), dataset_id=current.datasetId, **base,
         )
     ]
 
 
-def _delete_action(address: str, current: ResourceState, live: Live) -> Action:
+def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBase:
     gone = live.objects.get(address) is None
     source_address = (current.source or {}).get("address")
-    return Action(
-        op="delete",
+    return Delete(
         address=address,
         kind=current.kind,
         reason="removed from the manifests" + (" (already gone from Qrvey)" if gone else ""),
@@ -201,11 +173,11 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> Action:
     )
 
 
-def _refuse_protected(actions: list[Action]) -> None:
+def _refuse_protected(actions: list[ActionBase]) -> None:
     blocked = []
     for action in actions:
         protected = action.protect   # a delete carries the protect flag the state recorded
-        if action.op in ("delete", "replace") and protected:
+        if action.changing and OPERATIONS[action.op].destructive and protected:
             blocked.append(f"{action.address} ({action.op}: {action.reason})")
     if blocked:
         raise ProtectedResourceError(
@@ -214,7 +186,7 @@ def _refuse_protected(actions: list[Action]) -> None:
         )
 
 
-def _in_execution_order(plan: Plan) -> tuple[Action, ...]:
+def _in_execution_order(plan: Plan) -> tuple[ActionBase, ...]:
     rank: dict[int, int] = {}
     for level_index, level in enumerate(execution_levels(plan)):
         for step in level:

@@ -9,10 +9,9 @@ comment would be too long the cut starts at the bottom):
    then the other changes, one line each, by address;
 4. one folded ``<details>`` block per address with the per-field changes.
 
-Every value is masked, clipped and escaped before it is measured, so a value can neither
-break the layout nor leak a secret, and the measured size is the size of the output. The
-whole comment is then masked once more (a secret could hide in the layout's own words); if
-that made it longer, it is fitted again in less room.
+The plan is masked value by value first (``mask_plan``); every value is then clipped and
+escaped before it is measured, so a value can neither break the layout nor leak a secret,
+and the measured size is the size of the output.
 """
 
 from __future__ import annotations
@@ -23,14 +22,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE
-from qrvey_iac.core.plan import CHANGING_OPS, Action, Plan
-from qrvey_iac.core.render import mask, summary_line
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.plan import CHANGING_OPS, OPERATIONS, ActionBase, Plan
+from qrvey_iac.core.render import summary_line
 from qrvey_iac.core.secrets import mask_plan
 
 COMMENT_MARKER = "<!-- qrvey-iac plan"
 GITHUB_COMMENT_LIMIT = 65536
-DESTRUCTIVE_OPS = ("delete", "replace")
 VALUE_WIDTH = 200          # characters of one value shown in a table cell
 ROWS_PER_ACTION = 40       # field rows shown per action before "and N more fields"
 FULL_PLAN_HINT = "run `qrvey-iac plan` for the full plan"
@@ -73,8 +71,7 @@ def render_markdown(
 ) -> str:
     """The plan as one GitHub comment of at most ``limit`` characters, secrets masked."""
     plan = mask_plan(plan, secrets)        # value by value: the layout's own words stay intact
-    secrets = frozenset()
-    writer = _Writer(secrets)
+    writer = _Writer()
     head = _head(plan, writer)
     groups = _by_address(plan)
     sections = _sections(plan, groups, writer)
@@ -82,13 +79,8 @@ def render_markdown(
     room = limit - fixed
     if room < 0:
         raise ValueError(f"limit {limit} leaves no room for the plan summary (needs {fixed})")
-    while True:
-        body = _body(sections, groups, writer, _Budget(room))
-        text = mask("\n".join([*head, *body]) + "\n", secrets)
-        overflow = len(text) - limit
-        if overflow <= 0 or room == 0:
-            return text
-        room = max(0, room - overflow)   # only when masking the whole grew it: shrink, retry
+    body = _body(sections, groups, writer, _Budget(room))
+    return "\n".join([*head, *body]) + "\n"
 
 
 def _head(plan: Plan, writer: _Writer) -> list[str]:
@@ -106,20 +98,20 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
     ]
 
 
-def _by_address(plan: Plan) -> dict[str, list[Action]]:
+def _by_address(plan: Plan) -> dict[str, list[ActionBase]]:
     """Changing actions grouped by address: destructive first, then drift, then the rest."""
     changes = sorted(plan.changes, key=lambda a: (_rank(a), a.address))   # stable within an address
-    groups: dict[str, list[Action]] = {}
+    groups: dict[str, list[ActionBase]] = {}
     for action in changes:
         groups.setdefault(action.address, []).append(action)
     return groups
 
 
-def _rank(action: Action) -> int:
-    return 0 if action.op in DESTRUCTIVE_OPS else 1 if action.drift else 2
+def _rank(action: ActionBase) -> int:
+    return 0 if OPERATIONS[action.op].destructive else 1 if action.drift else 2
 
 
-def _sections(plan: Plan, groups: dict[str, list[Action]], writer: _Writer) -> list[_Section]:
+def _sections(plan: Plan, groups: dict[str, list[ActionBase]], writer: _Writer) -> list[_Section]:
     ranked: tuple[list[str], list[str], list[str]] = ([], [], [])
     for actions in groups.values():
         for action in actions:
@@ -142,7 +134,7 @@ def _reserve(sections: list[_Section], total: int) -> int:
 
 
 def _body(
-    sections: list[_Section], groups: dict[str, list[Action]], writer: _Writer, budget: _Budget
+    sections: list[_Section], groups: dict[str, list[ActionBase]], writer: _Writer, budget: _Budget
 ) -> list[str]:
     blocks: list[str] = []
     cut = False
@@ -164,7 +156,7 @@ def _body(
     return blocks
 
 
-def _details(groups: dict[str, list[Action]], writer: _Writer, budget: _Budget, cut: bool) -> list[str]:
+def _details(groups: dict[str, list[ActionBase]], writer: _Writer, budget: _Budget, cut: bool) -> list[str]:
     blocks = ["", _title("Details", len(groups))]
     shown = 0
     for address, actions in groups.items():
@@ -194,13 +186,10 @@ def _details_note(count: int) -> str:
 
 
 class _Writer:
-    """Turns actions into markdown; every piece of data is masked, then clipped, then escaped."""
-
-    def __init__(self, secrets: frozenset[str]) -> None:
-        self.secrets = secrets
+    """Turns actions (already masked) into markdown; every piece of data is clipped, then escaped."""
 
     def text(self, value: str) -> str:
-        return re.sub(r"\s+", " ", mask(value, self.secrets)).translate(_ESCAPES)
+        return re.sub(r"\s+", " ", value).translate(_ESCAPES)
 
     def code(self, value: str) -> str:
         return f"<code>{self.text(value)}</code>"
@@ -208,16 +197,16 @@ class _Writer:
     def value(self, value: Any) -> str:
         if value is None:
             return ABSENT_CELL
-        shown = mask(json.dumps(value, sort_keys=True, ensure_ascii=False, default=str), self.secrets)
+        shown = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
         if len(shown) > VALUE_WIDTH:
             shown = shown[: VALUE_WIDTH - 1] + "…"
         return self.code(shown)
 
-    def summary_item(self, action: Action) -> str:
+    def summary_item(self, action: ActionBase) -> str:
         drift = " · drift" if action.drift else ""
         return f"- {self.code(action.address)} **{action.op}**: {self.text(action.reason)}{drift}"
 
-    def details(self, address: str, actions: list[Action]) -> str:
+    def details(self, address: str, actions: list[ActionBase]) -> str:
         ops = ", ".join(a.op for a in actions)
         lines = [f"<details><summary>{self.code(address)}: {ops}</summary>", ""]
         for action in actions:
@@ -225,7 +214,7 @@ class _Writer:
         lines.append("</details>")
         return "\n".join(lines)
 
-    def _action_line(self, action: Action) -> str:
+    def _action_line(self, action: ActionBase) -> str:
         parts = [f"**{action.op}**: {self.text(action.reason)}"]
         if action.drift:
             parts.append("**drift**")
@@ -238,7 +227,7 @@ class _Writer:
             parts.append(f"source {self.code(source)}")
         return " · ".join(parts)
 
-    def _table(self, action: Action) -> list[str]:
+    def _table(self, action: ActionBase) -> list[str]:
         if action.changes:
             rows = [(c.path, c.before, c.after) for c in action.changes]
             return self._rows(["Field", "Before", "After"], rows)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from qrvey_iac.core.diff import desired_document
 from qrvey_iac.core.errors import StalePlanError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
@@ -54,7 +53,7 @@ def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
         if action.desired is None or resource is None:
             actions.append(action)
             continue
-        fresh = desired_document(resource)
+        fresh = resource.desired
         masked = mask_value(fresh, manifest.secrets)
         sealed = plan.seals.get(action.address)
         moved = masked != action.desired or (

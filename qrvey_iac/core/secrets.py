@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange
-from qrvey_iac.core.plan import Action, Plan
+from qrvey_iac.core.plan import ActionBase, Plan
 
 MASK = "(sensitive)"
 MIN_SUBSTRING = 4     # shorter secrets are masked only where they are a whole value
@@ -48,7 +48,7 @@ def mask_plan(plan: Plan, secrets: frozenset[str]) -> Plan:
     return plan.model_copy(update={"actions": actions, "notes": notes})
 
 
-def _mask_action(action: Action, secrets: frozenset[str]) -> Action:
+def _mask_action(action: ActionBase, secrets: frozenset[str]) -> ActionBase:
     return action.model_copy(update={
         "reason": mask_text(action.reason, secrets),
         "desired": mask_value(action.desired, secrets),

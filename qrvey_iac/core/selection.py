@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from qrvey_iac.core.errors import PlanError
-from qrvey_iac.core.plan import Action, Plan
+from qrvey_iac.core.plan import ActionBase, Plan
 
 
 def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()) -> Plan:
@@ -40,7 +40,7 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     return plan.model_copy(update={"actions": actions, "notes": (*plan.notes, *notes)})
 
 
-def _graph(actions: tuple[Action, ...]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+def _graph(actions: tuple[ActionBase, ...]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """needs[a]: what must be selected with a; needed_by: the reverse."""
     needs: dict[str, set[str]] = defaultdict(set)
     needed_by: dict[str, set[str]] = defaultdict(set)

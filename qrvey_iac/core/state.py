@@ -6,9 +6,11 @@ Pure data: reading and writing files is the job of ``adapters/state_store.py``.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from qrvey_iac.core.kinds import KINDS
 
 STATE_VERSION = 1
 
@@ -16,7 +18,7 @@ STATE_VERSION = 1
 class ResourceState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    kind: Literal["Dataset", "DatasetView"]
+    kind: str
     datasetId: str
     appId: str
     userId: str
@@ -26,6 +28,11 @@ class ResourceState(BaseModel):
     applied_hash: str = ""
     source: dict[str, str] | None = None   # views: {address?, datasetId, appId, userId}
     managed: dict[str, list[str]] = {}     # optional keys the manifest manages (so removals show)
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return KINDS.known(value)
 
 
 class JournalEntry(BaseModel):

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from qrvey_iac.adapters.state_store import LocalStateStore
 from qrvey_iac.cli import cli
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.errors import StateError
 
 REPO = Path(__file__).resolve().parents[2]

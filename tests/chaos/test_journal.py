@@ -15,11 +15,12 @@ import pytest
 
 from qrvey_iac.adapters.config import load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest
-from qrvey_iac.adapters.qrvey import codec
 from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state_store import LocalStateStore
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE, canonical_hash, desired_document
+from qrvey_iac.core.diff import canonical_hash
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.dataset import DATASET, create_body
 from qrvey_iac.core.errors import ApplyError, StateError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
@@ -70,7 +71,7 @@ class Rig:
         entry = JournalEntry(
             id=str(uuid.uuid4()), op=op, address=address, datasetId=dataset_id, appId=app.app_id,
             userId=app.user_id, started="2026-01-01T00:00:00+00:00",
-            detail={"kind": kind, "applied_hash": canonical_hash(desired_document(resource)) if resource else "",
+            detail={"kind": kind, "applied_hash": canonical_hash(resource.desired) if resource else "",
                     **detail},
         )
         self.store.save(state.with_journal(entry))
@@ -103,8 +104,8 @@ async def test_a_create_that_lands_after_it_was_settled_is_adopted_not_duplicate
     rig.journal("create", "dataset.products", dataset_id)
     await rig.settle(manifest)
     assert "dataset.products: an interrupted create did not land; it will be planned again" in rig.lines
-    desired = desired_document(manifest.resources["dataset.products"])
-    await rig.gateway.create_dataset(SALES, dataset_id, desired)      # the first request lands, late
+    desired = manifest.resources["dataset.products"].desired
+    await rig.gateway.create_dataset(SALES, create_body(desired, SALES, dataset_id))      # the first request lands, late
     plan, _ = await rig.engine.plan(manifest, rig.state(), "local")
     await rig.engine.apply(plan, rig.state())
     assert rig.with_marker("dataset.products") == [dataset_id]
@@ -113,7 +114,7 @@ async def test_a_create_that_lands_after_it_was_settled_is_adopted_not_duplicate
 
 async def test_a_create_that_landed_is_adopted_and_one_that_did_not_is_made_again_with_its_id(rig):
     landed, lost = str(uuid.uuid4()), str(uuid.uuid4())
-    await rig.gateway.create_dataset(SALES, landed, desired_document(MANIFEST.resources["dataset.orders"]))
+    await rig.gateway.create_dataset(SALES, create_body(MANIFEST.resources["dataset.orders"].desired, SALES, landed))
     rig.journal("create", "dataset.orders", landed)
     rig.journal("create", "dataset.products", lost)
     plan = await rig.converge()
@@ -129,10 +130,10 @@ async def test_an_update_that_landed_without_apply_changes_is_committed_and_reco
     await rig.converge()
     renamed = only(*MANIFEST.resources, renamed={"dataset.products": "Catalogue"})
     current = rig.state().resources["dataset.products"]
-    desired = desired_document(renamed.resources["dataset.products"])
+    desired = renamed.resources["dataset.products"].desired
     rig.journal("update", "dataset.products", current.datasetId, applied_hash=canonical_hash(desired))
     live = await rig.client.get_dataset(SALES, current.datasetId)
-    await rig.client.update_dataset(SALES, current.datasetId, codec.update_body(live, desired, False))
+    await rig.client.update_dataset(SALES, current.datasetId, DATASET.update_body(live, desired))
     assert rig.emulator.world.datasets[current.datasetId]["pendingChanges"] is True
     await rig.settle(renamed)
     assert rig.emulator.world.datasets[current.datasetId]["pendingChanges"] is False
@@ -145,7 +146,7 @@ async def test_an_update_that_did_not_land_is_planned_again_as_a_manifest_change
     renamed = only(*MANIFEST.resources, renamed={"dataset.products": "Catalogue"})
     before = rig.state().resources["dataset.products"]
     rig.journal("update", "dataset.products", before.datasetId,
-                applied_hash=canonical_hash(desired_document(renamed.resources["dataset.products"])))
+                applied_hash=canonical_hash(renamed.resources["dataset.products"].desired))
     state = await rig.settle(renamed)
     assert state.resources["dataset.products"] == before and state.journal == ()
     plan, _ = await rig.engine.plan(renamed, state, "local")
@@ -237,11 +238,11 @@ async def test_each_call_goes_out_after_its_entry_is_durable_and_apply_returns_w
     sent: list[tuple[str, int]] = []      # (address, how many states were durable when its create went out)
     create = rig.gateway.create_dataset
 
-    async def watched(app, dataset_id, desired):
+    async def watched(app, body):
         durable = rig.store.saved
-        assert any(e.datasetId == dataset_id for e in durable[-1].journal), "sent before its entry was saved"
-        sent.append((desired["customAttributes"][OWNER_ATTRIBUTE], len(durable)))
-        return await create(app, dataset_id, desired)
+        assert any(e.datasetId == body["datasetId"] for e in durable[-1].journal), "sent before its entry was saved"
+        sent.append((body["customAttributes"][OWNER_ATTRIBUTE], len(durable)))
+        return await create(app, body)
 
     rig.gateway.create_dataset = watched
     try:

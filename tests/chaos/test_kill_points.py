@@ -12,7 +12,7 @@ import time
 from chaos_harness import Emulator, Project, check_invariants
 
 from qrvey_iac.adapters.state_store import LocalStateStore
-from qrvey_iac.core.diff import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 
 DATASET = """\
 apiVersion: qrvey-iac/v1

@@ -28,7 +28,7 @@ from qrvey_iac.adapters.yaml_source import MAX_FILE_BYTES, parse_documents
 from qrvey_iac.cli import cli
 from qrvey_iac.core.errors import ConfigError, ManifestError, PlanError, StateError
 from qrvey_iac.core.keys import AppRef
-from qrvey_iac.core.models import NAME_PATTERN
+from qrvey_iac.core.kinds.base import NAME_PATTERN
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.state_store import LocalStateStore
 from qrvey_iac.cli import cli
-from qrvey_iac.core.diff import compared_part
+from qrvey_iac.core.kinds.dataset import DATASET as DATASET_KIND
 from qrvey_iac.core.errors import ManifestError, TransportError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
@@ -113,7 +113,7 @@ async def test_refresh_sends_the_reads_before_the_manifest_is_read(tmp_path):
     assert seen_when_loading == [5]                    # every read was in flight before the manifest came
     assert manifest == Manifest()
     # the part plans compare is kept, the fingerprint is of the whole answer
-    assert live.objects == {f"dataset.ds-{i}": compared_part(answer(f"id-{i}")) for i in range(5)}
+    assert live.objects == {f"dataset.ds-{i}": DATASET_KIND.compared_part(answer(f"id-{i}")) for i in range(5)}
     assert live.objects["dataset.ds-0"] == {"name": "Dataset id-0", "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}
     assert live.fingerprints == {f"dataset.ds-{i}": fingerprint(answer(f"id-{i}")) for i in range(5)}
 

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from qrvey_iac.core.diff import FieldChange, canonical_hash, desired_document
+from qrvey_iac.core.diff import FieldChange, canonical_hash
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest, Resource
-from qrvey_iac.core.models import DatasetSpec, DatasetViewSpec
-from qrvey_iac.core.plan import Action, Plan
+from qrvey_iac.core.kinds.dataset import DatasetSpec
+from qrvey_iac.core.kinds.view import DatasetViewSpec
+from qrvey_iac.core.plan import Plan
+from qrvey_iac.core.plan import make_action as plan_action
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.render import MASK, render_json, render_text
 from qrvey_iac.core.render_markdown import (
@@ -72,7 +74,7 @@ def make_live(resource, dataset_id, **overrides):
 def make_recorded(resource, dataset_id):
     return ResourceState(
         kind=resource.kind, datasetId=dataset_id, appId=resource.app.app_id, userId=resource.app.user_id,
-        shared=resource.spec.shared, applied_hash=canonical_hash(desired_document(resource)),
+        shared=resource.spec.shared, applied_hash=canonical_hash(resource.desired),
     )
 
 
@@ -132,7 +134,7 @@ def test_markdown_rendering_matches_golden_file():
 def make_action(op, address, reason="changed in the manifests", drift=False, changes=(), **extra):
     kind = "DatasetView" if address.startswith("view.") else "Dataset"
     changes = tuple(FieldChange(path=p, before=b, after=a) for p, b, a in changes)
-    return Action(op=op, address=address, kind=kind, reason=reason, drift=drift, changes=changes, **extra)
+    return plan_action(op, address=address, kind=kind, reason=reason, drift=drift, changes=changes, **extra)
 
 
 def make_plan(*actions, environment="prod"):

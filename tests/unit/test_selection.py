@@ -3,13 +3,13 @@
 import pytest
 
 from qrvey_iac.core.errors import PlanError
-from qrvey_iac.core.plan import Action, Plan
+from qrvey_iac.core.plan import Plan, make_action
 from qrvey_iac.core.selection import select
 
 
 def action(op, address, depends_on=()):
     kind = "DatasetView" if address.startswith("view.") else "Dataset"
-    return Action(op=op, address=address, kind=kind, reason="test", depends_on=tuple(depends_on))
+    return make_action(op, address=address, kind=kind, reason="test", depends_on=tuple(depends_on))
 
 
 BUILD = Plan(actions=(

@@ -1,10 +1,9 @@
-"""The engine's QrveyPort, in domain terms, over the HTTP client and the codec."""
+"""The Qrvey port (core.kinds.base.QrveyApi) over the HTTP client: 404s become None/False."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from qrvey_iac.adapters.qrvey import codec
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.core.errors import NotFoundError
 from qrvey_iac.core.keys import AppRef
@@ -20,23 +19,19 @@ class QrveyGateway:
         except NotFoundError:
             return None
 
-    async def create_dataset(self, app: AppRef, dataset_id: str, desired: dict[str, Any]) -> dict[str, Any]:
-        return await self.client.create_dataset(app, codec.create_body(desired, app, dataset_id))
+    async def create_dataset(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.client.create_dataset(app, body)
 
-    async def create_view(
-        self, app: AppRef, source: AppRef, connection_id: str, desired: dict[str, Any]
+    async def clone_view(
+        self, app: AppRef, source: AppRef, connection_id: str, name: str, custom_attributes: dict[str, Any] | None
     ) -> dict[str, Any]:
-        view = await self.client.create_view(
-            app, source, connection_id,
-            name=desired["name"], custom_attributes=desired.get("customAttributes"),
-        )
-        if codec.needs_view_update(view, desired):
-            view = await self.update(app, view["datasetId"], desired, is_view=True)
-        return view
+        return await self.client.create_view(app, source, connection_id, name=name,
+                                             custom_attributes=custom_attributes)
 
-    async def update(self, app: AppRef, dataset_id: str, desired: dict[str, Any], is_view: bool) -> dict[str, Any]:
-        live = await self.client.get_dataset(app, dataset_id)
-        await self.client.update_dataset(app, dataset_id, codec.update_body(live, desired, is_view))
+    async def update_dataset(self, app: AppRef, dataset_id: str, body: dict[str, Any]) -> None:
+        await self.client.update_dataset(app, dataset_id, body)
+
+    async def apply_changes(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
         return await self.client.apply_changes(app, dataset_id)
 
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]:

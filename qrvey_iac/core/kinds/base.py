@@ -1,0 +1,305 @@
+"""What every resource kind declares, and the Qrvey calls a kind is written against.
+
+A kind is one object (a ``Kind`` subclass instance, registered in ``core/kinds/__init__.py``)
+holding everything that differs between resource kinds: the manifest document model, how a
+spec becomes the managed document and how a live Get Dataset answer is read back onto it,
+the field rules as data, what a spec depends on, its apply phase, and the API calls that
+create, read, update and delete it. The planner, diff, engine, journal, renderers and state
+ask the registry; they never ask "which kind is this?".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qrvey_iac.core.diff import canonical_hash
+from qrvey_iac.core.errors import NotFoundError
+from qrvey_iac.core.keys import AppRef
+
+if TYPE_CHECKING:   # names for annotations only: manifest and state import the registry
+    from qrvey_iac.core.manifest import Resource
+    from qrvey_iac.core.state import JournalEntry, ResourceState, State
+
+API_VERSION = "qrvey-iac/v1"
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
+# The syntax of an address. Which prefixes exist is the registry's business: an unknown
+# prefix is reported as an unknown reference, with the known addresses suggested.
+ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
+OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Metadata(Frozen):
+    name: str = Field(pattern=NAME_PATTERN, description="Logical name, unique per kind.")
+    dependsOn: tuple[Annotated[str, Field(pattern=ADDRESS_SYNTAX)], ...] = Field(
+        default=(), description="Extra ordering: addresses that must exist first."
+    )
+
+
+class ExternalSource(Frozen):
+    """A shared dataset that qrvey-iac does not manage."""
+
+    appId: str = Field(min_length=1)
+    userId: str = Field(min_length=1)
+    datasetId: str = Field(min_length=1)
+
+
+class QrveyApi(Protocol):
+    """The Qrvey calls kinds are written against (one HTTP choke point behind it)."""
+
+    async def read(self, app: AppRef, dataset_id: str) -> dict[str, Any] | None: ...   # None: 404
+    async def create_dataset(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def clone_view(
+        self, app: AppRef, source: AppRef, connection_id: str, name: str, custom_attributes: dict[str, Any] | None
+    ) -> dict[str, Any]: ...
+    async def update_dataset(self, app: AppRef, dataset_id: str, body: dict[str, Any]) -> None: ...
+    async def apply_changes(self, app: AppRef, dataset_id: str) -> dict[str, Any]: ...
+    async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]: ...
+    async def delete(self, app: AppRef, dataset_id: str) -> bool: ...                  # False: 404
+    async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class FieldRules:
+    """Per-field rules as data (Titan's per-resource rules).
+
+    - ``managed``: top-level fields of the managed document; nothing else is compared.
+    - ``read_back``: the fields of a live answer the kind reads (a refresh keeps only these).
+    - ``server_owned``: fields only Qrvey sets (ids, status, dates); they never enter a
+      managed document, so they never show as a change.
+    - ``forces_replacement``: spec settings that cannot change in place; each has a check
+      in ``Kind.replacement_checks``.
+    - ``write_only``: fields Qrvey never returns (a secret): compared by the applied hash
+      of what was sent, never against the live answer.
+    """
+
+    managed: tuple[str, ...]
+    read_back: tuple[str, ...]
+    server_owned: tuple[str, ...]
+    forces_replacement: tuple[str, ...]
+    write_only: tuple[str, ...] = ()
+
+
+# A check for one field that forces replacement: a reason, or None when unchanged.
+ReplacementCheck = Callable[["Resource", "ResourceState", Mapping[str, Any], set[str]], "str | None"]
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The dataset a resource is built from (a view's source), by address or by ids."""
+
+    address: str | None = None
+    external: ExternalSource | None = None
+
+
+class Kind:
+    """One resource kind. Subclasses set the class attributes and override what differs."""
+
+    name: ClassVar[str]                    # the manifest's ``kind:``
+    prefix: ClassVar[str]                  # the address prefix: ``<prefix>.<metadata.name>``
+    plural: ClassVar[str]                  # in messages: "3 datasets"
+    document: ClassVar[type[BaseModel]]    # the manifest document model (apiVersion, kind, metadata, spec)
+    rules: ClassVar[FieldRules]
+    teardown_phase: ClassVar[int]          # deletes run by phase, lowest first (dependents before sources)
+    shareable: ClassVar[bool] = False      # has a share flag (publishVersion isPublic)
+    client_minted_id: ClassVar[bool] = True    # the create sends the id; False: Qrvey mints it
+    checked_spec_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()   # spec lines kept for later checks
+
+    # -- addresses and dependencies ---------------------------------------------------------
+
+    def address(self, name: str) -> str:
+        return f"{self.prefix}.{name}"
+
+    def source(self, spec: Any) -> SourceRef | None:
+        """The dataset this resource is built from, if any."""
+        return None
+
+    def dependencies(self, spec: Any) -> tuple[str, ...]:
+        """Managed addresses the spec itself references (its source first)."""
+        source = self.source(spec)
+        return (source.address,) if source and source.address else ()
+
+    def is_shared(self, spec: Any) -> bool:
+        return self.shareable and bool(getattr(spec, "shared", False))
+
+    def check_source(self, resource: Resource, source: Resource) -> list[tuple[tuple, str]]:
+        """Problems of using managed ``source`` as this resource's source: (spec path, message)."""
+        return []
+
+    # -- documents ----------------------------------------------------------------------------
+
+    def desired(self, address: str, spec: Any) -> dict[str, Any]:
+        """The managed document of a spec (the share flag is planned apart)."""
+        raise NotImplementedError
+
+    def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
+        """What a document manages beyond its fixed fields: recorded in state so removals show."""
+        return {}
+
+    def with_removals(self, desired: dict[str, Any], managed: Mapping[str, list[str]]) -> dict[str, Any]:
+        """Mark what the manifest managed before and no longer does (None = remove / reset)."""
+        return desired
+
+    def without_removals(self, document: dict[str, Any]) -> dict[str, Any]:
+        return document
+
+    def applied_hash(self, document: dict[str, Any] | None) -> str:
+        """The hash recorded after an apply: the document without its removal marks."""
+        return canonical_hash(self.without_removals(document or {}))
+
+    def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The part of a live answer planning reads (``rules.read_back``)."""
+        if live is None:
+            return None
+        return {key: live[key] for key in self.rules.read_back if key in live}
+
+    def live_document(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        """A live answer projected onto the fields ``desired`` manages. Write-only fields are
+        never read back: they stand as desired, and a change shows through the applied hash."""
+        projected = self.project_live(live, desired)
+        for key in self.rules.write_only:
+            if key in desired:
+                projected[key] = desired[key]
+        return projected
+
+    def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def create_summary(self, desired: dict[str, Any]) -> list[tuple[str, str, str]]:
+        """Extra lines a plan shows for a create (after app, name, source), as
+        (label, headline, detail): ``columns = 3 (Total NUMBER, ...)``."""
+        return []
+
+    # -- planning -----------------------------------------------------------------------------
+
+    replacement_checks: ClassVar[Mapping[str, ReplacementCheck]] = {}
+
+    def replace_reason(
+        self, resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]
+    ) -> str | None:
+        """Why the resource must be replaced (the first field of ``rules.forces_replacement``
+        whose check fires), or None."""
+        for name in self.rules.forces_replacement:
+            reason = self.replacement_checks[name](resource, current, live, recreated)
+            if reason:
+                return reason
+        return None
+
+    # -- the API calls ------------------------------------------------------------------------
+
+    async def read(self, api: QrveyApi, app: AppRef, dataset_id: str) -> dict[str, Any] | None:
+        return await api.read(app, dataset_id)
+
+    async def prepare_create(self, api: QrveyApi, state: State, app: AppRef, source: dict | None) -> dict[str, Any]:
+        """What a create's journal entry must hold beyond the target (read before the write)."""
+        return {}
+
+    async def create(
+        self, api: QrveyApi, entry: JournalEntry, desired: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send the create that ``entry`` (already journaled) describes."""
+        raise NotImplementedError
+
+    async def find_landed(self, api: QrveyApi, entry: JournalEntry, state: State) -> dict[str, Any] | None:
+        """The object a journaled create made, if it landed (by id; see the view kind for minted ids)."""
+        return await api.read(AppRef(entry.userId, entry.appId), entry.datasetId or "")
+
+    async def finish_landed(
+        self, api: QrveyApi, entry: JournalEntry, found: dict[str, Any], desired: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Complete what ``create`` does after its first call, for an object found landed."""
+        return found
+
+    async def update(self, api: QrveyApi, app: AppRef, dataset_id: str, desired: dict[str, Any]) -> dict[str, Any]:
+        """Full-replace PUT of the live definition with the managed fields overlaid, then apply."""
+        live = await api.read(app, dataset_id)
+        if live is None:
+            raise NotFoundError(404, f"dataset {dataset_id} not found", "GET", f"dataset/{dataset_id}")
+        await api.update_dataset(app, dataset_id, self.update_body(live, desired))
+        return await api.apply_changes(app, dataset_id)
+
+    def update_body(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def delete(self, api: QrveyApi, app: AppRef, dataset_id: str) -> bool:
+        return await api.delete(app, dataset_id)
+
+
+@dataclass(frozen=True)
+class NamedProjection:
+    """How a map of named things (datasources, columns) is read back for comparison."""
+
+    default_fields: tuple[str, ...]       # compared when the manifest names none
+    keep_unmanaged: bool                   # live entries the manifest does not name still show
+    always: tuple[str, ...] = field(default=())   # fields kept even when the live value is absent
+
+
+def project_named(have: Mapping[str, dict], wanted: Mapping[str, dict | None], how: NamedProjection) -> dict[str, Any]:
+    """``have`` (live, by name) projected onto the fields ``wanted`` names, entry by entry."""
+    names = set(wanted) | (set(have) if how.keep_unmanaged else set())
+    projected: dict[str, Any] = {}
+    for name in sorted(names):
+        if name not in have:
+            continue
+        fields = (wanted.get(name) or {}).keys() or how.default_fields
+        projected[name] = {
+            f: jsonable(have[name].get(f)) for f in fields if have[name].get(f) is not None or f in how.always
+        }
+    return projected
+
+
+def given(fields: dict[str, Any], skip: str) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in fields.items() if v is not None and k != skip}
+
+
+def jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def owner_attributes(spec: Any, address: str) -> dict[str, Any]:
+    attributes = dict(getattr(spec, "customAttributes", None) or {})
+    attributes[OWNER_ATTRIBUTE] = address
+    return attributes
+
+
+def attributes_with_removals(document: dict[str, Any], managed: Mapping[str, list[str]]) -> dict[str, Any]:
+    attributes = dict(document.get("customAttributes") or {})
+    for key in managed.get("customAttributes", ()):
+        attributes.setdefault(key, None)
+    return attributes
+
+
+def managed_attributes(document: dict[str, Any]) -> list[str]:
+    return sorted(k for k, v in (document.get("customAttributes") or {}).items() if v is not None)
+
+
+def overlay_attributes(live: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """Live customAttributes with the managed ones set (None: no longer in the manifest, removed)."""
+    attributes = dict(live.get("customAttributes") or {})
+    for key, value in desired.get("customAttributes", {}).items():
+        if value is None:
+            attributes.pop(key, None)
+        else:
+            attributes[key] = value
+    return attributes
+
+
+def app_changed(resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]) -> str | None:
+    if (current.userId, current.appId) != (resource.app.user_id, resource.app.app_id):
+        return f"app changed from {current.appId} to {resource.app.app_id} (a dataset cannot move between apps)"
+    return None
+
+
+def reject_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ValueError(f"duplicate {what} {name!r}")
+        seen.add(name)

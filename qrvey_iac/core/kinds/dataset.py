@@ -1,0 +1,268 @@
+"""kind: Dataset: a table or a query over a connection, possibly shared with other apps."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds.base import (
+    FieldRules, Frozen, Kind, Metadata, NamedProjection, QrveyApi, app_changed, attributes_with_removals,
+    given, managed_attributes, overlay_attributes, owner_attributes, project_named, reject_duplicates,
+)
+
+DATASOURCE_KEYS = ("connectionId", "connectorType", "database", "tableName", "query")
+CLIENT_FIELDS = ("name", "datasources", "columns", "dataSync", "customAttributes")
+REBUILT_FIELDS = ("name", "columns", "customAttributes")  # update_body replaces these: copying them is waste
+
+
+class DatasourceSpec(Frozen):
+    """One source of a dataset: a table or a query over a connection."""
+
+    name: str = Field(min_length=1)
+    connectionId: str = Field(min_length=1)
+    connectorType: str = Field(min_length=1, description="e.g. MSSQL_LIVE, MYSQL_LIVE")
+    database: str | None = None
+    tableName: str | None = None
+    query: str | None = None
+    datasourceId: str | None = Field(
+        default=None, description="Optional; Qrvey mints one when absent (then not managed)."
+    )
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> DatasourceSpec:
+        if (self.tableName is None) == (self.query is None):
+            raise ValueError("give exactly one of tableName or query")
+        return self
+
+
+class ColumnSpec(Frozen):
+    """A column of a dataset. Fields left out are not managed by qrvey-iac."""
+
+    columnName: str = Field(min_length=1)
+    columnType: str = Field(min_length=1, description="e.g. NUMBER, STRING, DATE")
+    origColumnType: str | None = None
+    origColumnSourceName: str | None = None
+    visible: bool | None = None
+    accessRoles: tuple[str, ...] | None = None
+
+
+class DatasetSpec(Frozen):
+    app: str = Field(min_length=1, description="App alias from the environment's apps.")
+    name: str = Field(min_length=1, description="Display name in Qrvey (not an identity).")
+    shared: bool = Field(default=False, description="publishVersion isPublic: may be a view's source.")
+    protect: bool = Field(default=False, description="Refuse to delete or replace it.")
+    datasources: tuple[DatasourceSpec, ...] = Field(min_length=1)
+    columns: tuple[ColumnSpec, ...] = Field(min_length=1)
+    dataSync: dict[str, Any] | None = Field(default=None, description="Passed through as-is.")
+    customAttributes: dict[str, Any] | None = None
+
+    @field_validator("datasources")
+    @classmethod
+    def _unique_datasource_names(cls, value: tuple[DatasourceSpec, ...]):
+        reject_duplicates([d.name for d in value], "datasource name")
+        return value
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_column_names(cls, value: tuple[ColumnSpec, ...]):
+        reject_duplicates([c.columnName for c in value], "columnName")
+        return value
+
+
+class DatasetDocument(Frozen):
+    apiVersion: Literal["qrvey-iac/v1"]
+    kind: Literal["Dataset"]
+    metadata: Metadata
+    spec: DatasetSpec
+
+
+DATASOURCES = NamedProjection(default_fields=DATASOURCE_KEYS, keep_unmanaged=True, always=DATASOURCE_KEYS)
+COLUMNS = NamedProjection(default_fields=("columnType",), keep_unmanaged=True)
+
+
+class DatasetKind(Kind):
+    name = "Dataset"
+    prefix = "dataset"
+    plural = "datasets"
+    document = DatasetDocument
+    rules = FieldRules(
+        managed=("name", "datasources", "columns", "dataSync", "customAttributes"),
+        read_back=("name", "datasources", "columns", "dataSync", "customAttributes", "isPublic"),
+        server_owned=("datasetId", "appId", "userId", "connectionId", "status", "datasetType",
+                      "createDate", "modifyDate", "pendingChanges"),
+        forces_replacement=("app",),
+    )
+    replacement_checks = {"app": app_changed}
+    teardown_phase = 1
+    shareable = True
+    client_minted_id = True
+
+    def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
+        dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
+        document: dict[str, Any] = {
+            "name": spec.name,
+            "datasources": {d["name"]: _datasource_fields(d) for d in dumped["datasources"]},
+            "columns": {c["columnName"]: given(c, skip="columnName") for c in dumped["columns"]},
+            "customAttributes": owner_attributes(spec, address),
+        }
+        if spec.dataSync is not None:
+            document["dataSync"] = spec.dataSync
+        return document
+
+    def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
+        document = document or {}
+        managed = {
+            "customAttributes": managed_attributes(document),
+            "dataSync": ["*"] if document.get("dataSync") is not None else [],
+        }
+        return {k: v for k, v in managed.items() if v}
+
+    def with_removals(self, desired: dict[str, Any], managed: Mapping[str, list[str]]) -> dict[str, Any]:
+        document = {**desired, "customAttributes": attributes_with_removals(desired, managed)}
+        if managed.get("dataSync") and "dataSync" not in document:
+            document["dataSync"] = None
+        return document
+
+    def without_removals(self, document: dict[str, Any]) -> dict[str, Any]:
+        cleaned = {k: v for k, v in document.items() if not (k == "dataSync" and v is None)}
+        if isinstance(cleaned.get("customAttributes"), dict):
+            cleaned["customAttributes"] = {k: v for k, v in cleaned["customAttributes"].items() if v is not None}
+        return cleaned
+
+    def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
+        kept = super().compared_part(live)
+        if kept is None:
+            return None
+        if isinstance(kept.get("datasources"), list):
+            kept["datasources"] = [_only(s, ("name", "datasourceId", *DATASOURCE_KEYS)) for s in kept["datasources"]]
+        if isinstance(kept.get("columns"), list):
+            kept["columns"] = [_only(c, tuple(ColumnSpec.model_fields)) for c in kept["columns"]]
+        return kept
+
+    def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        full = _normalise(live)
+        projected: dict[str, Any] = {}
+        for key, wanted in desired.items():
+            have = full.get(key)
+            if key == "datasources" and isinstance(wanted, dict):
+                projected[key] = project_named(have or {}, wanted, DATASOURCES)
+            elif key == "columns" and isinstance(wanted, dict):
+                projected[key] = project_named(have or {}, wanted, COLUMNS)
+            elif key == "customAttributes":
+                have = have if isinstance(have, dict) else {}
+                projected[key] = {k: have.get(k) for k in wanted}
+            else:
+                projected[key] = have
+        return projected
+
+    def create_summary(self, desired: dict[str, Any]) -> list[tuple[str, str, str]]:
+        columns = desired.get("columns", {})
+        described = ", ".join(f"{n} {c.get('columnType', '')}".strip() for n, c in columns.items())
+        return [("columns", str(len(columns)), described)]
+
+    async def create(self, api: QrveyApi, entry, desired: dict[str, Any]) -> dict[str, Any]:
+        app = AppRef(entry.userId, entry.appId)
+        return await api.create_dataset(app, create_body(desired, app, entry.datasetId))
+
+    def update_body(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        body = base_update_body(live, desired)
+        by_name = {d.get("name"): d for d in live.get("datasources") or []}
+        body["datasources"] = [
+            _merged(by_name.get(name), _datasource(name, record)) for name, record in desired["datasources"].items()
+        ]
+        app = AppRef(live.get("userId", ""), live.get("appId", ""))
+        connection = body["datasources"][0]["connectionId"]
+        columns = {c.get("columnName"): c for c in live.get("columns") or []}
+        body["columns"] = [
+            _merged(columns.get(name), {"columnName": name, **record}) if name in columns
+            else _new_column(name, record, app, connection)
+            for name, record in desired["columns"].items()
+        ]
+        if "dataSync" in desired:
+            if desired["dataSync"] is None:
+                body.pop("dataSync", None)         # no longer in the manifest: remove it
+            else:
+                body["dataSync"] = desired["dataSync"]
+        return body
+
+
+def create_body(desired: dict[str, Any], app: AppRef, dataset_id: str) -> dict[str, Any]:
+    """Create Dataset (full definition) body, with the client-chosen datasetId."""
+    datasources = [_datasource(name, record) for name, record in desired["datasources"].items()]
+    connection = datasources[0]["connectionId"]
+    columns = [_new_column(name, record, app, connection) for name, record in desired["columns"].items()]
+    body: dict[str, Any] = {
+        "datasetId": dataset_id,
+        "name": desired["name"],
+        "datasources": datasources,
+        "columns": columns,
+        "customAttributes": desired.get("customAttributes", {}),
+    }
+    if "dataSync" in desired:
+        body["dataSync"] = desired["dataSync"]
+    return body
+
+
+def base_update_body(live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    """A full-replace PUT body: the live definition, its name and attributes as managed."""
+    body = {k: live[k] if k in REBUILT_FIELDS else copy.deepcopy(live[k]) for k in CLIENT_FIELDS if k in live}
+    body["datasetId"] = live["datasetId"]
+    body["name"] = desired["name"]
+    body["customAttributes"] = overlay_attributes(live, desired)
+    return body
+
+
+def _normalise(live: Mapping[str, Any]) -> dict[str, Any]:
+    datasources = {}
+    for source in live.get("datasources") or []:
+        record = {k: source.get(k) for k in DATASOURCE_KEYS}
+        record["datasourceId"] = source.get("datasourceId")
+        datasources[str(source.get("name"))] = record
+    columns = {str(c.get("columnName")): dict(c) for c in live.get("columns") or []}
+    return {
+        "name": live.get("name"),
+        "datasources": datasources,
+        "columns": columns,
+        "dataSync": live.get("dataSync"),
+        "customAttributes": live.get("customAttributes"),
+    }
+
+
+def _datasource_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    record = {k: fields.get(k) for k in DATASOURCE_KEYS}
+    if fields.get("datasourceId"):
+        record["datasourceId"] = fields["datasourceId"]
+    return record
+
+
+def _only(item: Any, keys: tuple[str, ...]) -> Any:
+    if not isinstance(item, dict):
+        return item
+    return {key: item[key] for key in keys if key in item}
+
+
+def _datasource(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, **{k: v for k, v in record.items() if v is not None}}
+
+
+def _new_column(name: str, record: dict[str, Any], app: AppRef, connection: str) -> dict[str, Any]:
+    column = {"columnName": name, **record}
+    column.setdefault("origColumnType", record["columnType"])
+    column.update({"appId": app.app_id, "userId": app.user_id, "connectionId": connection})
+    return column
+
+
+def _merged(live: dict[str, Any] | None, wanted: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(live or {})
+    for key in ("database", "tableName", "query"):
+        if key in merged and key not in wanted and "connectorType" in wanted:
+            del merged[key]             # a datasource switched from table to query, or back
+    merged.update(wanted)
+    return merged
+
+
+DATASET = DatasetKind()

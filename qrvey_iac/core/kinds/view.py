@@ -1,0 +1,255 @@
+"""kind: DatasetView: a view, in another app, of a shared dataset (managed or not).
+
+Qrvey makes a view by cloning the shared dataset's connection into the target app and mints
+its id; so a view's create is found again by listing the app for the journaled source
+connection and the ownership marker, never by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from qrvey_iac.core.errors import ApplyError, UndecidedError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds.base import (
+    OWNER_ATTRIBUTE, ExternalSource, FieldRules, Frozen, Kind, Metadata, QrveyApi, SourceRef, app_changed,
+    attributes_with_removals, given, managed_attributes, owner_attributes, reject_duplicates,
+)
+from qrvey_iac.core.kinds.dataset import base_update_body
+
+if TYPE_CHECKING:
+    from qrvey_iac.core.manifest import Resource
+    from qrvey_iac.core.state import JournalEntry, ResourceState, State
+
+VIEW_COLUMN_READ = ("origColumnSourceName", "columnName", "visible")
+
+
+class ViewColumnSpec(Frozen):
+    """Rename or hide one column of the source in a view."""
+
+    column: str = Field(min_length=1, description="The source column's name.")
+    columnName: str | None = Field(default=None, description="The name shown in the view.")
+    visible: bool | None = None
+
+
+class DatasetViewSpec(Frozen):
+    app: str = Field(min_length=1)
+    source: Annotated[str, Field(pattern=r"^dataset\.")] | ExternalSource = Field(
+        description="dataset.<name> of a managed shared Dataset, or {appId, userId, datasetId}."
+    )
+    name: str = Field(min_length=1)
+    protect: bool = False
+    columns: tuple[ViewColumnSpec, ...] = ()
+    customAttributes: dict[str, Any] | None = None
+
+    @field_validator("columns")
+    @classmethod
+    def _unique_columns(cls, value: tuple[ViewColumnSpec, ...]):
+        reject_duplicates([c.column for c in value], "column")
+        return value
+
+
+class DatasetViewDocument(Frozen):
+    apiVersion: Literal["qrvey-iac/v1"]
+    kind: Literal["DatasetView"]
+    metadata: Metadata
+    spec: DatasetViewSpec
+
+
+def _source_recreated(resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]):
+    source = resource.source
+    if source and source.address in recreated:
+        return f"its source {source.address} gets a new dataset"
+    recorded = current.source or {}
+    if source and source.external and recorded.get("datasetId") != source.external.datasetId:
+        return f"source changed from {recorded.get('datasetId')} to {source.external.datasetId}"
+    if source and source.address and recorded.get("address") != source.address:
+        return f"source changed to {source.address}"
+    if live.get("sourceStatus") == "DELETED":
+        return "its source dataset was deleted outside qrvey-iac"
+    return None
+
+
+class DatasetViewKind(Kind):
+    name = "DatasetView"
+    prefix = "view"
+    plural = "views"
+    document = DatasetViewDocument
+    rules = FieldRules(
+        managed=("name", "columns", "customAttributes"),
+        read_back=("name", "columns", "customAttributes", "sourceStatus"),
+        server_owned=("datasetId", "appId", "userId", "connectionId", "datasetType", "sourceDataset",
+                      "sourceStatus", "status"),
+        forces_replacement=("app", "source"),
+    )
+    replacement_checks = {"app": app_changed, "source": _source_recreated}
+    teardown_phase = 0            # a view goes before the dataset it is a view of
+    client_minted_id = False
+    checked_spec_paths = (("spec", "columns"),)   # overrides are checked against the source later
+
+    def source(self, spec: DatasetViewSpec) -> SourceRef:
+        if isinstance(spec.source, str):
+            return SourceRef(address=spec.source)
+        return SourceRef(external=spec.source)
+
+    def check_source(self, resource: Resource, source: Resource) -> list[tuple[tuple, str]]:
+        if not source.definition.is_shared(source.spec):
+            return [(("spec", "source"),
+                     f"{source.address} is not shared: set shared: true on it to use it as a view's source")]
+        columns = getattr(source.spec, "columns", ())
+        known = {c.origColumnSourceName or c.columnName for c in columns}
+        return [
+            (("spec", "columns", index, "column"),
+             f"{source.address} has no column {override.column!r} (its columns: {', '.join(sorted(known))})")
+            for index, override in enumerate(resource.spec.columns) if override.column not in known
+        ]
+
+    def desired(self, address: str, spec: DatasetViewSpec) -> dict[str, Any]:
+        columns = spec.model_dump(include={"columns"})["columns"]
+        return {
+            "name": spec.name,
+            "columns": {c["column"]: given(c, skip="column") for c in columns},
+            "customAttributes": owner_attributes(spec, address),
+        }
+
+    def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
+        document = document or {}
+        managed = {
+            "customAttributes": managed_attributes(document),
+            "overrides": sorted(k for k, v in (document.get("columns") or {}).items() if v),
+        }
+        return {k: v for k, v in managed.items() if v}
+
+    def with_removals(self, desired: dict[str, Any], managed: Mapping[str, list[str]]) -> dict[str, Any]:
+        columns = dict(desired.get("columns") or {})
+        for name in managed.get("overrides", ()):
+            columns.setdefault(name, None)        # back to the source's name, visible
+        return {**desired, "customAttributes": attributes_with_removals(desired, managed), "columns": columns}
+
+    def without_removals(self, document: dict[str, Any]) -> dict[str, Any]:
+        cleaned = dict(document)
+        for key in ("customAttributes", "columns"):
+            if isinstance(cleaned.get(key), dict):
+                cleaned[key] = {k: v for k, v in cleaned[key].items() if v is not None}
+        return cleaned
+
+    def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
+        kept = super().compared_part(live)
+        if kept is not None and isinstance(kept.get("columns"), list):
+            kept["columns"] = [
+                {k: c[k] for k in VIEW_COLUMN_READ if k in c} if isinstance(c, dict) else c for c in kept["columns"]
+            ]
+        return kept
+
+    def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        have = _live_columns(live)
+        projected: dict[str, Any] = {}
+        for key, wanted in desired.items():
+            if key == "columns" and isinstance(wanted, dict):
+                projected[key] = _project_overrides(have, wanted)
+            elif key == "customAttributes":
+                attributes = live.get("customAttributes")
+                attributes = attributes if isinstance(attributes, dict) else {}
+                projected[key] = {k: attributes.get(k) for k in wanted}
+            else:
+                projected[key] = live.get(key)
+        return projected
+
+    async def prepare_create(self, api: QrveyApi, state: State, app: AppRef, source: dict | None) -> dict[str, Any]:
+        """The source's app and connection (the clone needs them) and the marker to find it by."""
+        source = source or {}
+        if "address" in source:
+            recorded = state.resources[source["address"]]
+            ref = {"address": source["address"], "datasetId": recorded.datasetId,
+                   "appId": recorded.appId, "userId": recorded.userId}
+            connection_id = recorded.connectionId
+        else:
+            ref = dict(source)
+            connection_id = None
+        if not connection_id:
+            live = await api.read(AppRef(ref["userId"], ref["appId"]), ref["datasetId"])
+            connection_id = (live or {}).get("connectionId")
+        if not connection_id:
+            raise ApplyError(f"source dataset {ref['datasetId']} not found in Qrvey")
+        return {"connectionId": connection_id, "source": ref}
+
+    async def create(self, api: QrveyApi, entry: JournalEntry, desired: dict[str, Any]) -> dict[str, Any]:
+        app = AppRef(entry.userId, entry.appId)
+        source = entry.detail["source"]
+        view = await api.clone_view(app, AppRef(source["userId"], source["appId"]), entry.detail["connectionId"],
+                                    desired["name"], desired.get("customAttributes"))
+        return await self.finish_landed(api, entry, view, desired)
+
+    async def find_landed(self, api: QrveyApi, entry: JournalEntry, state: State) -> dict[str, Any] | None:
+        return find_view(await api.list_app(AppRef(entry.userId, entry.appId)), entry, state)
+
+    async def finish_landed(
+        self, api: QrveyApi, entry: JournalEntry, found: dict[str, Any], desired: dict[str, Any]
+    ) -> dict[str, Any]:
+        """After the clone: set the name, column overrides and attributes when they still differ."""
+        body = self.update_body(found, desired)
+        if any(body.get(k) != found.get(k) for k in ("name", "columns", "customAttributes")):
+            app = AppRef(entry.userId, entry.appId)
+            return {**found, **await self.update(api, app, found["datasetId"], desired)}
+        return found
+
+    def update_body(self, live: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+        body = base_update_body(live, desired)
+        body["columns"] = _view_columns(live.get("columns") or [], desired.get("columns", {}))
+        return body
+
+
+def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) -> dict[str, Any] | None:
+    """The view a journaled create made: same source connection, same marker, not tracked elsewhere."""
+    tracked = {r.datasetId for a, r in state.resources.items() if a != entry.address}
+    matches = [
+        item for item in items
+        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
+        and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
+        and item.get("datasetId") not in tracked
+    ]
+    if len(matches) > 1:
+        ids = ", ".join(sorted(m["datasetId"] for m in matches))
+        raise UndecidedError(f"{len(matches)} candidate views ({ids}) in app {entry.appId}; "
+                             "delete the extra ones in Qrvey, then run again")
+    return matches[0] if matches else None
+
+
+def _live_columns(live: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    columns = {}
+    for column in live.get("columns") or []:
+        key = column.get("origColumnSourceName") or column.get("columnName")
+        columns[str(key)] = {"columnName": column.get("columnName"), "visible": column.get("visible", True)}
+    return columns
+
+
+def _project_overrides(have: dict[str, dict], wanted: dict[str, dict | None]) -> dict[str, Any]:
+    projected: dict[str, Any] = {}
+    for name in sorted(wanted):
+        if name not in have:
+            continue
+        column = have[name]
+        if wanted[name] is None:      # a removed override: at the source's name and shown, or not
+            at_reset = column.get("columnName") == name and column.get("visible", True) is True
+            projected[name] = None if at_reset else column
+            continue
+        fields = wanted[name].keys() or ("columnType",)
+        projected[name] = {f: column.get(f) for f in fields if column.get(f) is not None}
+    return projected
+
+
+def _view_columns(columns: list[dict[str, Any]], overrides: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for column in columns:
+        key = column.get("origColumnSourceName") or column.get("columnName")
+        override = overrides.get(key, {})
+        if override is None:                   # override removed: back to the source's name, shown
+            override = {"columnName": key, "visible": True}
+        out.append({**column, **override})
+    return out
+
+
+VIEW = DatasetViewKind()
