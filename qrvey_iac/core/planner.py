@@ -9,6 +9,7 @@ from typing import Any
 from qrvey_iac.core.diff import FieldChange, canonical_hash, diff_documents
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
+from qrvey_iac.core.kinds import Kind
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.plan import (
     OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels, fingerprint,
@@ -17,6 +18,7 @@ from qrvey_iac.core.plan import (
 from qrvey_iac.core.state import ResourceState, State
 
 DRIFT = "changed outside qrvey-iac"
+WRITE_ONLY = "(write-only: not returned by Qrvey)"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,8 @@ def _update_or_noop(
     desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
     changes = diff_documents(kind.live_document(obj, desired), desired)
+    if not changes and kind.applied_hash(desired) != current.applied_hash:
+        changes = _write_only_changes(kind, desired)
     if current.protect != resource.protect:      # recorded in the state only: no API call
         changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
     if not changes:
@@ -131,6 +135,13 @@ def _update_or_noop(
     drift = kind.applied_hash(desired) == current.applied_hash
     reason = DRIFT if drift else "changed in the manifests"
     return Update(reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base)
+
+
+def _write_only_changes(kind: Kind, desired: dict[str, Any]) -> tuple[FieldChange, ...]:
+    """Qrvey never returns a write-only field, so a manifest change to one shows only in the
+    applied hash: every write-only field is then sent again (the live side is unknown)."""
+    return tuple(FieldChange(path=key, before=WRITE_ONLY, after=desired[key])
+                 for key in kind.rules.write_only if desired.get(key) is not None)
 
 
 def _share_after_create(resource: Resource, base: dict[str, Any]) -> list[ActionBase]:

@@ -17,9 +17,23 @@ from qrvey_iac.core.kinds.view import VIEW
 
 
 class Registry:
-    def __init__(self, kinds: tuple[Kind, ...]) -> None:
-        self._by_name = {kind.name: kind for kind in kinds}
-        self._by_prefix = {kind.prefix: kind for kind in kinds}
+    def __init__(self) -> None:
+        self._by_name: dict[str, Kind] = {}
+        self._by_prefix: dict[str, Kind] = {}
+
+    def register(self, kind: Kind) -> None:
+        if kind.name in self._by_name or kind.prefix in self._by_prefix:
+            raise ValueError(f"kind {kind.name!r} or address prefix {kind.prefix!r} is registered already")
+        missing = set(kind.rules.forces_replacement) ^ set(kind.replacement_checks)
+        if missing:
+            raise ValueError(f"kind {kind.name}: forces_replacement and replacement_checks differ on {sorted(missing)}")
+        self._by_name[kind.name] = kind
+        self._by_prefix[kind.prefix] = kind
+
+    def unregister(self, kind: Kind) -> None:
+        """Take a kind out again (tests that register a kind of their own)."""
+        del self._by_name[kind.name]
+        del self._by_prefix[kind.prefix]
 
     def __iter__(self) -> Iterator[Kind]:
         return iter(self._by_name.values())
@@ -52,6 +66,8 @@ class Registry:
         return Annotated[Union[documents], Field(discriminator="kind")]  # noqa: UP007 - built at run time
 
 
-KINDS = Registry((DATASET, VIEW))
+KINDS = Registry()
+KINDS.register(DATASET)
+KINDS.register(VIEW)
 
 __all__ = ["KINDS", "Kind", "Registry"]

@@ -1,0 +1,124 @@
+"""An in-memory Qrvey port (core.kinds.base.QrveyApi): use-case tests without HTTP.
+
+It keeps objects the way Get Dataset returns them, mints ids and connection ids, makes a
+view from a shared dataset's connection, and can lose the answer of a write that landed
+(``lose_answer``) or fail one that did not (``fail``), the two sides of an unknown outcome.
+It is deliberately small: the emulator (over HTTP or ASGI) is the faithful double.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+from qrvey_iac.core.errors import BadRequestError, NotFoundError, OutcomeUnknownError
+from qrvey_iac.core.keys import AppRef
+
+
+class FakeQrvey:
+    def __init__(self) -> None:
+        self.objects: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, str]] = []          # (operation, datasetId or app id)
+        self._ids = itertools.count(1)
+        self._lose: dict[str, int] = {}                # operation -> answers still to lose (write lands)
+        self._fail: dict[str, int] = {}                # operation -> writes still to drop (nothing lands)
+
+    # -- test controls --------------------------------------------------------------------
+
+    def lose_answer(self, operation: str, times: int = 1) -> None:
+        self._lose[operation] = self._lose.get(operation, 0) + times
+
+    def fail(self, operation: str, times: int = 1) -> None:
+        self._fail[operation] = self._fail.get(operation, 0) + times
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [call for call in self.calls if call[0] not in ("read", "list_app")]
+
+    # -- the port -------------------------------------------------------------------------
+
+    async def read(self, app: AppRef, dataset_id: str) -> dict[str, Any] | None:
+        self.calls.append(("read", dataset_id))
+        found = self.objects.get(dataset_id)
+        if found is None or (found["userId"], found["appId"]) != (app.user_id, app.app_id):
+            return None
+        return copy.deepcopy(found)
+
+    async def create_dataset(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
+        dataset_id = body["datasetId"]
+        self._before_write("create_dataset", dataset_id)
+        if dataset_id in self.objects:
+            raise BadRequestError(400, f"dataset {dataset_id} already exists", "POST", "dataset")
+        record = {**copy.deepcopy(body), "userId": app.user_id, "appId": app.app_id, "isPublic": False,
+                  "connectionId": f"conn-{next(self._ids)}", "datasetType": "MANAGED", "status": "DRAFT"}
+        self.objects[dataset_id] = record
+        return self._answer("create_dataset", record)
+
+    async def clone_view(
+        self, app: AppRef, source: AppRef, connection_id: str, name: str, custom_attributes: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        self._before_write("clone_view", app.app_id)
+        shared = [o for o in self.objects.values() if o.get("connectionId") == connection_id and o.get("isPublic")]
+        if not shared:
+            raise NotFoundError(404, f"no shared dataset has connection {connection_id}", "POST", "dataset/view")
+        dataset_id = f"view-{next(self._ids)}"
+        origin = shared[0]
+        record = {
+            "datasetId": dataset_id, "userId": app.user_id, "appId": app.app_id, "datasetType": "VIEW",
+            "name": name, "customAttributes": dict(custom_attributes or {}),
+            "connectionId": f"conn-{next(self._ids)}", "sourceStatus": "AVAILABLE",
+            "sourceDataset": {"datasetId": origin["datasetId"], "connectionId": connection_id},
+            "columns": [{"columnName": c["columnName"], "origColumnSourceName": c["columnName"], "visible": True}
+                        for c in origin.get("columns", [])],
+        }
+        self.objects[dataset_id] = record
+        return self._answer("clone_view", record)
+
+    async def update_dataset(self, app: AppRef, dataset_id: str, body: dict[str, Any]) -> None:
+        self._before_write("update_dataset", dataset_id)
+        current = self._owned(app, dataset_id, "PUT")
+        current.update(copy.deepcopy(body))
+        self._answer("update_dataset", current)
+
+    async def apply_changes(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
+        self._before_write("apply_changes", dataset_id)
+        return self._answer("apply_changes", self._owned(app, dataset_id, "POST"))
+
+    async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]:
+        self._before_write("set_shared", dataset_id)
+        current = self._owned(app, dataset_id, "PUT")
+        current["isPublic"] = shared
+        return self._answer("set_shared", current)
+
+    async def delete(self, app: AppRef, dataset_id: str) -> bool:
+        self._before_write("delete", dataset_id)
+        if dataset_id not in self.objects:
+            return False
+        self._owned(app, dataset_id, "DELETE")
+        del self.objects[dataset_id]
+        self._answer("delete", {})
+        return True
+
+    async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
+        self.calls.append(("list_app", app.app_id))
+        return [copy.deepcopy(o) for o in self.objects.values() if (o["userId"], o["appId"]) == (app.user_id, app.app_id)]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _before_write(self, operation: str, what: str) -> None:
+        self.calls.append((operation, what))
+        if self._fail.get(operation):
+            self._fail[operation] -= 1
+            raise OutcomeUnknownError("POST", operation, "connection reset before the write landed (fake)")
+
+    def _answer(self, operation: str, record: dict[str, Any]) -> dict[str, Any]:
+        if self._lose.get(operation):
+            self._lose[operation] -= 1
+            raise OutcomeUnknownError("POST", operation, "the answer was lost after the write landed (fake)")
+        return copy.deepcopy(record)
+
+    def _owned(self, app: AppRef, dataset_id: str, method: str) -> dict[str, Any]:
+        current = self.objects.get(dataset_id)
+        if current is None or (current["userId"], current["appId"]) != (app.user_id, app.app_id):
+            raise NotFoundError(404, f"dataset {dataset_id} not found", method, f"dataset/{dataset_id}")
+        return current
