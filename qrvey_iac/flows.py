@@ -47,7 +47,7 @@ class RunOptions:
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
+    with workspace.locker.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             manifest, state, live = await _read(engine, workspace, read_manifest, ui)
             return _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
@@ -57,7 +57,7 @@ async def read_drift(
     workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions
 ) -> tuple[Plan, tuple[str, ...]]:
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
-    state = workspace.store.load()
+    state = workspace.store.read()
     async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
         if state.journal:
             manifest = await _manifest(read_manifest, ui)
@@ -77,7 +77,7 @@ async def read_drift(
 async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
+    with workspace.locker.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
@@ -104,7 +104,7 @@ async def apply_saved(
         raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
                             f"not {workspace.environment.name!r}")
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
+    with workspace.locker.lock(options.command, options.lock_timeout):
         async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
             if workspace.store.exists():
                 manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
@@ -128,7 +128,7 @@ async def _read(
     Usually the state's objects are read while the manifests are parsed (refresh_while);
     a journal to settle needs the manifest first.
     """
-    state = workspace.store.load()
+    state = workspace.store.read()
     if not state.journal:
         manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
         return manifest, state, live
@@ -140,7 +140,7 @@ async def _read(
 async def _before_waiting(workspace: Workspace, read_manifest: ReadManifest, ui: UI) -> ReadManifest:
     """When another command holds the state lock, read the manifests before waiting for it:
     a mistake in them is reported at once, not after --lock-timeout (or instead of 'locked')."""
-    if not workspace.store.is_locked():
+    if not workspace.locker.is_locked():
         return read_manifest
     manifest = await _manifest(read_manifest, ui)
 

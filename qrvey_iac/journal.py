@@ -96,7 +96,7 @@ class Settler:
         if live is None or resource is None:
             return state            # gone (the plan recreates it) or no longer managed
         desired = desired_document(resource)
-        sent = entry.detail.get("applied_hash")
+        sent = entry.detail.applied_hash
         is_view = current.kind == "DatasetView"
         if document_hash(desired) != sent or document_hash(live_document(live, desired, is_view)) != sent:
             return state            # not landed, or the manifests moved on: the plan shows what remains
@@ -104,7 +104,8 @@ class Settler:
             await self.qrvey.update(_app(current), current.datasetId, desired, is_view=is_view)
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
         return state.with_resource(entry.address, current.model_copy(
-            update={"applied_hash": sent, "managed": entry.detail.get("managed", current.managed)}))
+            update={"applied_hash": sent, "managed": current.managed if entry.detail.managed is None
+                    else entry.detail.managed}))
 
     async def _share(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
@@ -129,7 +130,7 @@ class Settler:
 
 def describe(entry: JournalEntry) -> str:
     what = f"id {entry.datasetId}" if entry.datasetId else (
-        f"view of connection {entry.detail.get('connectionId')} marked {OWNER_ATTRIBUTE}={entry.address}")
+        f"view of connection {entry.detail.connectionId} marked {OWNER_ATTRIBUTE}={entry.address}")
     return f"{entry.op} in app {entry.appId} ({what}, started {entry.started or '?'})"
 
 
@@ -138,7 +139,7 @@ def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) ->
     tracked = {r.datasetId for a, r in state.resources.items() if a != entry.address}
     matches = [
         item for item in items
-        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
+        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.connectionId
         and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
         and item.get("datasetId") not in tracked
     ]
@@ -157,12 +158,12 @@ def _tracked(state: State, entry: JournalEntry) -> ResourceState | None:
 
 def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
     return ResourceState(
-        kind=entry.detail.get("kind", "Dataset"),
+        kind=entry.detail.kind,
         datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
         connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
-        protect=bool(entry.detail.get("protect", False)),
-        applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
-        managed=entry.detail.get("managed", {}),
+        protect=entry.detail.protect,
+        applied_hash=entry.detail.applied_hash, source=entry.detail.source,
+        managed=entry.detail.managed or {},
     )
 
 

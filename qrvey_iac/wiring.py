@@ -13,9 +13,11 @@ from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environme
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
+from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.engine import Engine, Progress
+from qrvey_iac.ports import StateLocker, StateStore
 
 LOCAL_BASE_URL = "http://qrvey-emulator.local"
 DEFAULT_PARALLELISM = 10
@@ -26,13 +28,15 @@ class Workspace:
     """Everything a command needs, resolved from the flags."""
 
     environment: Environment
-    store: LocalStateStore
+    store: StateStore
     environ: Mapping[str, str]
+    locker: StateLocker
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
         environment = load_environment(Path(config), env, variables)
-        return cls(environment, LocalStateStore(environment.state_path), dict(os.environ))
+        path = environment.state_path
+        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path))
 
     def manifest(self) -> Manifest:
         return load_manifest(*self._manifest_source())
