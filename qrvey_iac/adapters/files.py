@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -20,7 +21,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
 
 def write_temp(path: Path, text: str, mode: int = 0o600) -> Path:
     """``text`` in a durable temp file next to ``path``, ready to be renamed onto it."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")   # unique per writer
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
