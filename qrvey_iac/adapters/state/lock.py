@@ -68,8 +68,12 @@ class LocalLocker:
         lock_path = self.lock_path
         deadline = time.monotonic() + timeout
         created = _missing_folders(lock_path.parent)
+        quick_retries = 3
         try:
             while (fd := self._try_acquire(lock_path, holder)) is None:
+                if quick_retries and not lock_path.exists():
+                    quick_retries -= 1      # released between two steps of the attempt: try again at once
+                    continue
                 if time.monotonic() >= deadline:
                     raise StateLockedError(self._held_message())
                 time.sleep(POLL_SECONDS)
