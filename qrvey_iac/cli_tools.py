@@ -25,7 +25,7 @@ def state() -> None:
 @reports_errors
 def state_list(**kwargs):
     """One line per managed resource: address, kind, app and dataset id."""
-    current = open_workspace(kwargs).store.load()
+    current = open_workspace(kwargs).store.read()
     for address, resource in sorted(current.resources.items()):
         shared = " shared" if resource.shared else ""
         click.echo(f"{address}\t{resource.appId}\t{resource.datasetId}{shared}")
@@ -42,7 +42,7 @@ def state_list(**kwargs):
 @reports_errors
 def state_show(address, **kwargs):
     """Everything the state records of ADDRESS, as JSON."""
-    current = open_workspace(kwargs).store.load()
+    current = open_workspace(kwargs).store.read()
     if address not in current.resources:
         raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
     click.echo(json.dumps(current.resources[address].model_dump(mode="json"), indent=2, sort_keys=True))
@@ -55,11 +55,11 @@ def state_show(address, **kwargs):
 def state_rm(address, **kwargs):
     """Forget ADDRESS without deleting it in Qrvey."""
     workspace = open_workspace(kwargs)
-    with workspace.store.lock("state rm"):
+    with workspace.locker.lock("state rm"):
         current = _settled_state(workspace)
         if address not in current.resources:
             raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
-        workspace.store.save(current.without_resource(address).bumped())
+        workspace.store.write(current.without_resource(address).bumped(), current.serial)
     click.echo(f"Removed {address} from the state; it still exists in Qrvey.")
 
 
@@ -71,7 +71,7 @@ def state_rm(address, **kwargs):
 def state_mv(source, destination, **kwargs):
     """Rename an address in the state (after renaming metadata.name)."""
     workspace = open_workspace(kwargs)
-    with workspace.store.lock("state mv"):
+    with workspace.locker.lock("state mv"):
         current = _settled_state(workspace)
         if source not in current.resources:
             raise StateError(f"{source} is not in the state")
@@ -87,12 +87,12 @@ def state_mv(source, destination, **kwargs):
             recorded = moved.resources[view]
             moved = moved.with_resource(view, recorded.model_copy(
                 update={"source": {**(recorded.source or {}), "address": destination}}))
-        workspace.store.save(moved.bumped())
+        workspace.store.write(moved.bumped(), current.serial)
     click.echo(f"Moved {source} to {destination}.")
 
 
 def _settled_state(workspace) -> State:
-    current = workspace.store.load()
+    current = workspace.store.read()
     if current.journal:
         raise StateError(
             f"the state has {len(current.journal)} pending operation(s) from an interrupted run; "
@@ -107,7 +107,7 @@ def _settled_state(workspace) -> State:
 @reports_errors
 def state_unlock(lock_id, **kwargs):
     """Break the state lock LOCK_ID (shown by the command that found it held)."""
-    holder = open_workspace(kwargs).store.unlock(lock_id)
+    holder = open_workspace(kwargs).locker.unlock(lock_id)
     click.echo(f"Unlocked: the lock of {holder.get('command')} (pid {holder.get('pid')} "
                f"on {holder.get('host')}) is broken.")
 

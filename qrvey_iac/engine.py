@@ -18,9 +18,9 @@ from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
-from qrvey_iac.core.state import JournalEntry, ResourceState, State
+from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
 from qrvey_iac.journal import Settled, Settler, recorded_resource
-from qrvey_iac.ports import QrveyPort, StatePort
+from qrvey_iac.ports import QrveyPort, StateStore
 
 Progress = Callable[[str], None]
 CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
@@ -34,13 +34,12 @@ def _quiet(_: str) -> None:
 @dataclass
 class Engine:
     qrvey: QrveyPort
-    store: StatePort
+    store: StateStore
     progress: Progress = _quiet
     parallelism: int = 10
-    _saves: int = field(default=0, init=False)
     _version: int = field(default=0, init=False)
     _durable: int = field(default=0, init=False)
-    _serial: int = field(default=0, init=False)
+    _serial: int = field(default=0, init=False)       # the stored serial, as of this engine's last write
     _latest: State | None = field(default=None, init=False)
     _flushing: asyncio.Future | None = field(default=None, init=False)
     _retry_ids: dict[str, JournalEntry] = field(default_factory=dict, init=False)  # creates that did not land
@@ -109,10 +108,11 @@ class Engine:
         return run.state
 
     def save(self, state: State) -> State:
-        state = state.bumped()
-        self.store.save(state)
-        self._saves += 1
-        return state
+        """Write ``state`` (as read, or as last written) with the next serial."""
+        written = state.bumped()
+        self.store.write(written, expected_serial=state.serial)
+        self._serial = written.serial
+        return written
 
     async def commit(self, state: State, *, wait: bool = True) -> None:
         """Make ``state`` durable; concurrent commits share one write (group commit).
@@ -145,15 +145,15 @@ class Engine:
     async def _flush(self) -> None:
         while self._durable < self._version:
             version, state = self._version, self._latest
-            self._serial = max(self._serial, state.serial) + 1
+            expected = max(self._serial, state.serial)    # the state's as read, or ours as last written
             try:
-                await asyncio.to_thread(self.store.save, state.model_copy(update={"serial": self._serial}))
+                await asyncio.to_thread(self.store.write, state.model_copy(update={"serial": expected + 1}), expected)
             except OSError as exc:
                 raise StateError(
                     f"cannot write the state file ({exc.__class__.__name__}: {exc}); every call already "
                     "made has its journal entry on disk, and the next plan or apply settles it with Qrvey"
                 ) from None
-            self._saves += 1
+            self._serial = expected + 1
             self._durable = version
 
 
@@ -314,9 +314,9 @@ class _ApplyRun:
         entry = JournalEntry(
             id=str(uuid.uuid4()), op=op,
             address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
-            detail={"kind": action.kind, "protect": action.protect,
-                    "applied_hash": kind.applied_hash(action.desired),
-                    "managed": kind.managed_fields(action.desired), **detail},
+            detail=JournalDetail(kind=action.kind, protect=action.protect,
+                                 applied_hash=kind.applied_hash(action.desired),
+                                 managed=kind.managed_fields(action.desired), **detail),
             started=_now(),
         )
         self.state = self.state.with_journal(entry)

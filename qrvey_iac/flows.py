@@ -6,7 +6,8 @@ for confirmation and reports progress.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -18,7 +19,7 @@ from qrvey_iac.core.saved_plan import check_fresh, rehydrate
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine
-from qrvey_iac.wiring import Workspace
+from qrvey_iac.ports import Workspace
 
 T = TypeVar("T")
 
@@ -47,18 +48,18 @@ class RunOptions:
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
+    with workspace.locker.lock(options.command, options.lock_timeout):
+        async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _read(engine, workspace, read_manifest, ui)
-            return _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
+            return _narrowed(build_plan(manifest, state, live, environment=workspace.environment_name), options)
 
 
 async def read_drift(
     workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions
 ) -> tuple[Plan, tuple[str, ...]]:
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
-    state = workspace.store.load()
-    async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
+    state = workspace.store.read()
+    async with _engine(workspace, ui, options) as engine:
         if state.journal:
             manifest = await _manifest(read_manifest, ui)
             ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
@@ -70,17 +71,17 @@ async def read_drift(
         else:
             undecided = ()
             manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
-        plan = build_plan(manifest, state, live, environment=workspace.environment.name)
+        plan = build_plan(manifest, state, live, environment=workspace.environment_name)
     return plan, undecided
 
 
 async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
+    with workspace.locker.lock(options.command, options.lock_timeout):
+        async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
-            plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment.name), options)
+            plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment_name), options)
             ui.show_plan(plan)
             if not plan.has_changes:
                 return None
@@ -100,12 +101,12 @@ async def apply_saved(
                             "reviewed; pass them to `plan --out` instead")
     if saved.refresh_only:
         raise QrveyIacError("a refresh-only plan reports drift and cannot be applied; run plan without --refresh-only")
-    if saved.environment != workspace.environment.name:
+    if saved.environment != workspace.environment_name:
         raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
-                            f"not {workspace.environment.name!r}")
+                            f"not {workspace.environment_name!r}")
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.store.lock(options.command, options.lock_timeout):
-        async with workspace.engine(ui.progress, options.parallelism, options.rate_limit) as engine:
+    with workspace.locker.lock(options.command, options.lock_timeout):
+        async with _engine(workspace, ui, options) as engine:
             if workspace.store.exists():
                 manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             else:
@@ -120,6 +121,13 @@ async def apply_saved(
             return plan
 
 
+@asynccontextmanager
+async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
+    limit = workspace.parallelism(options.parallelism)
+    async with workspace.qrvey(limit, options.rate_limit) as qrvey:
+        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit)
+
+
 async def _read(
     engine: Engine, workspace: Workspace, read_manifest: ReadManifest, ui: UI
 ) -> tuple[Manifest, State, Live]:
@@ -128,7 +136,7 @@ async def _read(
     Usually the state's objects are read while the manifests are parsed (refresh_while);
     a journal to settle needs the manifest first.
     """
-    state = workspace.store.load()
+    state = workspace.store.read()
     if not state.journal:
         manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
         return manifest, state, live
@@ -140,7 +148,7 @@ async def _read(
 async def _before_waiting(workspace: Workspace, read_manifest: ReadManifest, ui: UI) -> ReadManifest:
     """When another command holds the state lock, read the manifests before waiting for it:
     a mistake in them is reported at once, not after --lock-timeout (or instead of 'locked')."""
-    if not workspace.store.is_locked():
+    if not workspace.locker.is_locked():
         return read_manifest
     manifest = await _manifest(read_manifest, ui)
 

@@ -64,7 +64,7 @@ class Settler:
 
     async def _create(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
-        kind = KINDS[_kind_of(entry)]
+        kind = KINDS[entry.detail.kind]
         found = await kind.find_landed(self.qrvey, entry, state)
         if found is None:
             self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
@@ -91,14 +91,15 @@ class Settler:
             return state            # gone (the plan recreates it) or no longer managed
         kind = KINDS[current.kind]
         desired = resource.desired
-        sent = entry.detail.get("applied_hash")
+        sent = entry.detail.applied_hash
         if kind.applied_hash(desired) != sent or kind.applied_hash(kind.live_document(live, desired)) != sent:
             return state            # not landed, or the manifests moved on: the plan shows what remains
         if live.get("pendingChanges") and self.write:
             await kind.update(self.qrvey, _app(current), current.datasetId, desired)
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
         return state.with_resource(entry.address, current.model_copy(
-            update={"applied_hash": sent, "managed": entry.detail.get("managed", current.managed)}))
+            update={"applied_hash": sent, "managed": current.managed if entry.detail.managed is None
+                    else entry.detail.managed}))
 
     async def _share(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
@@ -123,7 +124,7 @@ class Settler:
 
 def describe(entry: JournalEntry) -> str:
     what = f"id {entry.datasetId}" if entry.datasetId else (
-        f"view of connection {entry.detail.get('connectionId')} marked {OWNER_ATTRIBUTE}={entry.address}")
+        f"view of connection {entry.detail.connectionId} marked {OWNER_ATTRIBUTE}={entry.address}")
     return f"{entry.op} in app {entry.appId} ({what}, started {entry.started or '?'})"
 
 
@@ -135,18 +136,15 @@ def _tracked(state: State, entry: JournalEntry) -> ResourceState | None:
 
 def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceState:
     return ResourceState(
-        kind=_kind_of(entry),
+        kind=entry.detail.kind,
         datasetId=found["datasetId"], appId=entry.appId, userId=entry.userId,
         connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
-        protect=bool(entry.detail.get("protect", False)),
-        applied_hash=entry.detail.get("applied_hash", ""), source=entry.detail.get("source"),
-        managed=entry.detail.get("managed", {}),
+        protect=entry.detail.protect,
+        applied_hash=entry.detail.applied_hash, source=entry.detail.source,
+        managed=entry.detail.managed or {},
     )
 
 
 def _app(resource: ResourceState) -> AppRef:
     return AppRef(resource.userId, resource.appId)
 
-
-def _kind_of(entry: JournalEntry) -> str:
-    return entry.detail["kind"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from typing import Protocol
 
 from qrvey_iac.core.kinds.base import QrveyApi
@@ -13,7 +13,62 @@ from qrvey_iac.core.state import State
 QrveyPort = QrveyApi
 
 
-class StatePort(Protocol):
-    def load(self) -> State: ...
-    def save(self, state: State) -> None: ...
+class StateStore(Protocol):
+    """Where one environment's state lives (Terraform's statemgr Reader and Writer).
+
+    - ``read()`` returns the stored state, decoded to the current format (an older
+      format is upgraded, a newer one refused with a StateError); ``State()`` when
+      nothing is stored yet.
+    - ``write(state, expected_serial)`` stores ``state`` whole, atomically (a reader
+      sees the old or the new state, never a mix), only when the stored state still has
+      serial ``expected_serial`` and the lineage of ``state`` (0: nothing stored yet).
+      Otherwise it raises StateConflictError and leaves the stored state untouched: a
+      concurrent writer is detected, never overwritten. This check is the last line;
+      mutual exclusion is the locker's job, held for the whole command.
+    - ``exists()``: whether a state has been stored.
+    """
+
+    def read(self) -> State: ...
+    def write(self, state: State, expected_serial: int) -> None: ...
+    def exists(self) -> bool: ...
+
+
+class StateLocker(Protocol):
+    """Mutual exclusion between the commands that write one state (statemgr Locker).
+
+    - ``lock(command, timeout)`` is a context manager that yields the lock id while
+      held; when another holds the lock it waits up to ``timeout`` seconds (0: not at
+      all), then raises StateLockedError naming the holder. Leaving the context
+      releases it. A holder that dies without releasing must not keep the lock: the
+      next command gets in without anybody breaking it by hand.
+    - ``holder()``: who holds it (id, command, host, pid, started, ci_run when set),
+      None when free. ``is_locked()``: ``holder() is not None``.
+    - ``unlock(lock_id)`` breaks the lock ``lock_id`` left by a holder this machine
+      cannot see end (another host's) and returns its holder information; refused
+      (StateError) for another id, or for a holder known to be alive.
+    """
+
     def lock(self, command: str, timeout: float = 0.0) -> AbstractContextManager[str]: ...
+    def holder(self) -> dict | None: ...
+    def is_locked(self) -> bool: ...
+    def unlock(self, lock_id: str) -> dict: ...
+
+
+class Workspace(Protocol):
+    """One environment as the command flows see it (``wiring.Workspace`` composes it).
+
+    - ``environment_name``: the environment a plan is made for and checked against.
+    - ``store`` / ``locker``: its state store and the locker that guards it.
+    - ``parallelism(requested)``: the concurrency to use (the flag, else the environment's).
+    - ``qrvey(parallelism, rate_limit)``: the Qrvey port, open for the ``async with`` block
+      and closed after it (for the in-process emulator: its world saved if it changed).
+    """
+
+    @property
+    def environment_name(self) -> str: ...
+    @property
+    def store(self) -> StateStore: ...
+    @property
+    def locker(self) -> StateLocker: ...
+    def parallelism(self, requested: int | None) -> int: ...
+    def qrvey(self, parallelism: int, rate_limit: float | None = None) -> AbstractAsyncContextManager[QrveyPort]: ...

@@ -13,9 +13,10 @@ from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environme
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
+from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.engine import Engine, Progress
+from qrvey_iac.ports import QrveyPort, StateLocker, StateStore
 
 LOCAL_BASE_URL = "http://qrvey-emulator.local"
 DEFAULT_PARALLELISM = 10
@@ -26,13 +27,15 @@ class Workspace:
     """Everything a command needs, resolved from the flags."""
 
     environment: Environment
-    store: LocalStateStore
+    store: StateStore
     environ: Mapping[str, str]
+    locker: StateLocker
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
         environment = load_environment(Path(config), env, variables)
-        return cls(environment, LocalStateStore(environment.state_path), dict(os.environ))
+        path = environment.state_path
+        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path))
 
     def manifest(self) -> Manifest:
         return load_manifest(*self._manifest_source())
@@ -50,12 +53,17 @@ class Workspace:
             return frozenset()
         return frozenset({self.environment.api_key(self.environ)})
 
+    @property
+    def environment_name(self) -> str:
+        return self.environment.name
+
+    def parallelism(self, requested: int | None) -> int:
+        return requested or self.environment.parallelism or DEFAULT_PARALLELISM
+
     @asynccontextmanager
-    async def engine(
-        self, progress: Progress, parallelism: int | None = None, rate_limit: float | None = None
-    ) -> AsyncIterator[Engine]:
+    async def qrvey(self, parallelism: int, rate_limit: float | None = None) -> AsyncIterator[QrveyPort]:
+        """The Qrvey port of this environment: HTTP to the endpoint, or the in-process emulator."""
         env = self.environment
-        limit = parallelism or env.parallelism or DEFAULT_PARALLELISM
         emulator = None
         transport = None
         base_url = env.endpoint
@@ -63,11 +71,11 @@ class Workspace:
             emulator, transport = _local_emulator(env)
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
-                             parallelism=limit, routes=env.routes or None,
+                             parallelism=parallelism, routes=env.routes or None,
                              rate_limit=rate_limit or env.rate_limit)
         revision = emulator.world.revision if emulator is not None else None
         try:
-            yield Engine(QrveyGateway(client), self.store, progress=progress, parallelism=limit)
+            yield QrveyGateway(client)
         finally:
             await client.aclose()
             if emulator is not None and emulator.world.revision != revision:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from qrvey_iac.adapters.state_store import write_atomic
+from qrvey_iac.adapters.files import write_atomic
 from qrvey_iac.core.errors import PlanError
 from qrvey_iac.core.plan import PLAN_FORMAT_VERSION, Plan
 

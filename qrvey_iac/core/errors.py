@@ -64,6 +64,15 @@ class StateLockedError(StateError):
     """Another command holds the state's lock."""
 
 
+class StateConflictError(StateError):
+    """A write was refused: the stored state is not the one the writer read (another writer)."""
+
+    def __init__(self, message: str, expected_serial: int, stored_serial: int | None) -> None:
+        self.expected_serial = expected_serial
+        self.stored_serial = stored_serial
+        super().__init__(message)
+
+
 class PlanError(QrveyIacError):
     """A plan cannot be built, loaded or applied."""
 

@@ -1,18 +1,18 @@
 """The state model (DESIGN §5): what qrvey-iac created, by address.
 
-Pure data: reading and writing files is the job of ``adapters/state_store.py``.
+Pure data: the file format (versions, upgraders) is ``adapters/state/codec.py``; reading,
+writing and locking are the stores and lockers in ``adapters/state/``.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qrvey_iac.core.kinds import KINDS
 
-STATE_VERSION = 1
+STATE_VERSION = 2     # 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
 
 
 class ResourceState(BaseModel):
@@ -35,6 +35,31 @@ class ResourceState(BaseModel):
         return KINDS.known(value)
 
 
+class JournalDetail(BaseModel):
+    """What a journaled write needs to be recognised and recorded later (see journal.py).
+
+    Every entry carries what the resource will be recorded with (kind, protect,
+    applied_hash, managed); the rest depends on the operation.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    protect: bool = False
+    applied_hash: str = ""
+    managed: dict[str, list[str]] | None = None   # None: not recorded (the record keeps its own)
+    previous_hash: str | None = None              # update: the hash the record had before
+    shared: bool | None = None                    # share / unshare: the flag sent
+    connectionId: str | None = None               # view create: the source's connection
+    source: dict[str, str] | None = None          # view create: the source as recorded
+    marker: dict[str, str] | None = None          # view create: the ownership marker sent
+
+    @field_validator("kind")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        return KINDS.known(value)
+
+
 class JournalEntry(BaseModel):
     """A write sent (or about to be sent) whose outcome is not yet recorded."""
 
@@ -46,7 +71,7 @@ class JournalEntry(BaseModel):
     datasetId: str | None = None
     appId: str
     userId: str
-    detail: dict[str, Any] = Field(default_factory=dict)
+    detail: JournalDetail
     started: str = ""
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 import signal
 import socket
@@ -25,7 +24,8 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
+from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.cli import cli
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.errors import StateError
@@ -44,7 +44,6 @@ APPS = {
 # 10% 5xx, 5% 429 (Retry-After 0 or 1 s), 2% committed-but-lost: on every call.
 FAULT_MIX = ("* *: 500@5%, 503@5%, 429@4% retry-after=0, 429@1% retry-after=1, "
              "lost-500@1%, lost-drop@1%")
-STALE_LOCK = re.compile(r"`qrvey-iac state unlock (\S+)`")
 
 
 def free_port() -> int:
@@ -278,7 +277,7 @@ class Project:
         return result.output
 
     def lock_holder(self) -> dict | None:
-        return LocalStateStore(self.state_path).holder()
+        return LocalLocker(self.state_path).holder()
 
 
 @dataclass
@@ -303,7 +302,7 @@ def check_invariants(project: Project) -> Findings:
     findings = Findings()
     findings.leaks = secret_leaks(project.state_path.parent)
     try:
-        state = LocalStateStore(project.state_path).load()
+        state = LocalStateStore(project.state_path).read()
     except StateError as exc:
         findings.unreadable = str(exc)
         return findings
@@ -348,7 +347,7 @@ def secret_leaks(folder: Path) -> list[str]:
 def _journal_matches_view(entry, dataset: dict, marker) -> bool:
     source = dataset.get("sourceDataset") or {}
     return (marker == entry.address and dataset.get("appId") == entry.appId
-            and source.get("connectionId") == entry.detail.get("connectionId"))
+            and source.get("connectionId") == entry.detail.connectionId)
 
 
 @dataclass
@@ -357,7 +356,6 @@ class Figures:
     runs: int = 0                # apply runs (killed, failed or finished)
     plans: int = 0               # plan --detailed-exitcode checks
     gave_up: int = 0             # runs that ended with exit 1 on their own (faults outlasted retries)
-    stale_locks: int = 0
     duplicates: int = 0
     untracked: int = 0
     unreadable: int = 0
@@ -390,7 +388,7 @@ class Figures:
         return (f"kill points {self.kill_points} ({self.in_flight} with writes in flight), apply runs "
                 f"{self.runs}, plan checks {self.plans}, "
                 f"gave up {self.gave_up}, "
-                f"stale locks broken {self.stale_locks}, duplicates {self.duplicates}, "
+                f"duplicates {self.duplicates}, "
                 f"untracked {self.untracked}, claimed twice {self.shared_ids}, unreadable states "
                 f"{self.unreadable}, secret leaks {self.leaks}, converged {self.converged}/{self.episodes}")
 
@@ -402,8 +400,7 @@ def converge_with_kills(project: Project, rng: random.Random, figures: Figures, 
     seeded random moment (a run that finishes first ends the episode): half the time at a
     time in ``window`` (seconds after start), else a few ms after a random one of the first
     ``writes`` state writes. Invariants are checked after every run. After a kill the lock's
-    holder is gone: one time in four the next run meets the stale lock and must name it,
-    otherwise it is broken at once, as an operator would, with ``qrvey-iac state unlock ID``."""
+    holder is gone and so is the lock (the OS held it): the next run gets in, nobody unlocks."""
     remaining = kills
     for _ in range(max_runs):
         kill = None
@@ -425,19 +422,12 @@ def converge_with_kills(project: Project, rng: random.Random, figures: Figures, 
             return run
         if run.killed:
             figures.in_flight += findings.journaled > 0
-            if project.lock_holder() is not None and rng.random() >= 0.25:
-                project.unlock_in_process(project.lock_holder()["id"])
-                figures.stale_locks += 1
+            assert project.lock_holder() is None, project.lock_holder()   # died with its holder
             continue
         assert "Traceback" not in run.stderr and "Error:" in run.stderr, run.stderr[-3000:]
-        stale = STALE_LOCK.search(run.stderr)
-        if stale:
-            assert "That process is gone: the lock is stale" in run.stderr, run.stderr
-            project.unlock_in_process(stale.group(1))
-            figures.stale_locks += 1
-        else:
-            figures.gave_up += 1
-            figures.give_up_reports.append(run.stderr.strip()[-1500:])
+        assert "is locked by" not in run.stderr, run.stderr     # no lock outlives its holder
+        figures.gave_up += 1
+        figures.give_up_reports.append(run.stderr.strip()[-1500:])
     raise AssertionError(f"no run converged after {max_runs} runs; last stderr:\n{run.stderr[-3000:]}")
 
 

@@ -19,7 +19,7 @@ from chaos_harness import (
     FAULT_MIX, Emulator, Figures, Project, converge_with_kills, generated_manifests, plan_is_empty,
 )
 
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
 
 APPLY = ("apply", "--auto-approve")
 DESTROY = ("destroy", "--auto-approve")
@@ -43,7 +43,7 @@ def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills
             figures.episodes += 1
             converge_with_kills(project, rng, figures, kills=kills_per_episode, window=window, writes=writes,
                                 command=command)
-            state = LocalStateStore(project.state_path).load()
+            state = LocalStateStore(project.state_path).read()
             assert state.journal == (), f"{what}: journal left after exit 0"
             if command == DESTROY:
                 assert (state.resources, emulator.datasets()) == ({}, {}), f"{what}: objects left"

@@ -17,7 +17,7 @@ from qrvey_iac.adapters.config import load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest
 from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.core.diff import canonical_hash
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.kinds.dataset import DATASET, create_body
@@ -52,7 +52,7 @@ class Rig:
         self.engine = Engine(self.gateway, self.store, progress=self.lines.append)
 
     async def settle(self, manifest: Manifest = MANIFEST) -> State:
-        return await _settled(self.engine, SimpleNamespace(store=self.store), self.store.load(), manifest)
+        return await _settled(self.engine, SimpleNamespace(store=self.store), self.store.read(), manifest)
 
     async def converge(self, manifest: Manifest = MANIFEST):
         state = await self.settle(manifest)
@@ -62,7 +62,7 @@ class Rig:
         return plan
 
     def state(self) -> State:
-        return self.store.load()
+        return self.store.read()
 
     def journal(self, op: str, address: str, dataset_id: str | None, app: AppRef = SALES, **detail) -> None:
         state = self.state()
@@ -74,7 +74,7 @@ class Rig:
             detail={"kind": kind, "applied_hash": canonical_hash(resource.desired) if resource else "",
                     **detail},
         )
-        self.store.save(state.with_journal(entry))
+        self.store.write(state.with_journal(entry).bumped(), state.serial)
 
     def with_marker(self, address: str) -> list[str]:
         return sorted(d["datasetId"] for d in self.emulator.world.datasets.values()
@@ -182,7 +182,7 @@ async def test_two_candidate_views_are_refused_naming_both_and_the_entry_is_kept
     emea = AppRef(view.userId, view.appId)
     extra = await rig.client.create_view(emea, AppRef(orders.userId, orders.appId), orders.connectionId,
                                          name="Orders (EMEA)", custom_attributes={OWNER_ATTRIBUTE: "view.orders-emea"})
-    rig.store.save(state.without_resource("view.orders-emea"))
+    rig.store.write(state.without_resource("view.orders-emea").bumped(), state.serial)
     rig.journal("create", "view.orders-emea", None, app=emea, connectionId=orders.connectionId)
     with pytest.raises(StateError) as raised:
         await rig.settle()
@@ -225,10 +225,10 @@ class RecordingStore(LocalStateStore):
         self.saved: list[State] = []
         self.fails = fails
 
-    def save(self, state: State) -> None:
+    def write(self, state: State, expected_serial: int) -> None:
         if self.fails(state):
             raise OSError(28, "No space left on device")
-        super().save(state)
+        super().write(state, expected_serial)
         self.saved.append(state)
 
 
@@ -248,7 +248,7 @@ async def test_each_call_goes_out_after_its_entry_is_durable_and_apply_returns_w
     try:
         plan, _ = await rig.engine.plan(MANIFEST, State(), "local")
         await rig.engine.apply(plan, State())
-        on_disk = rig.store.load()
+        on_disk = rig.store.read()
         assert on_disk.journal == () and len(on_disk.resources) == 10
         assert len(sent) == 6
     finally:
@@ -264,6 +264,6 @@ async def test_a_result_write_that_fails_stops_the_apply_instead_of_passing_in_s
         plan, _ = await rig.engine.plan(MANIFEST, State(), "local")
         with pytest.raises(StateError, match=r"cannot write the state file \(OSError: \[Errno 28\] No space left"):
             await rig.engine.apply(plan, State())
-        assert len(rig.store.load().journal) > 0      # what did land is still on disk as journal entries
+        assert len(rig.store.read().journal) > 0      # what did land is still on disk as journal entries
     finally:
         await rig.client.aclose()

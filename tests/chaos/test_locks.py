@@ -1,4 +1,4 @@
-"""The state lock when its holder dies: reported stale, broken only by `state unlock ID`."""
+"""The state lock when its holder dies: released by the OS, so the next command proceeds."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,8 @@ from qrvey_iac.cli import cli
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from qrvey_iac.adapters.state_store import LocalStateStore
-    with LocalStateStore(Path(sys.argv[1])).lock("apply") as lock_id:
+    from qrvey_iac.adapters.state.lock import LocalLocker
+    with LocalLocker(Path(sys.argv[1])).lock("apply") as lock_id:
         print(lock_id, flush=True)
         time.sleep(600)
 """)
@@ -35,76 +36,106 @@ def run(*args: str):
     return CliRunner().invoke(cli, list(args))
 
 
-def test_a_sigkilled_holder_is_reported_stale_and_unlock_breaks_it(project):
-    state = project / "state" / "local.json"
+def start_holder(state: Path) -> tuple[subprocess.Popen, str]:
+    """A separate process holding the state's lock (as an apply would); and its lock id."""
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True)
+    return holder, holder.stdout.readline().strip()
+
+
+def killed(holder: subprocess.Popen) -> None:
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+
+
+def test_a_sigkilled_holder_leaves_no_lock_and_the_next_command_proceeds_without_unlock(project):
+    state = project / "state" / "local.json"
+    holder, lock_id = start_holder(state)
     try:
-        lock_id = holder.stdout.readline().strip()
         held = run("apply", "--auto-approve")
         assert held.exit_code == 1
-        assert f"lock id {lock_id}). Wait for it to finish, or pass --lock-timeout to wait." in held.stderr
-        assert "stale" not in held.stderr
+        assert held.stderr == (
+            f"Error: state {Path('state/local.json')} is locked by apply (pid {holder.pid} on {socket.gethostname()}, "
+            f"since {json.loads(state.with_name('local.json.lock').read_text())['started']}, lock id {lock_id}). "
+            "Wait for it to finish, or pass --lock-timeout to wait.\n")
+        refused = run("state", "unlock", lock_id)         # alive here: stopping it is how its lock goes
+        assert refused.exit_code == 1
+        assert "is held by a running process" in refused.stderr
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    started = json.loads(state.with_name("local.json.lock").read_text())["started"]
-    stale = run("apply", "--auto-approve")
-    assert stale.exit_code == 1
-    assert stale.stderr == (
-        f"Error: state {Path('state/local.json')} is locked by apply (pid {holder.pid} on {socket.gethostname()}, "
-        f"since {started}, lock id {lock_id}). That process is gone: the lock is stale; run "
-        f"`qrvey-iac state unlock {lock_id}` to break it.\n")
-    assert not state.exists()                                  # nothing ran
-    wrong = run("state", "unlock", "not-the-lock")
-    assert wrong.exit_code == 1
-    assert f"lock id not-the-lock does not match the lock held: {lock_id}" in wrong.stderr
-    broken = run("state", "unlock", lock_id)
-    assert broken.exit_code == 0, broken.output
-    assert broken.stdout == (f"Unlocked: the lock of apply (pid {holder.pid} on {socket.gethostname()}) "
-                             "is broken.\n")
+        killed(holder)
+    assert state.with_name("local.json.lock").exists()           # the dead holder's file is left...
+    applied = run("apply", "--auto-approve")                      # ...but not its lock: no unlock needed
+    assert applied.exit_code == 0, applied.output
     assert not state.with_name("local.json.lock").exists()
-    assert run("apply", "--auto-approve").exit_code == 0
     again = run("state", "unlock", lock_id)
     assert again.exit_code == 1 and "is not locked" in again.stderr
 
 
-def test_a_holder_on_another_host_is_never_called_stale(project):
+def test_a_waiting_command_gets_the_lock_when_its_holder_is_killed(project):
+    state = project / "state" / "local.json"
+    holder, _ = start_holder(state)
+    try:
+        waiting = subprocess.Popen([sys.executable, "-m", "qrvey_iac", "apply", "--auto-approve", "--lock-timeout", "1m"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert waiting.poll() is None                              # it waits for the lock
+    finally:
+        killed(holder)
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert json.loads(state.read_text())["resources"]
+
+
+def test_a_holder_on_another_host_is_never_taken_over_and_unlock_breaks_it(project):
     lock = project / "state" / "local.json.lock"
     lock.parent.mkdir()
     lock.write_text(json.dumps({"id": "L1", "host": "build-agent-7", "pid": 2 ** 22 + 1, "command": "apply",
-                                "started": "2026-01-01T00:00:00+00:00"}))
+                                "started": "2026-01-01T00:00:00+00:00", "lock": "flock"}))
     result = run("plan")
     assert result.exit_code == 1
     assert "(pid 4194305 on build-agent-7, since 2026-01-01T00:00:00+00:00, lock id L1). Wait for it" in result.stderr
-    assert "stale" not in result.stderr
-    assert run("state", "unlock", "L1").exit_code == 0
+    assert ("If it is no longer running on build-agent-7, run `qrvey-iac state unlock L1` to break its lock."
+            in result.stderr)
+    assert run("state", "unlock", "L2").stderr.startswith("Error: lock id L2 does not match the lock held: L1")
+    unlocked = run("state", "unlock", "L1")
+    assert unlocked.exit_code == 0
+    assert unlocked.stdout == "Unlocked: the lock of apply (pid 4194305 on build-agent-7) is broken.\n"
     assert run("plan").exit_code == 0
 
 
-def test_a_dead_local_pid_is_stale_even_when_the_lock_file_is_old(project):
+def test_a_lock_file_of_a_dead_process_here_does_not_block(project):
+    """As a release before OS locks left it: a lock file alone, its pid gone."""
     lock = project / "state" / "local.json.lock"
     lock.parent.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(json.dumps({"id": "L2", "host": socket.gethostname(), "pid": dead.pid, "command": "destroy",
                                 "started": "2026-01-01T00:00:00+00:00"}))
-    assert os.path.exists(lock)
-    result = run("destroy", "--auto-approve")
+    result = run("apply", "--auto-approve")
+    assert result.exit_code == 0, result.output
+    assert not lock.exists()
+
+
+def test_a_live_holder_of_a_release_before_os_locks_is_respected(project):
+    """Such a holder has no flock for us to find: its lock file and live pid are the lock."""
+    lock = project / "state" / "local.json.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"id": "L3", "host": socket.gethostname(), "pid": os.getpid(), "command": "apply",
+                                "started": "2026-01-01T00:00:00+00:00"}))
+    result = run("apply", "--auto-approve")
     assert result.exit_code == 1
-    assert "That process is gone: the lock is stale; run `qrvey-iac state unlock L2` to break it." in result.stderr
+    assert f"is locked by apply (pid {os.getpid()} on {socket.gethostname()}" in result.stderr
+    assert not (project / "state" / "local.json").exists()
 
 
 def test_a_manifest_mistake_is_reported_at_once_while_another_command_holds_the_lock(project):
     state = project / "state" / "local.json"
     (project / "manifests" / "broken.yaml").write_text(
         "apiVersion: qrvey-iac/v1\nkind: Dataset\nmetadata: {name: b}\nspec: {app: sales, nme: x}\n")
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True)
+    holder, _ = start_holder(state)
     try:
-        holder.stdout.readline()
         result = run("plan", "--lock-timeout", "10m")       # would wait ten minutes for the lock first
         assert result.exit_code == 1
         assert result.stderr.startswith("Error: manifests/broken.yaml:4: spec"), result.stderr
         assert "locked" not in result.stderr
     finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
+        killed(holder)

@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from qrvey_iac.cli import cli
+from qrvey_iac.core.state import STATE_VERSION
 from qrvey_iac.emulator import EmulatorConfig
 from qrvey_iac.emulator.testing import running_server
 
@@ -80,14 +81,14 @@ def test_a_state_of_the_wrong_shape_names_the_field(applied):
 
 def test_a_newer_state_format_is_refused_untouched(applied):
     state = json.loads((applied / STATE).read_text())
-    state["version"] = 2
+    state["version"] = STATE_VERSION + 1
     (applied / STATE).write_text(json.dumps(state))
     before = snapshot(applied / "state")
     for command in (("plan",), ("apply", "--auto-approve"), ("state", "list")):
         result = run(*command)
         assert result.exit_code == 1
-        assert result.stderr == (f"Error: state file {STATE} has format version 2; this qrvey-iac reads up to 1: "
-                                 "upgrade qrvey-iac\n")
+        assert result.stderr == (f"Error: state file {STATE} has format version {STATE_VERSION + 1}; this qrvey-iac "
+                                 f"reads up to {STATE_VERSION}: upgrade qrvey-iac\n")
     assert snapshot(applied / "state") == before
 
 

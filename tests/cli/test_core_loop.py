@@ -146,11 +146,10 @@ def test_apply_asks_and_a_no_changes_nothing(project):
 
 
 def test_second_writer_fails_at_once_naming_the_lock_holder(project):
-    from qrvey_iac.adapters.state_store import LocalStateStore
+    from qrvey_iac.adapters.state.lock import LocalLocker
     import os
 
-    store = LocalStateStore(project.state_path)
-    with store.lock("apply (held by the test)"):
+    with LocalLocker(project.state_path).lock("apply (held by the test)"):
         result = project.run("apply", "--auto-approve")
     assert result.exit_code == 1
     assert f"is locked by apply (held by the test) (pid {os.getpid()} on" in result.stderr

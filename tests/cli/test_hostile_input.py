@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from qrvey_iac.adapters.config import read_config
 from qrvey_iac.adapters.manifest_files import load_manifest
 from qrvey_iac.adapters.plan_file import load_plan
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.variables import merge_variables
 from qrvey_iac.adapters.yaml_source import MAX_FILE_BYTES, parse_documents
 from qrvey_iac.cli import cli
@@ -411,7 +411,7 @@ def test_every_loader_raises_only_its_own_error(workspace, data):
         (lambda: read_config(path), ConfigError),
         (lambda: merge_variables([str(path)], []), ConfigError),
         (lambda: load_plan(path), PlanError),
-        (lambda: LocalStateStore(path).load(), StateError),
+        (lambda: LocalStateStore(path).read(), StateError),
     ):
         try:
             load()

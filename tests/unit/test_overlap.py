@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
-from qrvey_iac.adapters.state_store import LocalStateStore
+from qrvey_iac.adapters.state.local import LocalStateStore
+from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.cli import cli
 from qrvey_iac.core.kinds.dataset import DATASET as DATASET_KIND
 from qrvey_iac.core.errors import ManifestError, TransportError
@@ -146,11 +147,12 @@ async def test_a_manifest_error_wins_over_a_read_that_already_failed():
 
 def test_the_lock_leaves_no_folder_it_created_unless_something_was_saved(tmp_path):
     store = LocalStateStore(tmp_path / "a" / "b" / "local.json")
-    with store.lock("plan"):
+    locker = LocalLocker(tmp_path / "a" / "b" / "local.json")
+    with locker.lock("plan"):
         assert (tmp_path / "a" / "b" / "local.json.lock").exists()
     assert not (tmp_path / "a").exists()
-    with store.lock("apply"):
-        store.save(State())
+    with locker.lock("apply"):
+        store.write(State(serial=1), 0)
     assert store.exists() and not (tmp_path / "a" / "b" / "local.json.lock").exists()
 
 

@@ -178,8 +178,8 @@ class DatasetViewKind(Kind):
 
     async def create(self, api: QrveyApi, entry: JournalEntry, desired: dict[str, Any]) -> dict[str, Any]:
         app = AppRef(entry.userId, entry.appId)
-        source = entry.detail["source"]
-        view = await api.clone_view(app, AppRef(source["userId"], source["appId"]), entry.detail["connectionId"],
+        source = entry.detail.source or {}
+        view = await api.clone_view(app, AppRef(source["userId"], source["appId"]), entry.detail.connectionId or "",
                                     desired["name"], desired.get("customAttributes"))
         return await self.finish_landed(api, entry, view, desired)
 
@@ -207,7 +207,7 @@ def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) ->
     tracked = {r.datasetId for a, r in state.resources.items() if a != entry.address}
     matches = [
         item for item in items
-        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.get("connectionId")
+        if (item.get("sourceDataset") or {}).get("connectionId") == entry.detail.connectionId
         and (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == entry.address
         and item.get("datasetId") not in tracked
     ]

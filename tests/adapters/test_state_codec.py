@@ -1,0 +1,123 @@
+"""The state codec: the format's history (one upgrader per version), and the text it writes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from qrvey_iac.adapters.state.codec import UPGRADERS, decode, dump_json, encode
+from qrvey_iac.cli import cli
+from qrvey_iac.core.errors import StateError
+from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, ResourceState, State
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+V1 = FIXTURES / "state-v1-d8bcedc.json"      # written by the release before format 2 (see its README)
+
+
+def v1() -> dict:
+    return json.loads(V1.read_text())
+
+
+def test_a_state_written_by_the_previous_release_loads_with_its_journal_typed():
+    state = decode(V1.read_text(), "state file old.json")
+    assert state.version == STATE_VERSION == 2
+    assert (state.lineage, state.serial) == (v1()["lineage"], v1()["serial"])
+    assert state.resources["dataset.orders"].kind == "Dataset"
+    assert state.resources["view.orders-emea"].source["address"] == "dataset.orders"
+    create, update = state.journal
+    assert isinstance(create.detail, JournalDetail)
+    assert (create.op, create.address, create.datasetId) == ("create", "view.orders-latam", None)
+    assert create.detail.kind == "DatasetView"
+    assert create.detail.connectionId == v1()["journal"][0]["detail"]["connectionId"]
+    assert create.detail.marker == {"qrveyIacAddress": "view.orders-latam"}
+    assert create.detail.source["address"] == "dataset.orders"
+    assert (update.op, update.detail.kind, update.detail.previous_hash) == (
+        "update", "Dataset", v1()["journal"][1]["detail"]["previous_hash"])
+    assert update.detail.managed == v1()["journal"][1]["detail"]["managed"]
+
+
+def test_the_converted_state_is_written_as_the_current_format_and_reads_back_the_same():
+    state = decode(v1(), "old")
+    text = encode(state)
+    written = json.loads(text)
+    assert written["version"] == STATE_VERSION
+    assert written["journal"][0]["detail"]["connectionId"] == v1()["journal"][0]["detail"]["connectionId"]
+    assert decode(text, "new") == state
+    assert written["resources"] == v1()["resources"]          # format 2 changed the journal only
+
+
+def test_a_v1_detail_without_kind_meant_a_dataset_and_keys_nobody_read_are_dropped():
+    old = v1()
+    old["journal"] = [{"id": "j", "op": "delete", "address": "dataset.x", "datasetId": "d", "appId": "a",
+                       "userId": "u", "detail": {"note": "never read"}}]
+    (entry,) = decode(old, "old").journal
+    assert entry.detail == JournalDetail(kind="Dataset")
+
+
+def test_a_v1_file_without_a_version_is_version_1():
+    old = v1()
+    del old["version"]
+    assert decode(old, "old").journal[0].detail.kind == "DatasetView"
+
+
+def test_a_newer_format_is_refused():
+    newer = {**json.loads(encode(State())), "version": STATE_VERSION + 1, "someday": {"x": 1}}
+    with pytest.raises(StateError) as caught:
+        decode(newer, "state file s.json")
+    assert str(caught.value) == (f"state file s.json has format version {STATE_VERSION + 1}; this qrvey-iac "
+                                 f"reads up to {STATE_VERSION}: upgrade qrvey-iac")
+
+
+@pytest.mark.parametrize("version", [0, -1, "2", True, None])
+def test_a_version_that_is_not_one_is_invalid(version):
+    with pytest.raises(StateError, match=r"^s is invalid at version: not a format version"):
+        decode({"version": version}, "s")
+
+
+def test_every_older_version_has_exactly_one_upgrader():
+    assert sorted(UPGRADERS) == list(range(1, STATE_VERSION))
+
+
+def test_a_current_detail_is_strict():
+    state = json.loads(encode(State(journal=(JournalEntry(id="j", op="create", address="dataset.x", appId="a",
+                                                          userId="u", detail=JournalDetail(kind="Dataset")),))))
+    state["journal"][0]["detail"]["conectionId"] = "typo"
+    with pytest.raises(StateError, match=r"^s is invalid at journal\.0\.detail\.conectionId: Extra inputs"):
+        decode(state, "s")
+
+
+@pytest.mark.parametrize("text", ["", "{", "[1]", '"x"', "[" * 100_000])
+def test_text_that_is_not_a_state_is_a_state_error(text):
+    with pytest.raises(StateError, match=r"^s is (unreadable|invalid)"):
+        decode(text, "s")
+
+
+def test_the_text_is_the_plain_sorted_dump():
+    view = ResourceState(kind="DatasetView", datasetId="v", appId="a", userId="u",
+                         source={"address": "dataset.o", "datasetId": "o", "appId": "a", "userId": "u"})
+    state = State(serial=3, resources={"view.é": view, "dataset.a": ResourceState(
+        kind="Dataset", datasetId="d", appId="a", userId="u", protect=True)})
+    text = encode(state)
+    assert text == json.dumps(state.model_dump(mode="json"), indent=2, sort_keys=True) + "\n" == dump_json(
+        state.model_dump(mode="json"))
+    assert list(json.loads(text)["resources"]) == ["dataset.a", "view.é"]
+
+
+def test_the_cli_upgrades_an_old_state_file_on_its_first_write_and_keeps_the_old_one_as_backup(example_dir):
+    state = example_dir / "state" / "local.json"
+    state.parent.mkdir()
+    shutil.copy(V1, state)
+    listed = CliRunner().invoke(cli, ["state", "list"])
+    assert listed.exit_code == 0, listed.output
+    assert "pending: create view.orders-latam in app a-apac (dataset not known yet" in listed.stderr
+    assert state.read_bytes() == V1.read_bytes()                      # reading writes nothing
+    planned = CliRunner().invoke(cli, ["plan"])                       # settles the journal: a write
+    assert planned.exit_code == 0, planned.output
+    written = json.loads(state.read_text())
+    assert (written["version"], written["lineage"], written["journal"]) == (2, v1()["lineage"], [])
+    assert written["serial"] == v1()["serial"] + 1
+    assert state.with_name("local.json.backup").read_bytes() == V1.read_bytes()
