@@ -1,0 +1,150 @@
+"""The use cases (engine, journal, flows) over in-memory ports: no HTTP, no files.
+
+A wrong engine would duplicate an object whose create answer was lost, skip the journal,
+or plan changes right after an apply; each test below would catch one of those.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+import pytest
+from fakes.qrvey import FakeQrvey
+from fakes.state import MemoryLocker, MemoryStateStore
+
+from qrvey_iac.core.errors import ApplyError
+from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.dataset import DatasetSpec
+from qrvey_iac.core.kinds.view import DatasetViewSpec
+from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.engine import Engine
+from qrvey_iac.flows import RunOptions, converge, make_plan
+
+pytestmark = pytest.mark.anyio
+SALES, EMEA = AppRef("u1", "a-sales"), AppRef("u2", "a-emea")
+
+
+def dataset(name="orders", shared=True, display="Orders"):
+    spec = DatasetSpec.model_validate({
+        "app": "sales", "name": display, "shared": shared,
+        "datasources": [{"name": "Orders", "connectionId": "c1", "connectorType": "MSSQL_LIVE", "tableName": "o"}],
+        "columns": [{"columnName": "Total", "columnType": "NUMBER"}],
+    })
+    return Resource(f"dataset.{name}", "Dataset", SALES, "sales", spec, ())
+
+
+def view(name="orders-emea", source="dataset.orders", columns=()):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": source, "name": "Orders (EMEA)",
+                                           "columns": list(columns)})
+    return Resource(f"view.{name}", "DatasetView", EMEA, "emea", spec, (source,))
+
+
+def manifest(*resources) -> Manifest:
+    return Manifest(resources={r.address: r for r in resources}, digest="d")
+
+
+def marked(qrvey: FakeQrvey, address: str) -> list[str]:
+    return sorted(o["datasetId"] for o in qrvey.objects.values()
+                  if (o.get("customAttributes") or {}).get(OWNER_ATTRIBUTE) == address)
+
+
+async def converge_once(engine: Engine, store: MemoryStateStore, wanted: Manifest):
+    plan, _ = await engine.plan(wanted, store.read(), "test")
+    await engine.apply(plan, store.read())
+    return plan
+
+
+async def test_apply_over_fakes_converges_and_records_every_id():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    wanted = manifest(dataset(), view(columns=[{"column": "Total", "columnName": "Amount"}]))
+    plan = await converge_once(engine, store, wanted)
+    assert [(a.op, a.address) for a in plan.changes] == [
+        ("create", "dataset.orders"), ("share", "dataset.orders"), ("create", "view.orders-emea")]
+    state = store.read()
+    assert state.journal == ()
+    assert {a: r.datasetId for a, r in state.resources.items()} == {
+        "dataset.orders": marked(qrvey, "dataset.orders")[0], "view.orders-emea": marked(qrvey, "view.orders-emea")[0]}
+    assert qrvey.objects[state.resources["view.orders-emea"].datasetId]["columns"][0]["columnName"] == "Amount"
+    again, _ = await engine.plan(wanted, state, "test")
+    assert not again.has_changes                      # the convergence law, on the fakes
+
+
+async def test_a_lost_create_answer_is_found_again_not_duplicated():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    qrvey.lose_answer("create_dataset")               # the dataset lands; its answer does not
+    qrvey.lose_answer("clone_view")                   # the view lands; its answer does not
+    engine = Engine(qrvey, store)
+    await converge_once(engine, store, manifest(dataset(), view()))
+    assert len(marked(qrvey, "dataset.orders")) == 1 and len(marked(qrvey, "view.orders-emea")) == 1
+    assert [op for op, _ in qrvey.writes()].count("create_dataset") == 1
+    assert [op for op, _ in qrvey.writes()].count("clone_view") == 1
+    assert set(store.read().resources) == {"dataset.orders", "view.orders-emea"}
+
+
+async def test_a_create_that_did_not_land_is_sent_again_with_the_same_id():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    qrvey.fail("create_dataset")
+    engine = Engine(qrvey, store)
+    await converge_once(engine, store, manifest(dataset(shared=False)))
+    sent = [what for op, what in qrvey.writes() if op == "create_dataset"]
+    assert len(sent) == 2 and sent[0] == sent[1] == store.read().resources["dataset.orders"].datasetId
+
+
+async def test_a_failed_view_create_keeps_its_journal_entry_when_the_outcome_stays_unknown():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    await converge_once(engine, store, manifest(dataset()))
+    qrvey.fail("clone_view", times=10)
+    with pytest.raises(ApplyError, match="outcome unknown"):
+        await converge_once(engine, store, manifest(dataset(), view()))
+    [entry] = store.read().journal
+    assert (entry.op, entry.address, entry.detail.kind) == ("create", "view.orders-emea", "DatasetView")
+    assert entry.detail.marker == {OWNER_ATTRIBUTE: "view.orders-emea"}
+
+
+class FakeWorkspace:
+    """ports.Workspace over the fakes."""
+
+    def __init__(self) -> None:
+        self.environment_name = "test"
+        self.store, self.locker, self.qrvey_fake = MemoryStateStore(), MemoryLocker(), FakeQrvey()
+
+    def parallelism(self, requested):
+        return requested or 4
+
+    @asynccontextmanager
+    async def qrvey(self, parallelism, rate_limit=None):
+        yield self.qrvey_fake
+
+
+class QuietUI:
+    def __init__(self) -> None:
+        self.shown = []
+
+    def progress(self, message):
+        pass
+
+    def learn_secrets(self, secrets):
+        pass
+
+    def show_plan(self, plan):
+        self.shown.append(plan)
+
+    def confirm(self, command):
+        return True
+
+
+async def test_the_command_flows_run_on_ports_alone():
+    workspace, ui = FakeWorkspace(), QuietUI()
+    wanted = manifest(dataset(), view())
+
+    async def read_manifest():
+        return wanted
+
+    applied = await converge(workspace, read_manifest, ui, RunOptions(command="apply", auto_approve=True))
+    assert applied is not None and len(applied.changes) == 3
+    assert not workspace.locker.is_locked()           # released after the command
+    plan = await make_plan(workspace, read_manifest, ui, RunOptions())
+    assert not plan.has_changes and plan.environment == "test"
