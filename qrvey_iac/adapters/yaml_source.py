@@ -12,7 +12,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass, field
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,18 +232,31 @@ def _flow_depth_bound(brackets: str, limit: int) -> int:
 def _line_deeper_than(text: str, limit: int) -> int | None:
     """The line where the nesting first goes past ``limit``, read from the parser's events
     (an iterative pass); None when it never does, or when a syntax error comes first (the
-    normal parse reports it, having nested no deeper than ``limit`` to get there)."""
+    normal parse reports it, having nested no deeper than ``limit`` to get there).
+
+    libyaml refuses to scan past its own nesting limit (1000 levels in the libyaml of
+    PyYAML 6.0.4's wheels), and it can scan that far ahead of the events, looking for the
+    end of a possible key: ``[`` x 1001 fails before the first event. So a stream libyaml
+    rejects is read again by the pure-Python parser, whose answer is the one that counts.
+    """
+    loaders = (yaml.SafeLoader,) if FAST_LOADER is None else (FAST_LOADER, yaml.SafeLoader)
+    for loader in loaders:
+        try:
+            return _first_line_deeper_than(yaml.parse(text, Loader=loader), limit)
+        except yaml.YAMLError:
+            continue
+    return None
+
+
+def _first_line_deeper_than(events: Iterable[yaml.Event], limit: int) -> int | None:
     depth = 0
-    try:
-        for event in yaml.parse(text, Loader=FAST_LOADER or yaml.SafeLoader):
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                depth += 1
-                if depth > limit:
-                    return event.start_mark.line + 1
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-                depth -= 1
-    except yaml.YAMLError:
-        return None
+    for event in events:
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > limit:
+                return event.start_mark.line + 1
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
     return None
 
 
