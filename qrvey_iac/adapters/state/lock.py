@@ -107,7 +107,10 @@ class LocalLocker:
             raise StateError(f"state {self.state_path} is not locked")
         if holder.get("id") != lock_id:
             raise StateError(f"lock id {lock_id} does not match the lock held: {holder.get('id')}")
-        fd = _open_flocked(lock_path)
+        try:
+            fd = _open_flocked(lock_path)
+        except FileNotFoundError:           # released since it was read
+            raise StateError(f"state {self.state_path} is not locked") from None
         if fd is None:
             raise StateError(
                 f"lock {lock_id} is held by a running process ({_who(holder)}); it cannot be broken while "
