@@ -217,8 +217,10 @@ class _ApplyRun:
         """Wait for the results still being written; a failure there keeps the apply's report."""
         try:
             await self.engine.durable()
-        except StateError as exc:
-            raise StateError(f"{report}\n{exc}" if report else str(exc)) from None
+        except StateError as exc:     # re-raised as it is (a StateConflictError stays one), report first
+            if report:
+                exc.args = (f"{report}\n{exc}", *exc.args[1:])
+            raise
 
     async def _guarded(self, step: Step) -> None:
         async with self.limit:

@@ -12,7 +12,7 @@ import pytest
 from fakes.qrvey import FakeQrvey
 from fakes.state import MemoryLocker, MemoryStateStore
 
-from qrvey_iac.core.errors import ApplyError
+from qrvey_iac.core.errors import ApplyError, StateConflictError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.kinds.dataset import DatasetSpec
@@ -148,3 +148,31 @@ async def test_the_command_flows_run_on_ports_alone():
     assert not workspace.locker.is_locked()           # released after the command
     plan = await make_plan(workspace, read_manifest, ui, RunOptions())
     assert not plan.has_changes and plan.environment == "test"
+
+
+class TakenOver(MemoryStateStore):
+    """A store another writer took over after ``allowed`` writes: every later write is refused."""
+
+    def __init__(self, allowed: int) -> None:
+        super().__init__()
+        self.allowed = allowed
+
+    def write(self, state, expected_serial):
+        if self.allowed == 0:
+            raise StateConflictError("state changed by another writer", expected_serial, expected_serial + 5)
+        self.allowed -= 1
+        super().write(state, expected_serial)
+
+
+@pytest.mark.parametrize("allowed, reported", [(0, True), (1, False)])
+async def test_a_refused_state_write_stops_apply_as_a_conflict(allowed, reported):
+    """Refused at the first journal write, the step fails and apply's report comes first;
+    refused when results are recorded, the conflict comes alone. Either way it stays a
+    StateConflictError, for callers that tell another writer from a full disk."""
+    qrvey, store = FakeQrvey(), TakenOver(allowed)
+    engine = Engine(qrvey, store)
+    plan, _ = await engine.plan(manifest(dataset(shared=False), dataset("other", shared=False)), store.read(), "t")
+    with pytest.raises(StateConflictError, match="another writer") as caught:
+        await engine.apply(plan, store.read())
+    assert ("apply stopped" in str(caught.value)) is reported
+    assert [op for op, _ in qrvey.writes()] == ([] if reported else ["create_dataset", "create_dataset"])
