@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import gc
 import json
 import logging
@@ -11,7 +10,6 @@ import os
 import re
 import sys
 import time
-import traceback
 from secrets import token_hex
 from collections.abc import Coroutine
 from pathlib import Path
@@ -20,15 +18,15 @@ from typing import Any, TypeVar
 import click
 
 from qrvey_iac import __version__
-from qrvey_iac.core.errors import ConfigError, InputError, Problem, QrveyIacError
+from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
+from qrvey_iac.cli_tools import emulator, state
+from qrvey_iac.core.errors import ConfigError, Problem
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.render import render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
-from qrvey_iac.wiring import Workspace
 
-KNOWN_SECRETS: set[str] = set()     # every secret this process has read: masked in errors too
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
 T = TypeVar("T")
@@ -103,60 +101,6 @@ def run_async(coroutine: Coroutine[Any, Any, T], *, pause_collector: bool = Fals
     return box[0]
 
 
-def reports_errors(fn):
-    """The single error boundary: ``Error: ...`` on stderr, exit code, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except InputError as exc:
-            _debug_trace(kwargs)
-            for problem in exc.problems:
-                click.echo(f"Error: {problem}", err=True)
-            noun = "problem" if len(exc.problems) == 1 else "problems"
-            click.echo(f"{len(exc.problems)} {noun} found; nothing was changed.", err=True)
-            sys.exit(exc.exit_code)
-        except QrveyIacError as exc:
-            _fail(kwargs, str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail(kwargs, "interrupted; the state holds everything that was done", 130)
-        except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
-            _fail(kwargs, f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for details)", 1)
-
-    return wrapper
-
-
-def _debug_trace(kwargs: dict) -> None:
-    if kwargs.get("debug"):
-        traceback.print_exc()
-
-
-def _fail(kwargs: dict, message: str, code: int) -> None:
-    _debug_trace(kwargs)
-    message = mask_text(message, frozenset(KNOWN_SECRETS))
-    click.echo("Error: " + message.replace("\n", "\n  ").rstrip(), err=True)
-    sys.exit(code)
-
-
-def environment_options(fn):
-    options = [
-        click.option("--env", "env", metavar="NAME", help="Environment from the config (default: defaultEnvironment)."),
-        click.option("--config", default="qrvey-iac.yaml", show_default=True, metavar="FILE",
-                     help="Project config with the environments."),
-        click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-                     help="Set a manifest variable (repeatable); wins over --var-file and the config."),
-        click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-                     help="YAML mapping of variables (repeatable)."),
-        click.option("--debug", is_flag=True, help="Show tracebacks and HTTP debug logs."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 def run_options(fn):
     options = [
         click.option("--parallelism", type=click.IntRange(1, 256), metavar="N",
@@ -189,18 +133,6 @@ def parse_rate(text: str | None) -> float | None:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError([Problem("--rate-limit", None, "", f"expected N/s with N > 0, e.g. 20/s; got {text!r}")])
     return float(match.group(1))
-
-
-def open_workspace(kwargs: dict[str, Any]) -> Workspace:
-    from qrvey_iac.adapters.variables import merge_variables
-
-    KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
-    if kwargs.get("debug"):
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
 
 
 def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
@@ -400,8 +332,6 @@ def exit_now(code: int | str | None) -> None:
             code = code or 1
     os._exit(code or 0)
 
-
-from qrvey_iac.cli_tools import emulator, state  # noqa: E402 - they use the helpers above
 
 cli.add_command(state)
 cli.add_command(emulator)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from qrvey_iac.cli import environment_options, open_workspace, reports_errors
+from qrvey_iac.cli_support import environment_options, open_workspace, reports_errors
 from qrvey_iac.core.errors import ConfigError, Problem, StateError
 from qrvey_iac.core.models import ADDRESS_PATTERN
 from qrvey_iac.core.state import State
