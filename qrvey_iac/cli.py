@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
-import logging
-import os
 import re
 import sys
 import time
@@ -18,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from qrvey_iac import __version__
+from qrvey_iac.adapters.runtime import large_batch
 from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
 from qrvey_iac.cli_tools import emulator, state
 from qrvey_iac.core.errors import ConfigError, Problem
@@ -30,7 +28,6 @@ from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_d
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
 T = TypeVar("T")
-GC_THRESHOLD = 50_000   # objects allocated between two young collections (Python: 700)
 
 
 class Console:
@@ -73,31 +70,18 @@ def render(plan: Plan, output: str, secrets: frozenset[str]) -> str:
     return render_text(plan, secrets)
 
 
-def run_async(coroutine: Coroutine[Any, Any, T], *, pause_collector: bool = False) -> T:
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, with the result kept out of the task.
 
     On the way out, asyncio.run's SIGINT bookkeeping formats the repr of its finished
-    task, result included: for a 10,000-action plan that is a second of pure waste.
-
-    ``pause_collector`` (plan, drift) runs with the cyclic collector off. Those commands build
-    millions of long-lived objects (manifests, live objects, the plan) and make no cyclic
-    garbage that grows with them (tests/cli/test_no_cycles.py); with the collector on,
-    each object was scanned young and again in a full collection: 1.6 s of a
-    10,000-dataset plan, 5% at 1,000. Apply keeps it on: its retries and errors may.
+    task, result included: for a large plan that is pure waste.
     """
     box: list[T] = []
 
     async def main() -> None:
         box.append(await coroutine)
 
-    paused = pause_collector and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        asyncio.run(main())
-    finally:
-        if paused:
-            gc.enable()
+    asyncio.run(main())
     return box[0]
 
 
@@ -188,8 +172,8 @@ def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
-    result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")),
-                       pause_collector=True)
+    with large_batch():
+        result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))
     console.show_plan(result)
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
@@ -267,8 +251,9 @@ def drift(**kwargs):
     """
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
-    result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console, options_of(kwargs, "drift")),
-                                  pause_collector=True)
+    with large_batch():
+        result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console,
+                                                 options_of(kwargs, "drift")))
     if kwargs["output"] == "text":
         click.echo(render_drift_text(result, console.secrets), nl=False)
     else:
@@ -301,36 +286,10 @@ def schema():
 
 
 def main() -> None:
-    """The console script: one command, then out without tearing the heap down."""
-    # One command per process, building large and mostly acyclic structures (manifests,
-    # live objects, plans): at the default threshold (700) the collector rescans them
-    # thousands of times, 4.7 s of a 10,000-dataset plan. 50,000 makes that 1.4 s.
-    gc.set_threshold(GC_THRESHOLD, 10, 10)
-    try:
-        cli(prog_name="qrvey-iac")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    exit_now(code)
-
-
-def exit_now(code: int | str | None) -> None:
-    """Exit without freeing every object one by one (0.5 s after a 10,000-dataset plan).
-
-    Everything that matters is already durable: the state and plan files are written and
-    fsynced before a command returns, the lock is released by its ``with``. What is left is
-    buffered output, flushed here; then os._exit skips the interpreter's teardown.
-    """
-    if isinstance(code, str):
-        click.echo(code, err=True)
-        code = 1
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):      # a closed pipe (| head): nothing more can be said
-            code = code or 1
-    os._exit(code or 0)
+    """The console script. A reader of stdout that went away (``| head``) ends it with exit
+    code 1 and no traceback: click.echo flushes every line, and click handles the
+    BrokenPipeError that raises (the error boundary lets it through)."""
+    cli(prog_name="qrvey-iac")
 
 
 cli.add_command(state)
