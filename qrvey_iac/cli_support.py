@@ -28,6 +28,8 @@ def reports_errors(fn):
             return fn(*args, **kwargs)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:
+            raise           # the reader of stdout went away (| head): click ends quietly, exit code 1
         except InputError as exc:
             _debug_trace(kwargs)
             for problem in exc.problems:
