@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import gc
 import json
-import logging
-import os
 import re
 import sys
 import time
-import traceback
 from secrets import token_hex
 from collections.abc import Coroutine
 from pathlib import Path
@@ -20,19 +15,19 @@ from typing import Any, TypeVar
 import click
 
 from qrvey_iac import __version__
-from qrvey_iac.core.errors import ConfigError, InputError, Problem, QrveyIacError
+from qrvey_iac.adapters.runtime import large_batch
+from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
+from qrvey_iac.cli_tools import emulator, state
+from qrvey_iac.core.errors import ConfigError, Problem
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.render import render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
-from qrvey_iac.wiring import Workspace
 
-KNOWN_SECRETS: set[str] = set()     # every secret this process has read: masked in errors too
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
 T = TypeVar("T")
-GC_THRESHOLD = 50_000   # objects allocated between two young collections (Python: 700)
 
 
 class Console:
@@ -75,86 +70,19 @@ def render(plan: Plan, output: str, secrets: frozenset[str]) -> str:
     return render_text(plan, secrets)
 
 
-def run_async(coroutine: Coroutine[Any, Any, T], *, pause_collector: bool = False) -> T:
+def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run``, with the result kept out of the task.
 
     On the way out, asyncio.run's SIGINT bookkeeping formats the repr of its finished
-    task, result included: for a 10,000-action plan that is a second of pure waste.
-
-    ``pause_collector`` (plan, drift) runs with the cyclic collector off. Those commands build
-    millions of long-lived objects (manifests, live objects, the plan) and make no cyclic
-    garbage that grows with them (tests/cli/test_no_cycles.py); with the collector on,
-    each object was scanned young and again in a full collection: 1.6 s of a
-    10,000-dataset plan, 5% at 1,000. Apply keeps it on: its retries and errors may.
+    task, result included: for a large plan that is pure waste.
     """
     box: list[T] = []
 
     async def main() -> None:
         box.append(await coroutine)
 
-    paused = pause_collector and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
-        asyncio.run(main())
-    finally:
-        if paused:
-            gc.enable()
+    asyncio.run(main())
     return box[0]
-
-
-def reports_errors(fn):
-    """The single error boundary: ``Error: ...`` on stderr, exit code, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
-            raise
-        except InputError as exc:
-            _debug_trace(kwargs)
-            for problem in exc.problems:
-                click.echo(f"Error: {problem}", err=True)
-            noun = "problem" if len(exc.problems) == 1 else "problems"
-            click.echo(f"{len(exc.problems)} {noun} found; nothing was changed.", err=True)
-            sys.exit(exc.exit_code)
-        except QrveyIacError as exc:
-            _fail(kwargs, str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail(kwargs, "interrupted; the state holds everything that was done", 130)
-        except Exception as exc:  # noqa: BLE001 - the boundary: nothing escapes as a traceback
-            _fail(kwargs, f"internal error: {exc.__class__.__name__}: {exc} (run with --debug for details)", 1)
-
-    return wrapper
-
-
-def _debug_trace(kwargs: dict) -> None:
-    if kwargs.get("debug"):
-        traceback.print_exc()
-
-
-def _fail(kwargs: dict, message: str, code: int) -> None:
-    _debug_trace(kwargs)
-    message = mask_text(message, frozenset(KNOWN_SECRETS))
-    click.echo("Error: " + message.replace("\n", "\n  ").rstrip(), err=True)
-    sys.exit(code)
-
-
-def environment_options(fn):
-    options = [
-        click.option("--env", "env", metavar="NAME", help="Environment from the config (default: defaultEnvironment)."),
-        click.option("--config", default="qrvey-iac.yaml", show_default=True, metavar="FILE",
-                     help="Project config with the environments."),
-        click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-                     help="Set a manifest variable (repeatable); wins over --var-file and the config."),
-        click.option("--var-file", "var_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-                     help="YAML mapping of variables (repeatable)."),
-        click.option("--debug", is_flag=True, help="Show tracebacks and HTTP debug logs."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
 
 
 def run_options(fn):
@@ -189,18 +117,6 @@ def parse_rate(text: str | None) -> float | None:
     if not match or float(match.group(1)) <= 0:
         raise ConfigError([Problem("--rate-limit", None, "", f"expected N/s with N > 0, e.g. 20/s; got {text!r}")])
     return float(match.group(1))
-
-
-def open_workspace(kwargs: dict[str, Any]) -> Workspace:
-    from qrvey_iac.adapters.variables import merge_variables
-
-    KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
-    if kwargs.get("debug"):
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-    variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
 
 
 def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
@@ -255,8 +171,8 @@ def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
-    result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")),
-                       pause_collector=True)
+    with large_batch():
+        result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))
     console.show_plan(result)
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
@@ -334,8 +250,9 @@ def drift(**kwargs):
     """
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
-    result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console, options_of(kwargs, "drift")),
-                                  pause_collector=True)
+    with large_batch():
+        result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console,
+                                                 options_of(kwargs, "drift")))
     if kwargs["output"] == "text":
         click.echo(render_drift_text(result, console.secrets), nl=False)
     else:
@@ -368,39 +285,11 @@ def schema():
 
 
 def main() -> None:
-    """The console script: one command, then out without tearing the heap down."""
-    # One command per process, building large and mostly acyclic structures (manifests,
-    # live objects, plans): at the default threshold (700) the collector rescans them
-    # thousands of times, 4.7 s of a 10,000-dataset plan. 50,000 makes that 1.4 s.
-    gc.set_threshold(GC_THRESHOLD, 10, 10)
-    try:
-        cli(prog_name="qrvey-iac")
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code
-    exit_now(code)
+    """The console script. A reader of stdout that went away (``| head``) ends it with exit
+    code 1 and no traceback: click.echo flushes every line, and click handles the
+    BrokenPipeError that raises (the error boundary lets it through)."""
+    cli(prog_name="qrvey-iac")
 
-
-def exit_now(code: int | str | None) -> None:
-    """Exit without freeing every object one by one (0.5 s after a 10,000-dataset plan).
-
-    Everything that matters is already durable: the state and plan files are written and
-    fsynced before a command returns, the lock is released by its ``with``. What is left is
-    buffered output, flushed here; then os._exit skips the interpreter's teardown.
-    """
-    if isinstance(code, str):
-        click.echo(code, err=True)
-        code = 1
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):      # a closed pipe (| head): nothing more can be said
-            code = code or 1
-    os._exit(code or 0)
-
-
-from qrvey_iac.cli_tools import emulator, state  # noqa: E402 - they use the helpers above
 
 cli.add_command(state)
 cli.add_command(emulator)

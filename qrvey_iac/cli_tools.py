@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from qrvey_iac.cli import environment_options, open_workspace, reports_errors
+from qrvey_iac.cli_support import environment_options, open_workspace, reports_errors
 from qrvey_iac.core.errors import ConfigError, Problem, StateError
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from qrvey_iac.core.manifest import Manifest, Resource
 DOCUMENT = TypeAdapter(KINDS.document_union())
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
-MAX_DEFERRALS = 100   # turns the loader gives away in a row before it takes one anyway
 
 
 def manifest_files(folder: Path) -> list[Path]:
@@ -39,36 +38,19 @@ def load_manifest(*args: Any, **kwargs: Any) -> Manifest:
 
 
 async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
-    """load_manifest inside a running event loop, at low priority.
+    """load_manifest inside a running event loop, taking turns with the other tasks.
 
     Parsing is CPU work; a refresh is mostly waiting. Run together, the manifests are read
-    in the gaps between Qrvey's answers: one document at a time, and only when the loop has
-    nothing else ready to run. An answer therefore waits on the parser for at most about
-    one document (~0.5 ms), not for a whole file; 1,500 documents (~0.8 s of parsing) then
-    add almost nothing to a plan.
+    in the gaps between Qrvey's answers: one document per turn of the loop, so an answer
+    waits on the parser for at most about one document, not for a whole file.
     """
     steps = load_steps(*args, **kwargs)
-    busy = _loop_busy(asyncio.get_running_loop())
-    deferred = 0
     while True:
         await asyncio.sleep(0)
-        if busy() and deferred < MAX_DEFERRALS:
-            deferred += 1
-            continue
-        deferred = 0
         try:
             next(steps)
         except StopIteration as done:
             return done.value
-
-
-def _loop_busy(loop: asyncio.AbstractEventLoop) -> Callable[[], bool]:
-    """Whether other callbacks are ready to run. asyncio's own loops keep them in ``_ready``
-    (not public API: a loop without it makes the loader simply take turns)."""
-    ready = getattr(loop, "_ready", None)
-    if ready is None:
-        return lambda: False
-    return lambda: bool(ready)
 
 
 def load_steps(

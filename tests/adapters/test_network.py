@@ -1,6 +1,7 @@
-"""The client's sockets on asyncio streams (adapters/qrvey/network.py), against small local
-servers: plain and TLS answers, every failure mapped to the httpx type the retry rules
-expect, a kept-alive connection the server closed never reused, proxies left to httpx."""
+"""The client's transport (adapters/qrvey/network.py: httpcore's pool on asyncio streams, behind
+httpx's public transport interface), against small local servers: plain and TLS answers,
+every failure mapped to the httpx type the retry rules expect, a kept-alive connection the
+server closed never reused, proxies left to httpx."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import httpcore
 import httpx
 import pytest
 
@@ -40,8 +42,10 @@ async def read_request(reader: asyncio.StreamReader) -> None:
     await reader.readuntil(b"\r\n\r\n")
 
 
-def answering(times: int = 100, close_after: bool = False) -> Handler:
+def answering(times: int = 100, close_after: bool = False, accepted: list | None = None) -> Handler:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if accepted is not None:
+            accepted.append(writer.get_extra_info("peername"))
         try:
             for _ in range(times):
                 await read_request(reader)
@@ -75,12 +79,27 @@ def connects(monkeypatch) -> list[tuple]:
     return opened
 
 
-async def test_answers_come_back_over_plain_tcp_and_connections_are_reused(connects):
-    async with server(answering()) as port, client() as http:
+async def test_answers_come_back_over_asyncio_streams_and_connections_are_reused():
+    accepted: list = []
+    async with server(answering(accepted=accepted)) as port, client() as http:
         for _ in range(5):
             response = await http.get(f"http://127.0.0.1:{port}/x")
             assert response.json() == {"ok": 1}
-    assert len(connects) == 1        # the pool is ours (httpx still uses it) and keeps the connection
+            assert isinstance(response.extensions["network_stream"], network.AsyncioStream)
+    assert len(accepted) == 1        # the pool keeps the connection alive between calls
+
+
+async def test_a_body_is_streamed_and_a_connection_busy_with_one_is_not_shared():
+    accepted: list = []
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with server(answering(accepted=accepted)) as port:
+        async with httpx.AsyncClient(transport=network.pooled_transport(one), timeout=2.0) as http:
+            async with http.stream("GET", f"http://127.0.0.1:{port}/a") as streamed:
+                with pytest.raises(httpx.PoolTimeout):      # the only connection is still reading a body
+                    await http.get(f"http://127.0.0.1:{port}/b", timeout=httpx.Timeout(2.0, pool=0.1))
+                assert b"".join([part async for part in streamed.aiter_bytes()]) == b'{"ok": 1}\r\n'
+            assert (await http.get(f"http://127.0.0.1:{port}/c")).status_code == 200
+    assert len(accepted) == 1
 
 
 async def test_the_qrvey_client_uses_it_by_default(connects):
@@ -134,6 +153,39 @@ async def test_failures_map_to_the_httpx_types_the_retry_rules_read():
     async with client() as http:
         with pytest.raises(httpx.ConnectError):
             await http.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_body_the_server_does_not_take_times_out_as_a_write_timeout():
+    async def never_reads(reader, writer):
+        await asyncio.sleep(5)
+
+    async with server(never_reads) as port, client() as http:
+        with pytest.raises(httpx.WriteTimeout):     # more than the loopback's socket buffers hold
+            await http.post(f"http://127.0.0.1:{port}/", content=b"x" * 64_000_000,
+                            timeout=httpx.Timeout(2.0, write=0.2))
+
+
+@pytest.mark.parametrize("raised, expected", [
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout), (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout), (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectError, httpx.ConnectError), (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError), (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError), (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProxyError, httpx.ProxyError), (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.NetworkError, httpx.NetworkError), (httpcore.ProtocolError, httpx.ProtocolError),
+])
+def test_each_httpcore_failure_leaves_as_the_most_specific_httpx_one(raised, expected):
+    with pytest.raises(httpx.TransportError) as caught:
+        with network.httpx_errors():
+            raise raised("the detail")
+    assert type(caught.value) is expected and str(caught.value) == "the detail"
+    assert isinstance(caught.value.__cause__, raised)
+
+
+def test_other_exceptions_pass_through_unchanged():
+    with pytest.raises(KeyError):
+        with network.httpx_errors():
+            raise KeyError("not the network's")
 
 
 @pytest.fixture(scope="module")

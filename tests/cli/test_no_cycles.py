@@ -1,7 +1,7 @@
-"""plan and drift run with the cyclic collector paused (cli.run_async): that is only safe
-while reading and planning leave no reference cycles behind that grow with the number of
-objects. httpx left one per response (24 objects, the body included) until the client
-broke it; this catches any such cycle coming back."""
+"""plan and drift run with the cyclic collector paused (adapters/runtime.large_batch): that is
+only safe while reading and planning leave no reference cycles behind that grow with the
+number of objects. httpx left one per response (24 objects, the body included) until the
+client broke it; this catches any such cycle coming back."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from qrvey_iac.adapters.runtime import large_batch
 from qrvey_iac.cli import cli
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -52,3 +53,19 @@ def test_reading_and_planning_leave_no_cycles_that_grow_with_the_objects(tmp_pat
     before, after = cyclic_garbage(small, command), cyclic_garbage(large, command)
     # 48 more GETs: with one cycle per response this grew by 24 x 48 = 1,152 objects
     assert after - before < 48, (before, after)
+
+
+def test_a_large_batch_pauses_the_collector_and_restores_it_even_on_an_error():
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with large_batch():
+            assert not gc.isenabled()
+            raise RuntimeError("a failed command")
+    assert gc.isenabled()
+    gc.disable()                        # already off (a caller's choice): left off
+    try:
+        with large_batch():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -244,12 +244,6 @@ class QrveyClient:
         return await self._object("connection.delete", app, gone_result=gone, connectionId=connection_id)
 
 
-def _encode(body: Any) -> bytes | None:
-    if body is None:
-        return None
-    return json.dumps(body, separators=(",", ":")).encode("utf-8")
-
-
 def _failure_detail(dataset: dict, redact: Redactor) -> str:
     for key in _FAILURE_DETAIL_KEYS:
         value = dataset.get(key)

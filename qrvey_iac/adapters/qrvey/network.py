@@ -1,24 +1,24 @@
-"""The HTTP client's sockets on plain asyncio streams.
+"""The HTTP client's transport: httpcore's connection pool on plain asyncio streams.
 
 httpx reaches the network through httpcore, whose default backend wraps every socket in
-anyio. For this client, which keeps P calls in flight for thousands of calls, that layer
-was the largest part of its CPU: anyio's typed-attribute lookups and cancel-scope checks on
-every read and write, and a poll() system call per pooled connection each time the pool
-assigned a request (httpcore asks every idle connection whether its server hung up). With
-asyncio streams the same question is answered from the stream's state, and a call costs
-1.0-1.2 ms of CPU instead of 1.8 (3,000 calls, 16 in flight, against the emulator).
+anyio. This module keeps httpcore (HTTP/1.1, pooling, keep-alive) and swaps only the socket
+layer, through public interfaces alone: ``httpx.AsyncBaseTransport`` on top,
+``httpcore.AsyncConnectionPool(network_backend=...)`` with httpcore's
+``AsyncNetworkBackend`` / ``AsyncNetworkStream`` below. What it buys, and what the plain
+httpx transport costs instead: docs/performance.md, "Fourth round".
 
-Only the socket layer changes: httpcore still speaks HTTP/1.1 and pools the connections,
-httpx still maps every failure to its own exception types (ConnectError, ReadTimeout, ...),
-which the sender's retry rules rely on.
+Every httpcore failure leaves as the httpx exception httpx itself would raise
+(ConnectError, ReadTimeout, ...): the sender's retry rules read those types.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpcore
@@ -27,24 +27,92 @@ import httpx
 SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
 HAPPY_EYEBALLS_DELAY = 0.25   # try the next address of a host after this long (RFC 8305; anyio's too)
 
+# httpcore's exceptions and the httpx ones they become, most specific first (the first match wins)
+ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
 
-def pooled_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> httpx.AsyncHTTPTransport | None:
-    """httpx's transport with its pool on asyncio streams; None where the environment
-    names a proxy (httpx applies HTTP(S)_PROXY and NO_PROXY only to a transport it builds)."""
+
+def pooled_transport(limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> AsyncioTransport | None:
+    """The transport for ``limits``; None where the environment names a proxy (httpx applies
+    HTTP(S)_PROXY and NO_PROXY only to a transport it builds itself)."""
     if urllib.request.getproxies():
         return None
-    transport = httpx.AsyncHTTPTransport(limits=limits)
-    # The one place this reaches inside httpx (pinned below 1.0): the pool it just built is
-    # replaced by the same pool on another backend. tests/adapters/test_network.py fails
-    # if a new httpx stops using it.
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=True),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=AsyncioBackend(),
-    )
-    return transport
+    return AsyncioTransport(limits, ssl_context)
+
+
+@contextmanager
+def httpx_errors() -> Iterator[None]:
+    """Re-raise an httpcore exception as its httpx counterpart (see ERRORS)."""
+    try:
+        yield
+    except Exception as exc:
+        for core_type, httpx_type in ERRORS:
+            if isinstance(exc, core_type):
+                raise httpx_type(str(exc)) from exc
+        raise
+
+
+class AsyncioTransport(httpx.AsyncBaseTransport):
+    """httpx requests through httpcore's pool, whose sockets are asyncio streams."""
+
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=True),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=AsyncioBackend(),
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,       # the timeouts travel here
+        )
+        with httpx_errors():
+            response = await self._pool.handle_async_request(core_request)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=ResponseBody(response.stream), extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        with httpx_errors():
+            await self._pool.aclose()
+
+
+class ResponseBody(httpx.AsyncByteStream):
+    """A response body as httpcore streams it, its failures as httpx's."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        closing = getattr(self._stream, "aclose", None)      # httpcore's streams have it; a plain iterable need not
+        if closing is not None:
+            with httpx_errors():
+                await closing()
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -115,11 +183,16 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            # httpcore asks an idle pooled connection whether its server hung up, reset it
-            # or sent something unasked: the stream already knows, no system call needed
-            reader = self._reader
-            return (reader.at_eof() or reader.exception() is not None or self._writer.transport.is_closing()
-                    or bool(getattr(reader, "_buffer", b"")))
+            return self._idle_but_readable()
         names = {"ssl_object": "ssl_object", "client_addr": "sockname", "server_addr": "peername", "socket": "socket"}
         return self._writer.get_extra_info(names[info]) if info in names else None
 
+    def _idle_but_readable(self) -> bool:
+        """httpcore asks this of an idle pooled connection: did its server hang up, reset it or
+        send something unasked? Then the connection is dropped rather than reused."""
+        reader, transport = self._reader, self._writer.transport
+        if reader.at_eof() or reader.exception() is not None or transport.is_closing():
+            return True
+        # an end of stream behind data the reader holds is still readable at the socket
+        sock = self._writer.get_extra_info("socket")
+        return sock is not None and sock.fileno() >= 0 and bool(select.select([sock], [], [], 0)[0])

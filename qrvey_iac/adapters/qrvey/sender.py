@@ -175,7 +175,7 @@ def _encode(body: Any) -> bytes | None:
 def _uncycled(response: httpx.Response) -> httpx.Response:
     """The response, read and closed, without the reference cycle httpx leaves it in (the
     response and its stream wrapper point at each other): freed by reference counting as
-    soon as it is decoded, rather than by the cyclic collector. At 10,000 GETs those cycles
-    held ~116 MB of bodies and headers and cost ~1 s of collections."""
+    soon as it is decoded, rather than by the cyclic collector (docs/performance.md,
+    commit b7c802c)."""
     response.stream = httpx.ByteStream(response.content)
     return response
