@@ -95,9 +95,10 @@ def _slimmed(document: YamlDocument) -> YamlDocument:
     """A validated document as the later checks need it: no data, lines of metadata and spec.* only.
 
     Those checks (_resolve, _check_references) name metadata.name, metadata.dependsOn[i],
-    spec.app and spec.source; any other path still falls back to its nearest kept ancestor.
-    Dropping the rest as each document is validated keeps 10,000 of them from holding
-    ~250 MB until the end of the load (a plan of 10,000 datasets: peak RSS -60 MB).
+    spec.app and spec.source (and the paths a kind lists in ``checked_spec_paths``); any
+    other path still falls back to its nearest kept ancestor. Dropping the rest as each
+    document is validated keeps every document's data from living until the end of the load
+    (what that saves: docs/performance.md).
     """
     kept = {("metadata", "dependsOn"), *KINDS[document.data["kind"]].checked_spec_paths}
     lines = {path: line for path, line in document.lines.items() if len(path) <= 2 or path[:2] in kept}
