@@ -71,20 +71,21 @@ class Emulator:
 
         The text is made on the event loop, between requests, so it is one consistent
         world; the write and its fsync run in a thread."""
-        while not stop.is_set():
+        while True:
             try:
                 await asyncio.wait_for(stop.wait(), self.config.save_interval if self.config.autosave else None)
             except TimeoutError:
                 pass
-            if not self.unsaved():
-                continue
-            revision, text = self.world.revision, self.world.file_text()
-            try:
-                await asyncio.to_thread(write_atomically, self.config.data_file, text)
-            except OSError as error:       # tried again at the next interval, and at shutdown
-                _log.error("could not save the emulator world to %s: %s", self.config.data_file, error)
-                continue
-            self._saved(self.config.data_file, revision)
+            stopping = stop.is_set()     # before the save: changes made during it are saved next
+            if self.unsaved():
+                revision, text = self.world.revision, self.world.file_text()
+                try:
+                    await asyncio.to_thread(write_atomically, self.config.data_file, text)
+                    self._saved(self.config.data_file, revision)
+                except OSError as error:       # tried again at the next interval, and at shutdown
+                    _log.error("could not save the emulator world to %s: %s", self.config.data_file, error)
+            if stopping:
+                return
 
     def _saved(self, path: Path, revision: int) -> None:
         self.saves += 1
