@@ -5,7 +5,7 @@
 Generates N datasets (30 columns) and N/2 views over 3 apps (workload.py; ``--no-views``
 for datasets only). Each round runs, in both modes and alternating which goes first,
 a fresh ``qrvey-iac emulator serve`` in its own process (``memory``: no data file;
-``data``: ``--data FILE``, saved at the emulator's default interval) and, against it, as
+``data``: ``--data FILE``, with ``--save-interval`` if given) and, against it, as
 a user would, ``qrvey-iac apply --auto-approve --parallelism P`` on an empty state. The
 emulator is stopped with SIGINT after each apply; in ``data`` mode the file it leaves
 must hold every object.
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> dict:
     memory, data = (summary(runs[mode]) for mode in MODES)
     result = {
         "bench": "serve_data", "n": args.n, "latency_ms": args.latency_ms, "parallelism": args.parallelism,
-        "repeat": args.repeat, "datasets": shape.datasets, "views": shape.views, "objects": shape.objects,
+        "repeat": args.repeat, "save_interval": args.save_interval, "datasets": shape.datasets, "views": shape.views, "objects": shape.objects,
         "memory": memory, "data": data,
         "ratio": rounded(data["wall_s"] / memory["wall_s"], 3),
         "ratio_median": rounded(data["median_wall_s"] / memory["median_wall_s"], 3),
@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="emulator latency per call")
     parser.add_argument("--parallelism", type=int, default=16, help="--parallelism given to the CLI")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (each mode once per round)")
+    parser.add_argument("--save-interval", type=float, help="passed to emulator serve in data mode (default: its own)")
     return parser.parse_args(argv)
 
 
@@ -76,6 +77,8 @@ def apply_once(root: Path, args: argparse.Namespace, env: dict[str, str], mode: 
     data = root / "world.json"
     data.unlink(missing_ok=True)
     options = ["--data", str(data)] if mode == "data" else []
+    if mode == "data" and args.save_interval is not None:
+        options += ["--save-interval", str(args.save_interval)]
     with emulator_process(args.latency_ms, API_KEY, *options) as emulator:
         write_config(root, emulator.base_url, API_KEY_ENV, args.parallelism)
         applied = run_cli(["apply", "--auto-approve", "--parallelism", str(args.parallelism)], root, env)
