@@ -117,13 +117,14 @@ class EmulatorProcess:
 
 
 @contextmanager
-def emulator_process(latency_ms: float, api_key: str) -> Iterator[EmulatorProcess]:
-    """``qrvey-iac emulator serve`` on a free loopback port, in its own process."""
+def emulator_process(latency_ms: float, api_key: str, *options: str) -> Iterator[EmulatorProcess]:
+    """``qrvey-iac emulator serve [OPTIONS]`` on a free loopback port, in its own process;
+    stopped with SIGINT, as a user stops it (with ``--data``, that saves the world)."""
     port = free_port()
     env = {**os.environ, "QRVEY_BENCH_PROBE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROBE_DIR), os.environ.get("PYTHONPATH")]))}
     command = [cli_executable(), "emulator", "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--latency-ms", str(latency_ms), "--api-key", api_key]
+               "--latency-ms", str(latency_ms), "--api-key", api_key, *options]
     process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     emulator = EmulatorProcess(f"http://127.0.0.1:{port}", api_key, process)

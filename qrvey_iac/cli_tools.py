@@ -121,7 +121,10 @@ def emulator() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on (loopback by default).")
 @click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--api-key", default="local", show_default=True, help="The x-api-key every call must send.")
-@click.option("--data", type=click.Path(dir_okay=False), help="JSON file to load the world from and save it to.")
+@click.option("--data", type=click.Path(dir_okay=False),
+              help="JSON file to load the world from; saved while it changes (see --save-interval) and on exit.")
+@click.option("--save-interval", default=2.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              metavar="SECONDS", help="With --data: how often, at most, the world is saved.")
 @click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0), help="Added to every call.")
 @click.option("--faults", metavar="SPEC", help="Fault injection rules (see docs/emulator.md).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds ids and fault dice.")
@@ -130,7 +133,8 @@ def emulator() -> None:
               show_default=True, help="What deleting a view's source does to the view.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @reports_errors
-def serve(host, port, api_key, data, latency_ms, faults, seed, terminal_status, on_source_delete, debug):
+def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, terminal_status, on_source_delete,
+          debug):
     """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
     from qrvey_iac.emulator import EmulatorConfig, parse_faults
     from qrvey_iac.emulator.serve import serve as run_server
@@ -139,8 +143,8 @@ def serve(host, port, api_key, data, latency_ms, faults, seed, terminal_status, 
         fault_set = parse_faults(faults) if faults else None
     except ValueError as exc:
         raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
-    config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, seed=seed,
-                            latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
+    config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, save_interval=save_interval,
+                            seed=seed, latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
                             on_source_delete=on_source_delete)
     click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
     run_server(config, host=host, port=port)

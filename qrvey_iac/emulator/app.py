@@ -1,12 +1,16 @@
-"""The ASGI app: prefix, auth, routing, faults, the handler, autosave, in that order."""
+"""The ASGI app: prefix, auth, routing, faults, the handler, in that order; and, while it
+is served, the saving of its world to the data file."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
 import json
+import logging
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,7 @@ from qrvey_iac.emulator.faults import FaultRule
 from qrvey_iac.emulator.ids import IdMinter
 from qrvey_iac.emulator.injector import FaultInjector
 from qrvey_iac.emulator.routes import Route, match_route, split_prefix
-from qrvey_iac.emulator.world import StoredJson, World
+from qrvey_iac.emulator.world import World, write_atomically
 
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _FAULT_ANSWERS = {
@@ -32,6 +36,7 @@ _FAULT_ANSWERS = {
     "503": (503, "Service Unavailable (injected fault)"),
     "lost-500": (500, "Internal Server Error (injected fault after the change was committed)"),
 }
+_log = logging.getLogger("qrvey_iac.emulator")
 
 
 class Emulator:
@@ -44,13 +49,48 @@ class Emulator:
         self.injector = FaultInjector(self.config.faults, self.config.seed)
         self.fault_counts: Counter[str] = self.injector.counts  # injected faults per kind
         self.request_counts: Counter[str] = Counter()  # routed calls per "METHOD /template"
+        self.saves = 0   # times the world was written to a file
+        self.saved_revision = self.world.revision   # the world's revision that data_file holds
 
     def save(self, path: Path | None = None) -> None:
         """Write the world to ``path``, else to config.data_file."""
         target = path or self.config.data_file
         if target is None:
             raise ValueError("Emulator.save: no path given and config.data_file is not set")
+        revision = self.world.revision
         self.world.save(target)
+        self._saved(Path(target), revision)
+
+    def unsaved(self) -> bool:
+        """True when the world changed since it was loaded from or last saved to data_file."""
+        return self.config.data_file is not None and self.world.revision != self.saved_revision
+
+    async def keep_saved(self, stop: asyncio.Event) -> None:
+        """While served: save to data_file every ``save_interval`` seconds if the world
+        changed (with ``autosave``), and once more when ``stop`` is set.
+
+        The text is made on the event loop, between requests, so it is one consistent
+        world; the write and its fsync run in a thread."""
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), self.config.save_interval if self.config.autosave else None)
+            except TimeoutError:
+                pass
+            stopping = stop.is_set()     # before the save: changes made during it are saved next
+            if self.unsaved():
+                revision, text = self.world.revision, self.world.file_text()
+                try:
+                    await asyncio.to_thread(write_atomically, self.config.data_file, text)
+                    self._saved(self.config.data_file, revision)
+                except OSError as error:       # tried again at the next interval, and at shutdown
+                    _log.error("could not save the emulator world to %s: %s", self.config.data_file, error)
+            if stopping:
+                return
+
+    def _saved(self, path: Path, revision: int) -> None:
+        self.saves += 1
+        if path == self.config.data_file:
+            self.saved_revision = revision
 
     async def handle(self, request: Request) -> Response:
         """Answer ``latency_ms`` after the request arrived: the emulator's own work (routing,
@@ -88,22 +128,34 @@ class Emulator:
         return response
 
     def _run(self, route: Route, call: Call) -> Response:
-        revision = self.world.revision
         try:
-            answer = route.handler(call)
-            response: Response = (Response(answer, media_type="application/json") if isinstance(answer, StoredJson)
-                                  else JSONResponse(answer))
+            return JSONResponse(route.handler(call))
         except ApiError as error:
-            response = error_response(error)
-        if self.world.revision != revision and self.config.autosave and self.config.data_file:
-            self.world.save(self.config.data_file)
-        return response
+            return error_response(error)
 
 
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
-    """The emulator as a Starlette app; ``app.state.emulator`` is its Emulator."""
+    """The emulator as a Starlette app; ``app.state.emulator`` is its Emulator.
+
+    With a data_file, a server that runs the app's lifespan (uvicorn does) saves the world
+    while serving and at shutdown (Emulator.keep_saved); in-process, only Emulator.save writes."""
     emulator = Emulator(config)
-    app = Starlette(routes=[StarletteRoute("/{path:path}", emulator.handle, methods=HTTP_METHODS)])
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if emulator.config.data_file is None:
+            yield
+            return
+        stop = asyncio.Event()
+        saver = asyncio.create_task(emulator.keep_saved(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await saver
+
+    routes = [StarletteRoute("/{path:path}", emulator.handle, methods=HTTP_METHODS)]
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.emulator = emulator
     return app
 

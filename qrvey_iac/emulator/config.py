@@ -19,7 +19,8 @@ class EmulatorConfig:
 
     api_key: str = "local"
     data_file: Path | None = None
-    autosave: bool = True
+    autosave: bool = True       # while served: save data_file every save_interval s if changed
+    save_interval: float = 2.0
     seed: int = 0
     latency_ms: float = 0
     faults: FaultSet | None = None
@@ -38,5 +39,7 @@ class EmulatorConfig:
             )
         if self.load_polls < 0:
             raise ValueError(f"load_polls must be >= 0, got {self.load_polls}")
+        if not self.save_interval > 0:
+            raise ValueError(f"save_interval must be > 0 seconds, got {self.save_interval}")
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")

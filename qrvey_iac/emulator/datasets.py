@@ -18,7 +18,6 @@ from qrvey_iac.emulator.validation import (
     require_text,
     validate_definition,
 )
-from qrvey_iac.emulator.world import StoredJson
 
 # Kept from the stored dataset on Update (pendingChanges and updateDate are set anew).
 PRESERVED_ON_UPDATE = frozenset(
@@ -64,18 +63,9 @@ def create_from_connection(call: Call) -> dict:
     return dataset
 
 
-def get_dataset(call: Call) -> dict | StoredJson:
-    """GET /qollect/dataset/{id}; each GET also moves a running load forward.
-
-    A dataset still held as the data file's text is answered with that text: decoded
-    to check its owner, not kept, not encoded again."""
-    dataset_id = call.params["datasetId"]
-    if dataset_id not in call.world.loads:
-        dataset, stored = call.world.datasets.peek(dataset_id)
-        if dataset is None or not call.owns(dataset, "appId", "userId"):
-            raise not_found("Dataset", dataset_id)
-        return stored if stored is not None else dataset
-    dataset = call.owned_dataset(dataset_id)
+def get_dataset(call: Call) -> dict:
+    """GET /qollect/dataset/{id}; each GET also moves a running load forward."""
+    dataset = call.owned_dataset(call.params["datasetId"])
     _advance_load(call, dataset)
     return dataset
 

@@ -35,10 +35,13 @@ def make_server(config: EmulatorConfig, host: str, port: int, **uvicorn_options:
 
 
 def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve until interrupted; with config.data_file set, the world is also saved on shutdown."""
+    """Serve until SIGINT or SIGTERM. With config.data_file set, the world is saved while
+    serving (see Emulator.keep_saved) and on shutdown; after a SIGKILL the file lacks at
+    most the changes of the last save_interval seconds."""
     server = make_server(config, host, port)
     try:
         server.run()
-    finally:
-        if config.data_file is not None:
-            server.config.app.state.emulator.save()
+    finally:   # a second Ctrl-C skips the app's own shutdown save
+        emulator = server.config.app.state.emulator
+        if emulator.unsaved():
+            emulator.save()

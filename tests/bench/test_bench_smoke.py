@@ -95,3 +95,19 @@ def test_local_cpu_reports_every_field_and_the_growth():
     assert (growth["from_n"], growth["to_n"]) == (8, 16)
     assert {"apply_per_object_ratio", "plan_per_object_ratio", "apply_per_object_cpu_ratio",
             "plan_per_object_cpu_ratio", "apply_per_object_ratio_median", "plan_per_object_ratio_median"} <= growth.keys()
+
+
+def test_serve_data_reports_both_modes_and_their_ratio():
+    figures = run_script("serve_data.py", "--n", "6", "--repeat", "2")
+    assert {"bench", "n", "latency_ms", "parallelism", "repeat", "datasets", "views", "objects", "memory", "data",
+            "ratio", "ratio_median", "machine"} <= figures.keys()
+    assert figures["bench"] == "serve_data" and (figures["datasets"], figures["views"]) == (6, 3)
+    assert MACHINE_FIELDS <= figures["machine"].keys()
+    calls = 6 + 2 + 3 + 2 * 3        # creates, shares, view clones; get + put + applyChanges for 2 of the 3 views
+    for mode in ("memory", "data"):
+        result = figures[mode]
+        assert len(result["wall_s_each"]) == 2 and result["wall_s"] == min(result["wall_s_each"])
+        assert positive(result["median_wall_s"]) and positive(result["cpu_s"]) and positive(result["emulator_cpu_s"])
+        assert result["calls"] == calls
+    assert figures["data"]["data_file_mib"] > 0 and "data_file_mib" not in figures["memory"]
+    assert figures["ratio"] == pytest.approx(figures["data"]["wall_s"] / figures["memory"]["wall_s"], rel=0.01)

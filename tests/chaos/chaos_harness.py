@@ -44,6 +44,7 @@ APPS = {
 # 10% 5xx, 5% 429 (Retry-After 0 or 1 s), 2% committed-but-lost: on every call.
 FAULT_MIX = ("* *: 500@5%, 503@5%, 429@4% retry-after=0, 429@1% retry-after=1, "
              "lost-500@1%, lost-drop@1%")
+SAVE_INTERVAL = 0.05   # the emulator saves its world at most this often while it changes
 
 
 def free_port() -> int:
@@ -60,7 +61,8 @@ class Emulator:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(self.port),
-                "--api-key", API_KEY, "--data", str(data), "--seed", str(seed)]
+                "--api-key", API_KEY, "--data", str(data), "--save-interval", str(SAVE_INTERVAL),
+                "--seed", str(seed)]
         if faults:
             args += ["--faults", faults]
         data.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,9 @@ class Emulator:
         raise RuntimeError("emulator did not start within 20 s")
 
     def world(self) -> dict:
-        """The persisted world (written atomically by the emulator after every change)."""
+        """The persisted world, written atomically by the emulator within SAVE_INTERVAL of a
+        change: read after a few intervals, so it holds every change made before the call."""
+        time.sleep(SAVE_INTERVAL * 4)
         if not self.data.exists():
             return {}
         return json.loads(self.data.read_text())

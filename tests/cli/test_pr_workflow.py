@@ -278,6 +278,7 @@ def test_views_of_unmanaged_sources_are_checked_at_plan_time_and_secrets_stay_ma
                 await client.create_dataset(partner_app, body)
             else:
                 await client.set_shared(partner_app, "partner-secret-dataset-id", True)
+        app.state.emulator.save()   # in-process, the emulator writes its file only when told
     asyncio.run(partner(False))
     unshared = project.run("plan")
     assert "its source dataset (sensitive) in app a-partner is not shared" in unshared.stderr

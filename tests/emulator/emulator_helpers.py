@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -89,3 +92,26 @@ async def shared_dataset_with_view(client: httpx.AsyncClient) -> tuple[dict, dic
     await share(client, source["datasetId"])
     view = await create_view(client, source)
     return source, view
+
+
+def http_client(base_url: str, api_key: str = API_KEY) -> httpx.Client:
+    return httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=5)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Wait until a server process listens on ``port`` (it must not exit first)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read() if process.stderr else process.returncode
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {port}")

@@ -5,24 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from emulator_helpers import EMEA, SALES, connection_body, dataset_body, error_message, ok
+from emulator_helpers import (
+    EMEA, SALES, connection_body, dataset_body, error_message, free_port, http_client, ok, wait_for_port,
+)
 
 from qrvey_iac.emulator import EmulatorConfig, parse_faults
 from qrvey_iac.emulator.testing import running_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def http_client(base_url: str, api_key: str = "local") -> httpx.Client:
-    return httpx.Client(base_url=base_url, headers={"x-api-key": api_key}, timeout=5)
 
 
 def test_both_seed_flows_over_http():
@@ -77,24 +73,6 @@ def test_running_server_stops_on_exit():
         base_url = server.base_url
     with pytest.raises(httpx.ConnectError), http_client(base_url) as client:
         client.get(f"{SALES}/qollect/dataset/x")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.stderr.read()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"serve() did not listen on {port}")
 
 
 SERVE_SCRIPT = """

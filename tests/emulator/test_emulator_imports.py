@@ -65,6 +65,7 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
         "api_key": "local",
         "data_file": None,
         "autosave": True,
+        "save_interval": 2.0,
         "seed": 0,
         "latency_ms": 0,
         "faults": None,
@@ -75,7 +76,8 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
 
 
 def test_config_rejects_unknown_modes():
-    for bad in ({"terminal_status": "DONE"}, {"on_source_delete": "ignore"}, {"load_polls": -1}):
+    for bad in ({"terminal_status": "DONE"}, {"on_source_delete": "ignore"}, {"load_polls": -1},
+                {"save_interval": 0}):
         try:
             EmulatorConfig(**bad)
         except ValueError as exc:

@@ -10,12 +10,12 @@ from qrvey_iac.emulator import World
 
 def scanned_views(world: World, source_id: str) -> list[str]:
     views = [d for d in world.datasets.values() if (d.get("sourceDataset") or {}).get("datasetId") == source_id]
-    return sorted((d["datasetId"] for d in views), key=lambda i: world.dataset_order.get(i, 10**9))
+    return sorted((d["datasetId"] for d in views), key=lambda i: (world.dataset_order.get(i, 10**9), i))
 
 
 def scanned_connection(world: World, connection_id: str) -> list[str]:
     found = [d["datasetId"] for d in world.datasets.values() if d.get("connectionId") == connection_id]
-    return sorted(found, key=lambda i: world.dataset_order.get(i, 10**9))
+    return sorted(found, key=lambda i: (world.dataset_order.get(i, 10**9), i))
 
 
 def dataset(dataset_id: str, connection_id: str, source_id: str | None = None) -> dict:
@@ -51,14 +51,9 @@ def test_lookups_agree_with_a_scan_through_puts_sets_deletes_and_reloads(tmp_pat
             del world.datasets[rng.choice(present)]
         elif action == "remove" and present:
             world.remove_dataset(rng.choice(present))
-        elif action == "reload":                    # stored lines: indexed without being kept decoded
+        elif action == "reload":                    # the lookups are rebuilt from the file
             world.save(tmp_path / "world.json")
             world = World.load(tmp_path / "world.json")
-            if step % 2:
-                for source_id in ids:
-                    world.views_of(source_id)
-                not_views = [i for i in world.datasets if "sourceDataset" not in world.datasets.peek(i)[0]]
-                assert world.datasets.stored_count() == len(not_views)     # the views returned, and only they, were kept
         check(world, ids, connections)
 
 
