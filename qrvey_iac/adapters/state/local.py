@@ -213,6 +213,8 @@ class LocalStateStore:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_TRUNC if truncate else 0)
         fd = os.open(self.wal_path, flags, 0o600)
         try:
+            if truncate and hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)             # a leftover sidecar keeps its mode otherwise
             start = os.fstat(fd).st_size
             try:
                 view = memoryview(line)
