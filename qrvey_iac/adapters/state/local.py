@@ -31,7 +31,7 @@ except ImportError:      # Windows: the compare-and-swap runs without the OS loc
     fcntl = None
 
 WAL_MAX_LINES = 1000           # past either bound the next write is whole (and empties the sidecar)
-WAL_MAX_BYTES = 4 * 1024 * 1024
+WAL_MAX_BYTES = 16 * 1024 * 1024
 
 _sync_data = getattr(os, "fdatasync", os.fsync)   # macOS has no fdatasync
 
