@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qrvey_iac.core.kinds import KINDS
 
-STATE_VERSION = 2     # 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
+STATE_VERSION = 3     # 3: may have a write-ahead sidecar; 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
 
 
 class ResourceState(BaseModel):

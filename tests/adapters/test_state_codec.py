@@ -16,6 +16,7 @@ from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, Res
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V1 = FIXTURES / "state-v1-d8bcedc.json"      # written by the release before format 2 (see its README)
+V2 = FIXTURES / "state-v2-11e0275.json"      # written by the release before format 3
 
 
 def v1() -> dict:
@@ -24,7 +25,7 @@ def v1() -> dict:
 
 def test_a_state_written_by_the_previous_release_loads_with_its_journal_typed():
     state = decode(V1.read_text(), "state file old.json")
-    assert state.version == STATE_VERSION == 2
+    assert state.version == STATE_VERSION == 3
     assert (state.lineage, state.serial) == (v1()["lineage"], v1()["serial"])
     assert state.resources["dataset.orders"].kind == "Dataset"
     assert state.resources["view.orders-emea"].source["address"] == "dataset.orders"
@@ -48,6 +49,16 @@ def test_the_converted_state_is_written_as_the_current_format_and_reads_back_the
     assert written["journal"][0]["detail"]["connectionId"] == v1()["journal"][0]["detail"]["connectionId"]
     assert decode(text, "new") == state
     assert written["resources"] == v1()["resources"]          # format 2 changed the journal only
+
+
+def test_a_state_written_by_the_release_before_format_3_loads_unchanged():
+    """Format 3 changed no field: only its number, so that format 2 readers, which do not
+    know the sidecar, refuse a file that may have one."""
+    old = json.loads(V2.read_text())
+    state = decode(V2.read_text(), "state file old.json")
+    assert (old["version"], state.version) == (2, 3)
+    assert {**json.loads(encode(state)), "version": 2} == old
+    assert [(e.op, e.address) for e in state.journal] == [("create", "view.orders-latam"), ("update", "dataset.products")]
 
 
 def test_a_v1_detail_without_kind_meant_a_dataset_and_keys_nobody_read_are_dropped():
@@ -118,6 +129,6 @@ def test_the_cli_upgrades_an_old_state_file_on_its_first_write_and_keeps_the_old
     planned = CliRunner().invoke(cli, ["plan"])                       # settles the journal: a write
     assert planned.exit_code == 0, planned.output
     written = json.loads(state.read_text())
-    assert (written["version"], written["lineage"], written["journal"]) == (2, v1()["lineage"], [])
+    assert (written["version"], written["lineage"], written["journal"]) == (3, v1()["lineage"], [])
     assert written["serial"] == v1()["serial"] + 1
     assert state.with_name("local.json.backup").read_bytes() == V1.read_bytes()

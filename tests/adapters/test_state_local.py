@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from qrvey_iac.adapters.state import local as local_module
 from qrvey_iac.adapters.state import lock as lock_module
+from qrvey_iac.adapters.state.codec import decode
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker
-from qrvey_iac.core.errors import StateError, StateLockedError
-from qrvey_iac.core.state import State
+from qrvey_iac.core.errors import StateConflictError, StateError, StateLockedError
+from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, ResourceState, State
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -130,3 +132,252 @@ def test_without_fcntl_locking_is_a_clear_error(tmp_path, monkeypatch):
         with LocalLocker(tmp_path / "local.json").lock("apply"):
             pass
     assert not os.path.exists(tmp_path / "local.json.lock")
+
+
+# --- the write-ahead sidecar -------------------------------------------------------------
+
+ENTRY = JournalEntry(id="j1", op="create", address="dataset.new", datasetId="id-new", appId="a", userId="u",
+                     detail=JournalDetail(kind="Dataset", applied_hash="h"))
+
+
+def resource(i: int, applied_hash: str = "h") -> ResourceState:
+    return ResourceState(kind="Dataset", datasetId=f"id-{i}", appId="a", userId="u", applied_hash=applied_hash)
+
+
+def step(state: State, *, add: int | None = None, drop: str | None = None, journal=(ENTRY,)) -> State:
+    """The next state as the engine makes it: one resource more or less, the journal given."""
+    if add is not None:
+        state = state.with_resource(f"dataset.d{add}", resource(add))
+    if drop is not None:
+        state = state.without_resource(drop)
+    return state.model_copy(update={"journal": tuple(journal), "serial": state.serial + 1})
+
+
+def fingerprint(path: Path) -> tuple:
+    info = path.stat()
+    return info.st_ino, info.st_mtime_ns, path.read_bytes()
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.with_name(path.name + ".wal").read_bytes().splitlines()]
+
+
+def started(tmp_path: Path, resources: int = 3) -> tuple[LocalStateStore, State]:
+    """A store that wrote a whole state with a pending journal (the first write of a command)."""
+    store = LocalStateStore(tmp_path / "local.json")
+    state = State(lineage="L", serial=1, resources={f"dataset.d{i}": resource(i) for i in range(resources)},
+                  journal=(ENTRY,))
+    store.write(state, 0)
+    return store, state
+
+
+def test_while_the_journal_is_pending_writes_are_appended_and_the_file_is_not_rewritten(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    before = fingerprint(path)
+    states = [state]
+    for i in range(3, 6):
+        states.append(step(states[-1], add=i))
+        store.write(states[-1], states[-2].serial)
+    states.append(step(states[-1], drop="dataset.d0"))
+    store.write(states[-1], states[-2].serial)
+    assert fingerprint(path) == before
+    wal = lines(path)
+    assert [(d["base"], d["serial"]) for d in wal] == [(1, 2), (1, 3), (1, 4), (1, 5)]
+    assert list(wal[0]["set"]) == ["dataset.d3"] and wal[0]["removed"] == []     # only what changed
+    assert wal[3]["set"] == {} and wal[3]["removed"] == ["dataset.d0"]
+    assert wal[3]["journal"] == [ENTRY.model_dump(mode="json")]
+    assert b" " not in path.with_name("local.json.wal").read_bytes()[:40]         # compact, not indented
+    assert LocalStateStore(path).read() == states[-1]
+    assert mode(path.with_name("local.json.wal")) == 0o600
+
+
+def test_a_write_with_an_empty_journal_writes_the_whole_file_and_removes_the_sidecar(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=7)
+    store.write(second, 1)
+    assert path.with_name("local.json.wal").exists()
+    done = step(second, add=8, journal=())
+    store.write(done, 2)
+    assert not path.with_name("local.json.wal").exists()
+    assert decode(path.read_text(), "s") == done == LocalStateStore(path).read()
+    assert json.loads(path.read_text())["version"] == STATE_VERSION == 3
+
+
+def test_a_long_sidecar_is_folded_into_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(local_module, "WAL_MAX_LINES", 2)
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    states = [state]
+    for i in range(10, 13):
+        states.append(step(states[-1], add=i))
+        store.write(states[-1], states[-2].serial)
+    assert json.loads(path.read_text())["serial"] == 4          # the third append was a whole write
+    assert not path.with_name("local.json.wal").exists()
+    states.append(step(states[-1], add=13))
+    store.write(states[-1], states[-2].serial)
+    assert [(d["base"], d["serial"]) for d in lines(path)] == [(4, 5)]
+    assert LocalStateStore(path).read() == states[-1]
+
+
+def test_a_torn_last_line_is_a_write_that_never_returned_and_is_ignored(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=5)
+    store.write(second, 1)
+    third = step(second, add=6)
+    store.write(third, 2)
+    wal = path.with_name("local.json.wal")
+    text = wal.read_bytes()
+    last = text[text.rindex(b"\n", 0, len(text) - 1) + 1:]
+    for cut in (len(last) - 1, len(last) // 2, 1):          # without its newline, half, a byte
+        wal.write_bytes(text[: len(text) - len(last)] + last[:cut])
+        assert LocalStateStore(path).read() == second
+    wal.write_bytes(text[: len(text) - len(last)] + b'{"base": 1, "ser\n' + last)   # nothing after it counts
+    assert LocalStateStore(path).read() == second
+
+
+def test_a_crash_between_appends_reads_back_the_last_complete_one(tmp_path):
+    path = tmp_path / "state" / "local.json"
+    writer = textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        from qrvey_iac.adapters.state.local import LocalStateStore
+        from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
+        store = LocalStateStore(Path(sys.argv[1]))
+        entry = JournalEntry(id="j1", op="create", address="dataset.new", appId="a", userId="u",
+                             detail=JournalDetail(kind="Dataset"))
+        state = State(lineage="L", serial=1, journal=(entry,))
+        store.write(state, 0)
+        for i in range(3):
+            state = state.with_resource(f"dataset.d{i}", ResourceState(kind="Dataset", datasetId=str(i),
+                                                                       appId="a", userId="u"))
+            state = state.model_copy(update={"serial": state.serial + 1})
+            store.write(state, state.serial - 1)
+        print(state.serial, flush=True)
+        time.sleep(600)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "4"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    state = LocalStateStore(path).read()
+    assert (state.serial, sorted(state.resources), [e.id for e in state.journal]) == (
+        4, ["dataset.d0", "dataset.d1", "dataset.d2"], ["j1"])
+    assert json.loads(path.read_text())["serial"] == 1                      # the file is still the first write
+    store = LocalStateStore(path)                                           # the next command
+    store.write(state.model_copy(update={"serial": 5, "journal": ()}), 4)   # expects the sidecar's serial
+    assert not path.with_name("local.json.wal").exists()
+    assert decode(path.with_name("local.json.backup").read_text(), "b") == state   # the backup has the lines
+
+
+def test_lines_of_another_base_or_lineage_are_left_over_and_ignored(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    wal = path.with_name("local.json.wal")
+    second = step(state, add=5)
+    store.write(second, 1)
+    kept = wal.read_bytes()
+    leftover = json.dumps({"lineage": "L", "base": 0, "serial": 1, "set": {}, "removed": ["dataset.d1"],
+                           "journal": []}).encode() + b"\n"
+    stranger = json.dumps({"lineage": "other", "base": 1, "serial": 2, "set": {}, "removed": ["dataset.d1"],
+                           "journal": []}).encode() + b"\n"
+    wal.write_bytes(leftover + stranger + kept)
+    assert LocalStateStore(path).read() == second
+    # a whole write that completed just before a crash leaves the sidecar of the file before it
+    whole = LocalStateStore(path)
+    third = step(second, add=6)
+    whole.write(third, 2)
+    wal.write_bytes(kept)                                   # as if the crash came before the sidecar's removal
+    assert LocalStateStore(path).read() == third
+    fourth = step(third, add=7)
+    whole.write(fourth, 3)                                  # the next line replaces the leftovers
+    assert [(d["base"], d["serial"]) for d in lines(path)] == [(3, 4)]
+    assert LocalStateStore(path).read() == fourth
+
+
+def test_a_line_that_does_not_follow_ends_the_lines(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=5)
+    store.write(second, 1)
+    wal = path.with_name("local.json.wal")
+    skipped = json.dumps({"lineage": "L", "base": 1, "serial": 4, "set": {}, "removed": ["dataset.d1"],
+                          "journal": []}).encode() + b"\n"
+    wal.write_bytes(wal.read_bytes() + skipped)
+    assert LocalStateStore(path).read() == second
+
+
+@pytest.mark.parametrize("last", ["delta", "whole"])
+def test_a_stale_expected_serial_is_refused_after_a_delta_and_after_a_whole_write(tmp_path, last):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=5)
+    store.write(second, 1)
+    third = step(second, add=6, journal=(ENTRY,) if last == "delta" else ())
+    store.write(third, 2)
+    assert path.with_name("local.json.wal").exists() == (last == "delta")
+    def files() -> list:
+        return sorted((p.name, p.read_bytes()) for p in tmp_path.iterdir() if not p.name.endswith(".backup"))
+
+    before = files()
+    for writer in (store, LocalStateStore(path)):           # this command, and another one
+        for expected in (1, 2, 4):
+            with pytest.raises(StateConflictError) as caught:
+                writer.write(step(third, add=9).model_copy(update={"serial": expected + 1}), expected)
+            assert (caught.value.expected_serial, caught.value.stored_serial) == (expected, 3)
+    assert files() == before
+    assert LocalStateStore(path).read() == third
+    fourth = step(third, add=7)
+    store.write(fourth, 3)
+    assert LocalStateStore(path).read() == fourth
+
+
+def test_a_state_written_by_another_writer_meanwhile_is_seen_by_the_next_append(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=5)
+    store.write(second, 1)
+    other = LocalStateStore(path)                          # without the lock, reading the sidecar
+    other.write(step(other.read(), add=6), 2)
+    with pytest.raises(StateConflictError) as caught:
+        store.write(step(second, add=7), 2)
+    assert caught.value.stored_serial == 3
+
+
+def test_a_failed_append_leaves_no_line_and_the_next_write_is_whole(tmp_path, monkeypatch):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    second = step(state, add=5)
+    store.write(second, 1)
+    wal = path.with_name("local.json.wal")
+    kept = wal.read_bytes()
+    real_write = os.write
+
+    def torn(fd, data):
+        real_write(fd, bytes(data[:10]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(local_module.os, "write", torn)
+    third = step(second, add=6)
+    with pytest.raises(OSError):
+        store.write(third, 2)
+    monkeypatch.undo()
+    assert wal.read_bytes() == kept and LocalStateStore(path).read() == second
+    store.write(third, 2)                                   # the engine retries with the same expectation
+    assert not wal.exists() and LocalStateStore(path).read() == third
+
+
+def test_a_line_with_an_invalid_resource_is_refused_like_the_file(tmp_path):
+    store, state = started(tmp_path)
+    path = tmp_path / "local.json"
+    store.write(step(state, add=5), 1)
+    wal = path.with_name("local.json.wal")
+    head, _, tail = wal.read_bytes().rpartition(b'"kind":"Dataset"')      # in "set", the line's last key
+    wal.write_bytes(head + b'"kind":"Widget"' + tail)
+    with pytest.raises(StateError, match=r"local\.json \(with 1 write\(s\) from .*local\.json\.wal\) is invalid at "
+                                         r"resources\.dataset\.d5\.kind"):
+        LocalStateStore(path).read()

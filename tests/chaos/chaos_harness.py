@@ -207,8 +207,8 @@ class Kill:
 
 def _serial(state_path: Path) -> int:
     try:
-        return int(json.loads(state_path.read_text()).get("serial", 0))
-    except (OSError, ValueError, AttributeError):
+        return LocalStateStore(state_path).read().serial     # the file and its sidecar: a delta is a write
+    except (OSError, StateError):
         return 0
 
 

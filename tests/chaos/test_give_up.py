@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.cli import cli
 from qrvey_iac.emulator import EmulatorConfig, parse_faults
 from qrvey_iac.emulator.injector import FaultInjector
@@ -40,7 +40,7 @@ def inject(server, spec: str | None) -> None:
 
 
 def state() -> dict:
-    return json.loads(Path("state/local.json").read_text())
+    return LocalStateStore(Path("state/local.json")).read().model_dump(mode="json")   # with its sidecar
 
 
 def test_creates_that_keep_failing_are_reported_and_finished_by_the_next_run(remote):

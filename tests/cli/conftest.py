@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.cli import cli
 
 
@@ -27,7 +28,8 @@ class Project:
         return self.root / "state" / "local.emulator.json"
 
     def state(self) -> dict:
-        return json.loads(self.state_path.read_text())
+        """The state as the store reads it (the file with its write-ahead sidecar), as JSON."""
+        return LocalStateStore(self.state_path).read().model_dump(mode="json")
 
     def world(self) -> dict:
         return json.loads(self.world_path.read_text())

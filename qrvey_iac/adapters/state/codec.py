@@ -88,6 +88,14 @@ def _entry_v2(entry: object) -> object:
     return {**entry, "detail": {"kind": "Dataset", **detail}}
 
 
+def _v2_to_v3(raw: Raw) -> Raw:
+    """Version 3 has the same fields. Its number says that the local store may keep
+    writes in a sidecar next to the file (``<state>.wal``): a release that does not read
+    the sidecar refuses the file instead of reading it without its pending journal."""
+    return raw
+
+
 UPGRADERS: dict[int, Callable[[Raw], Raw]] = {
     1: _v1_to_v2,
+    2: _v2_to_v3,
 }
