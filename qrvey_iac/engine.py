@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -104,8 +105,25 @@ class Engine:
 
     async def apply(self, plan: Plan, state: State) -> State:
         run = _ApplyRun(self, plan, state)
-        await run.execute()
+        try:
+            await run.execute()
+        except BaseException:
+            if self._durable == self._version:       # all written: fold it, keep the apply's error
+                with contextlib.suppress(StateError):
+                    await asyncio.shield(self._compact())
+            raise
+        await self._compact()
         return run.state
+
+    async def _compact(self) -> None:
+        """The stored state made self-contained after apply's last write (StateStore.compact)."""
+        try:
+            await asyncio.to_thread(self.store.compact)
+        except OSError as exc:
+            raise StateError(
+                f"cannot write the state file ({exc.__class__.__name__}: {exc}); the state is complete "
+                "in the file and its write-ahead sidecar (.wal) beside it: keep both"
+            ) from None
 
     def save(self, state: State) -> State:
         """Write ``state`` (as read, or as last written) with the next serial."""

@@ -26,11 +26,15 @@ class StateStore(Protocol):
       concurrent writer is detected, never overwritten. This check is the last line;
       mutual exclusion is the locker's job, held for the whole command.
     - ``exists()``: whether a state has been stored.
+    - ``compact()``: after a command's last write: whatever the store keeps apart from the
+      whole state (the local store's write-ahead sidecar) is folded in, so the stored state
+      is one self-contained value. Nothing to do for a store that keeps none.
     """
 
     def read(self) -> State: ...
     def write(self, state: State, expected_serial: int) -> None: ...
     def exists(self) -> bool: ...
+    def compact(self) -> None: ...
 
 
 class StateLocker(Protocol):

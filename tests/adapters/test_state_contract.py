@@ -75,6 +75,16 @@ def test_each_write_names_the_serial_it_replaces(store):
     assert store.read() == make_state(3, resources=1)
 
 
+def test_compact_keeps_the_state_and_later_writes_follow_it(store):
+    store.compact()                                   # nothing stored yet: nothing to do
+    for serial in (1, 2, 3):                          # with the journal pending: a local store appends
+        store.write(make_state(serial, resources=serial), serial - 1)
+    store.compact()
+    assert store.read() == make_state(3, resources=3)
+    store.write(make_state(4, resources=1), 3)
+    assert store.read() == make_state(4, resources=1)
+
+
 @pytest.mark.parametrize("expected", [0, 1, 3])
 def test_a_write_expecting_another_serial_is_refused_and_changes_nothing(store, expected):
     store.write(make_state(1), 0)

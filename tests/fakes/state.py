@@ -31,6 +31,9 @@ class MemoryStateStore:
     def exists(self) -> bool:
         return self.text is not None
 
+    def compact(self) -> None:
+        """Nothing is kept apart from the whole state."""
+
     def read(self) -> State:
         text = self.text
         return State() if text is None else decode(text, "memory state")

@@ -176,3 +176,26 @@ async def test_a_refused_state_write_stops_apply_as_a_conflict(allowed, reported
         await engine.apply(plan, store.read())
     assert ("apply stopped" in str(caught.value)) is reported
     assert [op for op, _ in qrvey.writes()] == ([] if reported else ["create_dataset", "create_dataset"])
+
+
+async def test_an_apply_that_stops_with_writes_pending_leaves_the_state_file_complete(tmp_path):
+    """The local store appends an apply's writes to a sidecar while the journal is not empty;
+    when apply stops with an outcome unknown, the file alone must still hold the pending
+    entry (a CI job that commits only state/prod.json must not lose it)."""
+    import shutil
+
+    from qrvey_iac.adapters.state.local import LocalStateStore
+
+    qrvey, store = FakeQrvey(), LocalStateStore(tmp_path / "state.json")
+    engine = Engine(qrvey, store)
+    qrvey.fail("clone_view", times=100)
+    # the datasets' creates (first write: whole) and results (empty journal: whole), their
+    # shares' entries (appended), results (whole), then the view's entry (appended) and it fails
+    with pytest.raises(ApplyError, match="outcome unknown"):
+        await converge_once(engine, store, manifest(dataset(), dataset("other"), view()))
+    assert not store.wal_path.exists()
+    alone = tmp_path / "copied" / "state.json"
+    alone.parent.mkdir()
+    shutil.copy(tmp_path / "state.json", alone)                 # the file without anything beside it
+    assert [e.address for e in LocalStateStore(alone).read().journal] == ["view.orders-emea"]
+    assert LocalStateStore(alone).read() == LocalStateStore(tmp_path / "state.json").read()

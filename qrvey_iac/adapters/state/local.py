@@ -153,6 +153,16 @@ class LocalStateStore:
                 return
             self._write_whole(target, state, expected_serial)
 
+    def compact(self) -> None:
+        """Fold the sidecar into the state file, so that the file alone is the state: called
+        after a command's last write (an apply that stopped with writes pending included),
+        so whoever copies or commits only the state file copies all of it. A crash before
+        this leaves the file and its sidecar, which ``read`` puts together."""
+        with self._mutex:
+            if self._last is None or self._wal is None:
+                return                      # this store object appended nothing
+            self._write_whole(real_path(self.path), self._last, self._last.serial)
+
     def _back_up(self, target: Path) -> None:
         """The state before this command: the file, with the sidecar's lines when some apply."""
         text = target.read_text(encoding="utf-8")
