@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from qrvey_iac.core.diff import FieldChange, canonical_hash
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.core.kinds.base import Frozen
 
 PLAN_FORMAT_VERSION = 1
 ABSENT = "absent"
@@ -44,10 +45,6 @@ OPERATIONS: dict[str, Operation] = {
 }
 CHANGING_OPS = tuple(OPERATIONS)
 STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare")}
-
-
-class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class AppTarget(Frozen):
