@@ -103,11 +103,17 @@ def _settled_state(workspace) -> State:
 
 @state.command("unlock")
 @click.argument("lock_id")
+@click.option("--force", is_flag=True,
+              help="Break the lock even when its holder is alive on this host (it keeps running).")
 @environment_options
 @reports_errors
-def state_unlock(lock_id, **kwargs):
-    """Break the state lock LOCK_ID (shown by the command that found it held)."""
-    holder = open_workspace(kwargs).locker.unlock(lock_id)
+def state_unlock(lock_id, force, **kwargs):
+    """Break the state lock LOCK_ID (shown by the command that found it held).
+
+    For a holder on another machine that is gone. A holder alive on this host is refused
+    unless --force: stop it instead, and its lock goes with it.
+    """
+    holder = open_workspace(kwargs).locker.unlock(lock_id, force=force)
     click.echo(f"Unlocked: the lock of {holder.get('command')} (pid {holder.get('pid')} "
                f"on {holder.get('host')}) is broken.")
 
