@@ -101,6 +101,31 @@ def _settled_state(workspace) -> State:
     return current
 
 
+@state.command("claim")
+@environment_options
+@reports_errors
+def state_claim(**kwargs):
+    """Record the state as this environment's (name and endpoint): the way to move it on purpose.
+
+    A state remembers the environment and endpoint it was made for, and every other
+    environment's commands refuse it. After renaming an environment, or when its Qrvey
+    instance moved to a new address, claim the state once. Only the record of the owner
+    changes; the next plan reads every recorded object at this environment's endpoint.
+    """
+    workspace = open_workspace(kwargs)
+    store = workspace.store
+    with workspace.locker.lock("state claim"):
+        previous = store.claim()
+    ours = store.owner
+    if previous == ours:
+        click.echo(f"The state already belongs to {ours.describe()}; nothing changed.")
+    elif previous is None:
+        click.echo(f"Recorded the state as the state of {ours.describe()} (it recorded no environment).")
+    else:
+        click.echo(f"Moved the state from {previous.describe()} to {ours.describe()}. The next plan reads its "
+                   "objects at this endpoint; an object not found there is planned to be created again.")
+
+
 @state.command("unlock")
 @click.argument("lock_id")
 @click.option("--force", is_flag=True,

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environment
+from qrvey_iac.adapters.config import DEFAULT_CONFIG, LOCAL_API_KEY, Environment, load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
-from qrvey_iac.adapters.state.lock import LocalLocker
+from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
+from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.state import StateOwner
 from qrvey_iac.ports import QrveyPort, StateLocker, StateStore
 
 LOCAL_BASE_URL = "http://qrvey-emulator.local"
@@ -27,15 +29,36 @@ class Workspace:
     """Everything a command needs, resolved from the flags."""
 
     environment: Environment
-    store: StateStore
+    store: OwnedStore
     environ: Mapping[str, str]
     locker: StateLocker
+    state_path: Path            # where the state file really is (a symlink at the configured path resolved)
 
     @classmethod
-    def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
+    def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
+             notify: Callable[[str], None] | None = None) -> Workspace:
+        """``notify`` receives notes for the user (a state recorded as this environment's)."""
         environment = load_environment(Path(config), env, variables)
-        path = environment.state_path
-        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path))
+        path = resolved_state_path(environment.state_path)
+        claim = f"qrvey-iac state claim --env {environment.name}"
+        if config != DEFAULT_CONFIG:
+            claim += f" --config {config}"
+        store = OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
+                           claim, notify)
+        return cls(environment, store, dict(os.environ), LocalLocker(path), path)
+
+    @property
+    def emulator_data(self) -> Path:
+        """The embedded emulator's world (``endpoint: local``): next to the real state file, so
+        whoever shares the state through a symlink shares the world it describes."""
+        return self.state_path.with_name(f"{self.environment.name}.emulator.json")
+
+    def state_files(self) -> tuple[Path, ...]:
+        """Every file that holds this environment's state (the state, its backup, sidecar and
+        lock, the embedded emulator's world): nothing else may be written over them."""
+        inner = self.store.inner
+        files = (self.state_path, inner.backup_path, inner.wal_path, self.locker.lock_path)
+        return (*files, self.emulator_data) if self.environment.is_local else files
 
     def manifest(self) -> Manifest:
         return load_manifest(*self._manifest_source())
@@ -68,7 +91,7 @@ class Workspace:
         transport = None
         base_url = env.endpoint
         if env.is_local:
-            emulator, transport = _local_emulator(env)
+            emulator, transport = _local_emulator(self.emulator_data)
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, routes=env.routes or None,
@@ -82,8 +105,14 @@ class Workspace:
                 emulator.save()   # a command that changed nothing leaves the world file alone (or absent)
 
 
-def _local_emulator(env: Environment):
+def state_owner(environment: Environment) -> StateOwner:
+    """What a state of ``environment`` records as its owner: its name and its endpoint."""
+    endpoint = EMBEDDED if environment.is_local else endpoint_identity(environment.endpoint)
+    return StateOwner(environment=environment.name, endpoint=endpoint)
+
+
+def _local_emulator(data_file: Path):
     from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
 
-    app = create_app(EmulatorConfig(api_key=LOCAL_API_KEY, data_file=env.emulator_data, autosave=False))
+    app = create_app(EmulatorConfig(api_key=LOCAL_API_KEY, data_file=data_file, autosave=False))
     return app.state.emulator, EmulatorTransport(app)

@@ -194,6 +194,31 @@ def real_path(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def resolved_state_path(path: Path) -> Path:
+    """The path the state configured at ``path`` is read, written and locked at: ``path``,
+    or, when it is a symlink, the file at the end of its links (so an atomic rename replaces
+    the state, not the link, and the lock, backup and sidecar sit beside the real file).
+
+    A link on the way that leads nowhere (dangling, a loop) is refused: read as "no state
+    yet" it would plan to create every object again, and a write would start a new state
+    where it points (a shared folder that is not mounted).
+    """
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        if os.path.lexists(candidate):
+            where = "the state path" if candidate == path else f"folder {candidate} of the state path"
+            try:
+                target = f"points to {os.readlink(candidate)}, which"
+            except OSError:
+                target = "is a link that"
+            raise StateError(
+                f"{where} {path} is a symbolic link that leads nowhere: it {target} does not exist or "
+                "loops. Reading it as an empty state would plan to create every object again: fix or "
+                "mount what the link points to (or remove the link to start a new state there).")
+    return real_path(path)
+
+
 def _holder_info(command: str) -> dict:
     holder = {
         "id": str(uuid.uuid4()), "host": socket.gethostname(), "pid": os.getpid(), "command": command,
