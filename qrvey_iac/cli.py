@@ -170,6 +170,9 @@ def validate(**kwargs):
 def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
     workspace = open_workspace(kwargs)
+    if kwargs["out"] and (what := workspace.state_file_at(Path(kwargs["out"]))):
+        raise ConfigError([Problem("--out", None, "", f"{kwargs['out']} is {what}: a plan saved there would "
+                                   "destroy it; save the plan to another file")])
     console = Console(workspace.secrets(), kwargs["output"])
     with large_batch():
         result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))

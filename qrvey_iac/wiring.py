@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qrvey_iac.adapters.config import DEFAULT_CONFIG, LOCAL_API_KEY, Environment, load_environment
+from qrvey_iac.adapters.config import DEFAULT_CONFIG, LOCAL_API_KEY, Environment, load_environment, read_config
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
@@ -53,12 +53,31 @@ class Workspace:
         whoever shares the state through a symlink shares the world it describes."""
         return self.state_path.with_name(f"{self.environment.name}.emulator.json")
 
-    def state_files(self) -> tuple[Path, ...]:
-        """Every file that holds this environment's state (the state, its backup, sidecar and
-        lock, the embedded emulator's world): nothing else may be written over them."""
-        inner = self.store.inner
-        files = (self.state_path, inner.backup_path, inner.wal_path, self.locker.lock_path)
-        return (*files, self.emulator_data) if self.environment.is_local else files
+    def state_file_at(self, path: Path) -> str | None:
+        """What ``path`` is when it holds a state of this project, else None: the state file
+        of any environment of the config, its backup, sidecar or lock file, or the embedded
+        emulator's world (by real path, or the same file under another name)."""
+        real = Path(os.path.realpath(path))
+        for file, what in self._state_files().items():
+            if real == file or (file.exists() and path.exists() and os.path.samefile(path, file)):
+                return what
+        return None
+
+    def _state_files(self) -> dict[Path, str]:
+        files: dict[Path, str] = {}
+        config = read_config(Path(self.environment.config_file))
+        for name in config.environments:
+            env = self.environment if name == self.environment.name else load_environment(
+                Path(self.environment.config_file), name)
+            state = Path(os.path.realpath(env.state_path))
+            of = f"of environment {name!r}"
+            files[state] = f"the state file {of}"
+            files[state.with_name(state.name + ".backup")] = f"the state backup {of}"
+            files[state.with_name(state.name + ".wal")] = f"the state's write-ahead sidecar {of}"
+            files[state.with_name(state.name + ".lock")] = f"the state lock file {of}"
+            if env.is_local:
+                files[state.with_name(f"{name}.emulator.json")] = f"the embedded emulator's world {of}"
+        return files
 
     def manifest(self) -> Manifest:
         return load_manifest(*self._manifest_source())

@@ -29,6 +29,7 @@ Windows has no ``fcntl``: taking the lock there is a clear error, importing is f
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -199,24 +200,37 @@ def resolved_state_path(path: Path) -> Path:
     or, when it is a symlink, the file at the end of its links (so an atomic rename replaces
     the state, not the link, and the lock, backup and sidecar sit beside the real file).
 
-    A link on the way that leads nowhere (dangling, a loop) is refused: read as "no state
-    yet" it would plan to create every object again, and a write would start a new state
-    where it points (a shared folder that is not mounted).
+    A link that points to a file not there yet, in a folder that is, is a new state made
+    there. A link on the way that leads nowhere (a loop, or a target whose folder is missing:
+    a shared folder that is not mounted) is refused: read as "no state yet" it would plan to
+    create every object again, and a write would start a new state in the wrong place.
     """
     for candidate in (path, *path.parents):
         if candidate.exists():
             break
-        if os.path.lexists(candidate):
-            where = "the state path" if candidate == path else f"folder {candidate} of the state path"
-            try:
-                target = f"points to {os.readlink(candidate)}, which"
-            except OSError:
-                target = "is a link that"
-            raise StateError(
-                f"{where} {path} is a symbolic link that leads nowhere: it {target} does not exist or "
-                "loops. Reading it as an empty state would plan to create every object again: fix or "
-                "mount what the link points to (or remove the link to start a new state there).")
+        if not os.path.lexists(candidate):
+            continue
+        target = Path(os.path.realpath(candidate))
+        if candidate == path and not _loops(path) and target.parent.is_dir():
+            break                           # a new state, in the folder the link points into
+        where = "the state path" if candidate == path else f"folder {candidate} of the state path"
+        try:
+            points = f"points to {os.readlink(candidate)}, which"
+        except OSError:
+            points = "is a link that"
+        raise StateError(
+            f"{where} {path} is a symbolic link that leads nowhere: it {points} loops or is in a folder "
+            "that does not exist. Reading it as an empty state would plan to create every object again: "
+            "fix or mount what the link points to (or remove the link to start a new state there).")
     return real_path(path)
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _holder_info(command: str) -> dict:
