@@ -163,7 +163,7 @@ def validate(**kwargs):
 @click.option("--format", "output", type=FORMATS, default="text", show_default=True,
               help="Plan on stdout as text, a PR comment (markdown) or versioned JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Save the plan (JSON) for `apply FILE`; it holds no secrets.")
+              help="Save the plan (JSON) for `apply FILE`; it holds no secrets. Never a state, backup or lock file.")
 @click.option("--refresh-only", is_flag=True, help="Show only what changed outside qrvey-iac (drift).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none.")
 @reports_errors

@@ -67,7 +67,7 @@ def test_an_environment_whose_endpoint_changed_refuses_its_state(project):
     config.write_text(config.read_text().replace("endpoint: local", "endpoint: https://Other.example.com:443/", 1)
                       .replace("apps:", "apiKeyEnv: QRVEY_TEST_KEY\n    apps:", 1))
     before = project.state_path.read_bytes()
-    refused = project.runner.invoke(cli, ["plan"], env={"QRVEY_TEST_KEY": "k"})
+    refused = project.runner.invoke(cli, ["plan"], env={"QRVEY_TEST_KEY": "test-api-key-123"})
     assert refused.exit_code == 1
     assert refused.stderr.startswith(
         "Error: state file state/local.json was made for endpoint embedded, and environment 'local' now has "
@@ -82,7 +82,7 @@ def test_an_endpoint_with_credentials_is_recorded_without_them(project):
     config.write_text(config.read_text().replace(
         "endpoint: local", "endpoint: https://admin:s3cr3t-pw@X.example.com/api/", 1)
         .replace("apps:", "apiKeyEnv: QRVEY_TEST_KEY\n    apps:", 1))
-    claimed = project.runner.invoke(cli, ["state", "claim"], env={"QRVEY_TEST_KEY": "k"})
+    claimed = project.runner.invoke(cli, ["state", "claim"], env={"QRVEY_TEST_KEY": "test-api-key-123"})
     assert claimed.exit_code == 0, claimed.output
     assert project.state()["owner"] == {"environment": "local", "endpoint": "https://x.example.com/api"}
     assert "s3cr3t" not in claimed.output
