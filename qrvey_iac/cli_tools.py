@@ -105,7 +105,7 @@ def _settled_state(workspace) -> State:
 @environment_options
 @reports_errors
 def state_claim(**kwargs):
-    """Record the state as this environment's (name and endpoint): the way to move it on purpose.
+    """Make the state this environment's (to move a state on purpose).
 
     A state remembers the environment and endpoint it was made for, and every other
     environment's commands refuse it. After renaming an environment, or when its Qrvey
