@@ -163,13 +163,16 @@ def validate(**kwargs):
 @click.option("--format", "output", type=FORMATS, default="text", show_default=True,
               help="Plan on stdout as text, a PR comment (markdown) or versioned JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Save the plan (JSON) for `apply FILE`; it holds no secrets.")
+              help="Save the plan (JSON) for `apply FILE`; it holds no secrets. Never a state, backup or lock file.")
 @click.option("--refresh-only", is_flag=True, help="Show only what changed outside qrvey-iac (drift).")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none.")
 @reports_errors
 def plan(**kwargs):
     """Show what apply would change, reading the live objects from Qrvey."""
     workspace = open_workspace(kwargs)
+    if kwargs["out"] and (what := workspace.state_file_at(Path(kwargs["out"]))):
+        raise ConfigError([Problem("--out", None, "", f"{kwargs['out']} is {what}: a plan saved there would "
+                                   "destroy it; save the plan to another file")])
     console = Console(workspace.secrets(), kwargs["output"])
     with large_batch():
         result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))

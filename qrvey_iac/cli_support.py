@@ -84,4 +84,8 @@ def open_workspace(kwargs: dict[str, Any]) -> Workspace:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note)
+
+
+def _note(message: str) -> None:
+    click.echo(f"note: {mask_text(message, frozenset(KNOWN_SECRETS))}", err=True)

@@ -101,13 +101,44 @@ def _settled_state(workspace) -> State:
     return current
 
 
-@state.command("unlock")
-@click.argument("lock_id")
+@state.command("claim")
 @environment_options
 @reports_errors
-def state_unlock(lock_id, **kwargs):
-    """Break the state lock LOCK_ID (shown by the command that found it held)."""
-    holder = open_workspace(kwargs).locker.unlock(lock_id)
+def state_claim(**kwargs):
+    """Make the state this environment's (to move a state on purpose).
+
+    A state remembers the environment and endpoint it was made for, and every other
+    environment's commands refuse it. After renaming an environment, or when its Qrvey
+    instance moved to a new address, claim the state once. Only the record of the owner
+    changes; the next plan reads every recorded object at this environment's endpoint.
+    """
+    workspace = open_workspace(kwargs)
+    store = workspace.store
+    with workspace.locker.lock("state claim"):
+        previous = store.claim()
+    ours = store.owner
+    if previous == ours:
+        click.echo(f"The state already belongs to {ours.describe()}; nothing changed.")
+    elif previous is None:
+        click.echo(f"Recorded the state as the state of {ours.describe()} (it recorded no environment).")
+    else:
+        click.echo(f"Moved the state from {previous.describe()} to {ours.describe()}. The next plan reads its "
+                   "objects at this endpoint; an object not found there is planned to be created again.")
+
+
+@state.command("unlock")
+@click.argument("lock_id")
+@click.option("--force", is_flag=True,
+              help="Break the lock even when its holder is alive on this host (it keeps running).")
+@environment_options
+@reports_errors
+def state_unlock(lock_id, force, **kwargs):
+    """Break the state lock LOCK_ID (shown by the command that found it held).
+
+    For a holder on another machine that is gone. A holder alive on this host is refused
+    unless --force: stop it instead, and its lock goes with it.
+    """
+    holder = open_workspace(kwargs).locker.unlock(lock_id, force=force)
     click.echo(f"Unlocked: the lock of {holder.get('command')} (pid {holder.get('pid')} "
                f"on {holder.get('host')}) is broken.")
 

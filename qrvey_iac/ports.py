@@ -47,15 +47,15 @@ class StateLocker(Protocol):
       next command gets in without anybody breaking it by hand.
     - ``holder()``: who holds it (id, command, host, pid, started, ci_run when set),
       None when free. ``is_locked()``: ``holder() is not None``.
-    - ``unlock(lock_id)`` breaks the lock ``lock_id`` left by a holder this machine
-      cannot see end (another host's) and returns its holder information; refused
-      (StateError) for another id, or for a holder known to be alive.
+    - ``unlock(lock_id, force=False)`` breaks the lock ``lock_id`` left by a holder this
+      machine cannot see end (another host's) and returns its holder information; refused
+      (StateError) for another id, and, unless ``force``, for a holder known to be alive.
     """
 
     def lock(self, command: str, timeout: float = 0.0) -> AbstractContextManager[str]: ...
     def holder(self) -> dict | None: ...
     def is_locked(self) -> bool: ...
-    def unlock(self, lock_id: str) -> dict: ...
+    def unlock(self, lock_id: str, force: bool = False) -> dict: ...
 
 
 class Workspace(Protocol):

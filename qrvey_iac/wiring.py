@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qrvey_iac.adapters.config import LOCAL_API_KEY, Environment, load_environment
+from qrvey_iac.adapters.config import DEFAULT_CONFIG, LOCAL_API_KEY, Environment, load_environment, read_config
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.qrvey.client import QrveyClient
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
-from qrvey_iac.adapters.state.lock import LocalLocker
+from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
+from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.state import StateOwner
 from qrvey_iac.ports import QrveyPort, StateLocker, StateStore
 
 LOCAL_BASE_URL = "http://qrvey-emulator.local"
@@ -27,15 +29,55 @@ class Workspace:
     """Everything a command needs, resolved from the flags."""
 
     environment: Environment
-    store: StateStore
+    store: OwnedStore
     environ: Mapping[str, str]
     locker: StateLocker
+    state_path: Path            # where the state file really is (a symlink at the configured path resolved)
 
     @classmethod
-    def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
+    def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
+             notify: Callable[[str], None] | None = None) -> Workspace:
+        """``notify`` receives notes for the user (a state recorded as this environment's)."""
         environment = load_environment(Path(config), env, variables)
-        path = environment.state_path
-        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path))
+        path = resolved_state_path(environment.state_path)
+        claim = f"qrvey-iac state claim --env {environment.name}"
+        if config != DEFAULT_CONFIG:
+            claim += f" --config {config}"
+        store = OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
+                           claim, notify)
+        return cls(environment, store, dict(os.environ), LocalLocker(path), path)
+
+    @property
+    def emulator_data(self) -> Path:
+        """The embedded emulator's world (``endpoint: local``): next to the real state file, so
+        whoever shares the state through a symlink shares the world it describes."""
+        return self.state_path.with_name(f"{self.environment.name}.emulator.json")
+
+    def state_file_at(self, path: Path) -> str | None:
+        """What ``path`` is when it holds a state of this project, else None: the state file
+        of any environment of the config, its backup, sidecar or lock file, or the embedded
+        emulator's world (by real path, or the same file under another name)."""
+        real = Path(os.path.realpath(path))
+        for file, what in self._state_files().items():
+            if real == file or (file.exists() and path.exists() and os.path.samefile(path, file)):
+                return what
+        return None
+
+    def _state_files(self) -> dict[Path, str]:
+        files: dict[Path, str] = {}
+        config = read_config(Path(self.environment.config_file))
+        for name in config.environments:
+            env = self.environment if name == self.environment.name else load_environment(
+                Path(self.environment.config_file), name)
+            state = Path(os.path.realpath(env.state_path))
+            of = f"of environment {name!r}"
+            files[state] = f"the state file {of}"
+            files[state.with_name(state.name + ".backup")] = f"the state backup {of}"
+            files[state.with_name(state.name + ".wal")] = f"the state's write-ahead sidecar {of}"
+            files[state.with_name(state.name + ".lock")] = f"the state lock file {of}"
+            if env.is_local:
+                files[state.with_name(f"{name}.emulator.json")] = f"the embedded emulator's world {of}"
+        return files
 
     def manifest(self) -> Manifest:
         return load_manifest(*self._manifest_source())
@@ -68,7 +110,7 @@ class Workspace:
         transport = None
         base_url = env.endpoint
         if env.is_local:
-            emulator, transport = _local_emulator(env)
+            emulator, transport = _local_emulator(self.emulator_data)
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, routes=env.routes or None,
@@ -82,8 +124,14 @@ class Workspace:
                 emulator.save()   # a command that changed nothing leaves the world file alone (or absent)
 
 
-def _local_emulator(env: Environment):
+def state_owner(environment: Environment) -> StateOwner:
+    """What a state of ``environment`` records as its owner: its name and its endpoint."""
+    endpoint = EMBEDDED if environment.is_local else endpoint_identity(environment.endpoint)
+    return StateOwner(environment=environment.name, endpoint=endpoint)
+
+
+def _local_emulator(data_file: Path):
     from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
 
-    app = create_app(EmulatorConfig(api_key=LOCAL_API_KEY, data_file=env.emulator_data, autosave=False))
+    app = create_app(EmulatorConfig(api_key=LOCAL_API_KEY, data_file=data_file, autosave=False))
     return app.state.emulator, EmulatorTransport(app)

@@ -81,10 +81,6 @@ class Environment:
     def is_local(self) -> bool:
         return self.endpoint == LOCAL
 
-    @property
-    def emulator_data(self) -> Path:
-        return self.state_path.with_name(f"{self.name}.emulator.json")
-
     def api_key(self, environ: Mapping[str, str]) -> str:
         if self.is_local:
             return LOCAL_API_KEY

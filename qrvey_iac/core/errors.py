@@ -64,6 +64,10 @@ class StateLockedError(StateError):
     """Another command holds the state's lock."""
 
 
+class StateOwnerError(StateError):
+    """The state was made for another environment or endpoint than the command's."""
+
+
 class StateConflictError(StateError):
     """A write was refused: the stored state is not the one the writer read (another writer)."""
 

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qrvey_iac.core.kinds import KINDS
 
-STATE_VERSION = 3     # 3: may have a write-ahead sidecar; 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
+STATE_VERSION = 4     # 4: records its owner; 3: may have a write-ahead sidecar;
+                      # 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
 
 
 class ResourceState(BaseModel):
@@ -75,6 +76,18 @@ class JournalEntry(BaseModel):
     started: str = ""
 
 
+class StateOwner(BaseModel):
+    """The environment and endpoint a state was made for: another one's commands refuse it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    environment: str = Field(min_length=1)
+    endpoint: str = Field(min_length=1)   # normalised, without credentials; "embedded": the in-process emulator
+
+    def describe(self) -> str:
+        return f"environment {self.environment!r} (endpoint {self.endpoint})"
+
+
 class State(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -83,6 +96,7 @@ class State(BaseModel):
     serial: int = 0
     resources: dict[str, ResourceState] = Field(default_factory=dict)
     journal: tuple[JournalEntry, ...] = ()
+    owner: StateOwner | None = None      # None: not recorded yet (a format-3 state, a new one)
 
     def with_resource(self, address: str, resource: ResourceState) -> State:
         resources = dict(self.resources)

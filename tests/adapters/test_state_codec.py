@@ -12,11 +12,12 @@ from click.testing import CliRunner
 from qrvey_iac.adapters.state.codec import UPGRADERS, decode, dump_json, encode
 from qrvey_iac.cli import cli
 from qrvey_iac.core.errors import StateError
-from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, ResourceState, State
+from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, ResourceState, State, StateOwner
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V1 = FIXTURES / "state-v1-d8bcedc.json"      # written by the release before format 2 (see its README)
 V2 = FIXTURES / "state-v2-11e0275.json"      # written by the release before format 3
+V3 = FIXTURES / "state-v3-0547722.json"      # written by the release before format 4
 
 
 def v1() -> dict:
@@ -25,7 +26,7 @@ def v1() -> dict:
 
 def test_a_state_written_by_the_previous_release_loads_with_its_journal_typed():
     state = decode(V1.read_text(), "state file old.json")
-    assert state.version == STATE_VERSION == 3
+    assert state.version == STATE_VERSION == 4
     assert (state.lineage, state.serial) == (v1()["lineage"], v1()["serial"])
     assert state.resources["dataset.orders"].kind == "Dataset"
     assert state.resources["view.orders-emea"].source["address"] == "dataset.orders"
@@ -56,9 +57,31 @@ def test_a_state_written_by_the_release_before_format_3_loads_unchanged():
     know the sidecar, refuse a file that may have one."""
     old = json.loads(V2.read_text())
     state = decode(V2.read_text(), "state file old.json")
-    assert (old["version"], state.version) == (2, 3)
-    assert {**json.loads(encode(state)), "version": 2} == old
+    assert (old["version"], state.version) == (2, STATE_VERSION)
+    assert {**json.loads(encode(state)), "version": 2, "owner": None} == {**old, "owner": None}
     assert [(e.op, e.address) for e in state.journal] == [("create", "view.orders-latam"), ("update", "dataset.products")]
+
+
+def test_a_state_written_by_the_release_before_format_4_loads_with_no_owner_recorded():
+    """Format 4 records the environment and endpoint a state was made for; a format-3 file
+    names none, so it is read as unowned (the first write records the writer's)."""
+    old = json.loads(V3.read_text())
+    state = decode(V3.read_text(), "state file old.json")
+    assert (old["version"], state.version, state.owner) == (3, 4, None)
+    assert "owner" not in old
+    assert (state.lineage, state.serial) == (old["lineage"], old["serial"])
+    written = json.loads(encode(state))
+    assert written == {**old, "version": 4, "owner": None}
+    assert [(e.op, e.address) for e in state.journal] == [("create", "view.orders-latam"), ("update", "dataset.products")]
+
+
+def test_the_owner_is_written_and_read_back():
+    state = State(owner=StateOwner(environment="prod", endpoint="https://x.qrveyapp.com"))
+    written = json.loads(encode(state))
+    assert written["owner"] == {"environment": "prod", "endpoint": "https://x.qrveyapp.com"}
+    assert decode(written, "s") == state
+    with pytest.raises(StateError, match=r"^s is invalid at owner\.environment"):
+        decode({**written, "owner": {"environment": "", "endpoint": "embedded"}}, "s")
 
 
 def test_a_v1_detail_without_kind_meant_a_dataset_and_keys_nobody_read_are_dropped():
@@ -128,7 +151,9 @@ def test_the_cli_upgrades_an_old_state_file_on_its_first_write_and_keeps_the_old
     assert state.read_bytes() == V1.read_bytes()                      # reading writes nothing
     planned = CliRunner().invoke(cli, ["plan"])                       # settles the journal: a write
     assert planned.exit_code == 0, planned.output
+    assert planned.stderr.count("note: state file state/local.json recorded no environment") == 1
     written = json.loads(state.read_text())
-    assert (written["version"], written["lineage"], written["journal"]) == (3, v1()["lineage"], [])
+    assert (written["version"], written["lineage"], written["journal"]) == (4, v1()["lineage"], [])
+    assert written["owner"] == {"environment": "local", "endpoint": "embedded"}
     assert written["serial"] == v1()["serial"] + 1
     assert state.with_name("local.json.backup").read_bytes() == V1.read_bytes()

@@ -193,3 +193,14 @@ def test_unlock_refuses_another_id_and_a_free_lock(locker):
         with pytest.raises(StateError, match=f"does not match the lock held: {lock_id}"):
             locker.unlock("another")
         assert locker.holder()["id"] == lock_id
+
+
+def test_unlock_refuses_a_holder_alive_here_unless_forced(locker):
+    with locker.lock("apply") as lock_id:
+        with pytest.raises(StateError, match="held by a running process"):
+            locker.unlock(lock_id)
+        assert locker.holder()["id"] == lock_id
+        assert locker.unlock(lock_id, force=True)["id"] == lock_id
+        assert locker.holder() is None
+        with locker.lock("plan", timeout=0) as second:      # the next command gets in
+            assert locker.holder()["id"] == second

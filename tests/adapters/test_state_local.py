@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -116,6 +117,21 @@ def test_unlock_refuses_a_holder_alive_on_this_host(tmp_path):
         assert locker.holder()["id"] == lock_id
 
 
+def test_unlock_refuses_a_live_holder_here_without_an_os_lock_unless_forced(tmp_path):
+    """A lock file as a release before OS locks wrote it (no flock, no ``lock`` field), its
+    pid alive on this host: the OS cannot vouch for it, its pid does."""
+    state = tmp_path / "local.json"
+    lock = tmp_path / "local.json.lock"
+    lock.write_text(json.dumps({"id": "L1", "host": socket.gethostname(), "pid": os.getpid(),
+                                "command": "apply", "started": "2026-01-01T00:00:00+00:00"}))
+    locker = LocalLocker(state)
+    with pytest.raises(StateError, match=f"held by a running process \\(pid {os.getpid()} .*--force"):
+        locker.unlock("L1")
+    assert lock.exists()
+    assert locker.unlock("L1", force=True)["id"] == "L1"
+    assert not lock.exists()
+
+
 def test_the_holder_names_its_ci_run(tmp_path, monkeypatch):
     monkeypatch.setenv("GITHUB_RUN_ID", "4242")
     locker = LocalLocker(tmp_path / "local.json")
@@ -202,7 +218,7 @@ def test_a_write_with_an_empty_journal_writes_the_whole_file_and_removes_the_sid
     store.write(done, 2)
     assert not path.with_name("local.json.wal").exists()
     assert decode(path.read_text(), "s") == done == LocalStateStore(path).read()
-    assert json.loads(path.read_text())["version"] == STATE_VERSION == 3
+    assert json.loads(path.read_text())["version"] == STATE_VERSION == 4
 
 
 def test_a_long_sidecar_is_folded_into_the_file(tmp_path, monkeypatch):

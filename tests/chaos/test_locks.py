@@ -70,6 +70,23 @@ def test_a_sigkilled_holder_leaves_no_lock_and_the_next_command_proceeds_without
     assert again.exit_code == 1 and "is not locked" in again.stderr
 
 
+def test_unlock_force_breaks_the_lock_of_a_holder_alive_here(project):
+    state = project / "state" / "local.json"
+    holder, lock_id = start_holder(state)
+    try:
+        refused = run("state", "unlock", lock_id)
+        assert refused.exit_code == 1
+        assert f"`qrvey-iac state unlock {lock_id} --force` breaks it anyway" in refused.stderr
+        assert state.with_name("local.json.lock").exists()
+        forced = run("state", "unlock", lock_id, "--force")
+        assert forced.exit_code == 0, forced.output
+        assert forced.stdout == f"Unlocked: the lock of apply (pid {holder.pid} on {socket.gethostname()}) is broken.\n"
+        assert not state.with_name("local.json.lock").exists()
+        assert run("plan").exit_code == 0                  # the next command gets in while the holder runs
+    finally:
+        killed(holder)
+
+
 def test_a_waiting_command_gets_the_lock_when_its_holder_is_killed(project):
     state = project / "state" / "local.json"
     holder, _ = start_holder(state)

@@ -88,11 +88,13 @@ class MemoryLocker:
     def is_locked(self) -> bool:
         return self._holder is not None
 
-    def unlock(self, lock_id: str) -> dict:
+    def unlock(self, lock_id: str, force: bool = False) -> dict:
         with self._mutex:
             if self._holder is None:
                 raise StateError("memory state is not locked")
             if self._holder["id"] != lock_id:
                 raise StateError(f"lock id {lock_id} does not match the lock held: {self._holder['id']}")
+            if not force:        # its holder is this process: alive
+                raise StateError(f"lock {lock_id} is held by a running process; pass force to break it")
             holder, self._holder = self._holder, None
             return holder

@@ -168,6 +168,8 @@ def test_invalid_manifests_are_reported_before_an_unreachable_endpoint(example_d
                       .replace("apps:", "apiKeyEnv: QRVEY_TEST_KEY\n    apps:", 1))
     (example_dir / "manifests" / "broken.yaml").write_text(
         "apiVersion: qrvey-iac/v1\nkind: Dataset\nmetadata: {name: b}\nspec: {app: sales, nme: x}\n")
+    claimed = CliRunner().invoke(cli, ["state", "claim"], env={"QRVEY_TEST_KEY": "k"})   # the endpoint moved on purpose
+    assert claimed.exit_code == 0, claimed.output
     result = CliRunner().invoke(cli, ["plan"], env={"QRVEY_TEST_KEY": "k"})
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: manifests/broken.yaml:4: spec"), result.stderr

@@ -95,7 +95,15 @@ def _v2_to_v3(raw: Raw) -> Raw:
     return raw
 
 
+def _v3_to_v4(raw: Raw) -> Raw:
+    """Version 4 records the ``owner`` (environment and endpoint) the state was made for.
+    A version-3 state names none: it is read as unowned, and the first command that
+    writes it records its own environment (saying so), as a new state would."""
+    return raw
+
+
 UPGRADERS: dict[int, Callable[[Raw], Raw]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
+    3: _v3_to_v4,
 }

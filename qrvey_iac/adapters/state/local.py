@@ -178,6 +178,7 @@ class LocalStateStore:
         last = self._last
         return (last is not None and bool(state.journal) and state.serial == expected + 1
                 and state.lineage == last.lineage and state.version == last.version
+                and state.owner == last.owner          # a line carries no owner: a new one is written whole
                 and self._lines < WAL_MAX_LINES and (self._wal is None or self._wal[2] < WAL_MAX_BYTES))
 
     def _append(self, target: Path, state: State, expected: int) -> bool:

@@ -22,13 +22,14 @@ The protocol, each step chosen so that no reader and no waiter can be fooled:
   (a state folder on a network share, where flock may not reach across machines) until
   it releases or ``state unlock ID`` removes it; one on this host written without an OS
   lock (a qrvey-iac before this format, which locked by the file alone) while its pid
-  lives.
+  lives. ``state unlock`` refuses a holder alive on this host unless ``--force``.
 
 Windows has no ``fcntl``: taking the lock there is a clear error, importing is fine.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -95,11 +96,14 @@ class LocalLocker:
     def is_locked(self) -> bool:
         return self.holder() is not None
 
-    def unlock(self, lock_id: str) -> dict:
+    def unlock(self, lock_id: str, force: bool = False) -> dict:
         """Remove the lock ``lock_id`` left by a holder the OS cannot release (another host's).
 
-        Refused for a lock the OS says is held here: that process is alive, and breaking
-        its lock would let a second writer in; stopping it releases the lock.
+        Refused, unless ``force``, for a holder alive on this host: one whose OS lock is held
+        (that process runs), or one without an OS lock whose pid lives (a release before OS
+        locks). Breaking it would let a second writer in while the first still writes;
+        stopping it releases the lock. ``force`` removes the lock file anyway (the holder
+        keeps running; the state's serial check refuses its writes that conflict).
         """
         lock_path = self.lock_path
         holder = _read_holder(lock_path)
@@ -111,15 +115,21 @@ class LocalLocker:
             fd = _open_flocked(lock_path)
         except FileNotFoundError:           # released since it was read
             raise StateError(f"state {self.state_path} is not locked") from None
-        if fd is None:
+        alive = fd is None or (not _os_locked_here(holder) and _alive_here(holder))
+        if alive and not force:
+            if fd is not None:
+                os.close(fd)
             raise StateError(
                 f"lock {lock_id} is held by a running process ({_who(holder)}); it cannot be broken while "
-                "that process runs: let it finish or stop it, and the lock is released with it")
+                "that process runs: let it finish or stop it, and the lock is released with it. "
+                f"`qrvey-iac state unlock {lock_id} --force` breaks it anyway, letting another command "
+                "write the state while that process still does")
         try:
-            if _same_file(fd, lock_path):
-                lock_path.unlink()
+            if fd is None or _same_file(fd, lock_path):
+                lock_path.unlink(missing_ok=True)
         finally:
-            os.close(fd)
+            if fd is not None:
+                os.close(fd)
         return holder
 
     def _try_acquire(self, lock_path: Path, holder: dict) -> int | None:
@@ -183,6 +193,44 @@ def real_path(path: Path) -> Path:
     """``path`` itself, or the file a symlink at ``path`` points to (so an atomic rename
     replaces the state, not the link, and two links to one state share one lock)."""
     return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def resolved_state_path(path: Path) -> Path:
+    """The path the state configured at ``path`` is read, written and locked at: ``path``,
+    or, when it is a symlink, the file at the end of its links (so an atomic rename replaces
+    the state, not the link, and the lock, backup and sidecar sit beside the real file).
+
+    A link that points to a file not there yet, in a folder that is, is a new state made
+    there. A link on the way that leads nowhere (a loop, or a target whose folder is missing:
+    a shared folder that is not mounted) is refused: read as "no state yet" it would plan to
+    create every object again, and a write would start a new state in the wrong place.
+    """
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        if not os.path.lexists(candidate):
+            continue
+        target = Path(os.path.realpath(candidate))
+        if candidate == path and not _loops(path) and target.parent.is_dir():
+            break                           # a new state, in the folder the link points into
+        where = "the state path" if candidate == path else f"folder {candidate} of the state path"
+        try:
+            points = f"points to {os.readlink(candidate)}, which"
+        except OSError:
+            points = "is a link that"
+        raise StateError(
+            f"{where} {path} is a symbolic link that leads nowhere: it {points} loops or is in a folder "
+            "that does not exist. Reading it as an empty state would plan to create every object again: "
+            "fix or mount what the link points to (or remove the link to start a new state there).")
+    return real_path(path)
+
+
+def _loops(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def _holder_info(command: str) -> dict:
@@ -293,6 +341,13 @@ def _dead_here(holder: dict) -> bool:
     except (PermissionError, OverflowError):
         return False
     return False
+
+
+def _alive_here(holder: dict) -> bool:
+    """A holder on this host whose pid is a running process."""
+    if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+        return False
+    return not _dead_here(holder)
 
 
 def _os_locked_here(holder: dict) -> bool:
