@@ -48,8 +48,8 @@ def reports_errors(fn):
 
 
 def _debug_trace(kwargs: dict) -> None:
-    if kwargs.get("debug"):
-        traceback.print_exc()
+    if kwargs.get("debug"):    # an exception's message may quote a secret, as the Error: line would
+        click.echo(mask_text(traceback.format_exc(), frozenset(KNOWN_SECRETS)), err=True, nl=False)
 
 
 def _fail(kwargs: dict, message: str, code: int) -> None:
@@ -84,4 +84,6 @@ def open_workspace(kwargs: dict[str, Any]) -> Workspace:
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables)
+    # the workspace adds the manifests' ${env:X} values as it reads them: the Error: line and the
+    # --debug traceback mask them too
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, known_secrets=KNOWN_SECRETS)

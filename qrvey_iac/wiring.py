@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.sealing import Sealer, derive_key
 from qrvey_iac.ports import QrveyPort, StateLocker, StateStore
 
 LOCAL_BASE_URL = "http://qrvey-emulator.local"
@@ -30,19 +31,41 @@ class Workspace:
     store: StateStore
     environ: Mapping[str, str]
     locker: StateLocker
+    known_secrets: set[str] = field(default_factory=set)   # the manifests' ${env:X} values, once read
 
     @classmethod
-    def open(cls, config: str, env: str | None, variables: Mapping[str, Any]) -> Workspace:
+    def open(
+        cls, config: str, env: str | None, variables: Mapping[str, Any], known_secrets: set[str] | None = None
+    ) -> Workspace:
         environment = load_environment(Path(config), env, variables)
         path = environment.state_path
-        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path))
+        known = set() if known_secrets is None else known_secrets
+        return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path), known)
 
     def manifest(self) -> Manifest:
-        return load_manifest(*self._manifest_source())
+        return self._keyed(load_manifest(*self._manifest_source()))
 
     async def manifest_async(self) -> Manifest:
         """The manifest, read in slices between other work of the event loop."""
-        return await load_manifest_async(*self._manifest_source())
+        return self._keyed(await load_manifest_async(*self._manifest_source()))
+
+    def _keyed(self, manifest: Manifest) -> Manifest:
+        """The manifest with the seal key of this environment, and its secrets made known to
+        the Qrvey client (masked in its logs and errors from here on)."""
+        self.known_secrets.update(manifest.secrets)
+        if not manifest.secrets:
+            return manifest       # no secret: no digest is keyed, and a local run needs no API key
+        return replace(manifest, seal_key=self.seal_key())
+
+    def sealer(self) -> Sealer:
+        """The sealer of the manifests read so far (their secrets, this environment's key)."""
+        return Sealer(frozenset(self.known_secrets), self.seal_key())
+
+    def seal_key(self) -> bytes:
+        """Keys every stored digest of a secret (core/sealing.py): derived from the API key, so
+        it is never written anywhere (the embedded emulator's key is fixed: see
+        docs/architecture.md, "Secrets in stored hashes")."""
+        return derive_key(self.environment.api_key(self.environ))
 
     def _manifest_source(self) -> tuple:
         env = self.environment
@@ -72,7 +95,7 @@ class Workspace:
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, routes=env.routes or None,
-                             rate_limit=rate_limit or env.rate_limit)
+                             rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets)
         revision = emulator.world.revision if emulator is not None else None
         try:
             yield QrveyGateway(client)
