@@ -43,7 +43,11 @@ class Workspace:
         return cls(environment, LocalStateStore(path), dict(os.environ), LocalLocker(path), known)
 
     def manifest(self) -> Manifest:
-        return self._keyed(load_manifest(*self._manifest_source()))
+        """The manifest for offline use (validate, state show): its secrets are learnt, but it
+        gets no seal key, so no API key is needed (a digest made from it leaves secrets out)."""
+        manifest = load_manifest(*self._manifest_source())
+        self.known_secrets.update(manifest.secrets)
+        return manifest
 
     async def manifest_async(self) -> Manifest:
         """The manifest, read in slices between other work of the event loop."""

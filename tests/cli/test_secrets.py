@@ -157,11 +157,23 @@ def test_env_values_are_in_no_file_written_and_in_no_output(project, monkeypatch
     assert "No changes" in run("plan").stdout                          # the concealed source still matches
     run("plan", "--out", "again.json")
     run("drift")
+    project.replace_in("sales.yaml", "name: Orders\n", "name: Orders 2\n")
+    run("apply", "--auto-approve")                                      # a second write: the backup
+    assert (project.root / "state" / "local.json.backup").exists()
+    run("plan", "--format", "json")
+    run("plan", "--format", "markdown")
 
     assert files_holding(project.root, SOURCE_ID, PASSWORD) == []
     for output in outputs:
         assert SOURCE_ID not in output and PASSWORD not in output
     assert SOURCE_ID not in caplog.text and PASSWORD not in caplog.text
+
+
+def test_validate_needs_no_api_key_for_a_manifest_with_env_values(project, monkeypatch):
+    with_env_secrets(project, monkeypatch)
+    monkeypatch.delenv("QRVEY_API_KEY", raising=False)
+    result = project.run("validate", "--env", "prod")
+    assert result.exit_code == 0, result.output
 
 
 def test_a_changed_env_source_id_is_still_seen(project, monkeypatch):
