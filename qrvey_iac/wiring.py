@@ -31,7 +31,10 @@ class Workspace:
     store: StateStore
     environ: Mapping[str, str]
     locker: StateLocker
-    known_secrets: set[str] = field(default_factory=set)   # the manifests' ${env:X} values, once read
+    # every secret to mask, shared with the CLI's error boundary: the manifests' ${env:X} values
+    # once read, and the API key the CLI adds; the manifests' values alone key the sealer
+    known_secrets: set[str] = field(default_factory=set)
+    manifest_secrets: set[str] = field(default_factory=set)
 
     @classmethod
     def open(
@@ -46,7 +49,7 @@ class Workspace:
         """The manifest for offline use (validate, state show): its secrets are learnt, but it
         gets no seal key, so no API key is needed (a digest made from it leaves secrets out)."""
         manifest = load_manifest(*self._manifest_source())
-        self.known_secrets.update(manifest.secrets)
+        self._learn(manifest)
         return manifest
 
     async def manifest_async(self) -> Manifest:
@@ -56,14 +59,19 @@ class Workspace:
     def _keyed(self, manifest: Manifest) -> Manifest:
         """The manifest with the seal key of this environment, and its secrets made known to
         the Qrvey client (masked in its logs and errors from here on)."""
-        self.known_secrets.update(manifest.secrets)
+        self._learn(manifest)
         if not manifest.secrets:
-            return manifest       # no secret: no digest is keyed, and a local run needs no API key
+            return manifest       # no secret: no digest is keyed, no seal key needed
         return replace(manifest, seal_key=self.seal_key())
 
+    def _learn(self, manifest: Manifest) -> None:
+        self.known_secrets.update(manifest.secrets)
+        self.manifest_secrets.update(manifest.secrets)
+
     def sealer(self) -> Sealer:
-        """The sealer of the manifests read so far (their secrets, this environment's key)."""
-        return Sealer(frozenset(self.known_secrets), self.seal_key())
+        """The sealer of the manifests read so far (their secrets, this environment's key): the
+        one ``Manifest.sealer`` gives, for a plan whose manifest the flow kept to itself."""
+        return Sealer(frozenset(self.manifest_secrets), self.seal_key())
 
     def seal_key(self) -> bytes:
         """Keys every stored digest of a secret (core/sealing.py): derived from the API key, so
