@@ -201,13 +201,34 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _resealed(state: State, plan: Plan, sealer: Sealer) -> State:
+    """The state with what an older release recorded in clear sealed: a secret source id, a
+    plain hash of a document holding a secret. Written by the apply's first state write."""
+    if not sealer.secrets:
+        return state
+    for action in plan.actions:
+        current = state.resources.get(action.address)
+        if current is None:
+            continue
+        kind = KINDS[current.kind]
+        update = {}
+        if current.source and sealer.conceal_ids(current.source) != current.source:
+            update["source"] = sealer.conceal_ids(current.source)
+        if (action.desired is not None and sealer.holds_secret(action.desired)
+                and current.applied_hash == kind.applied_hash(action.desired)):    # the plain hash
+            update["applied_hash"] = kind.applied_hash(action.desired, sealer)
+        if update:
+            state = state.with_resource(action.address, current.model_copy(update=update))
+    return state
+
+
 class _ApplyRun:
     """One apply: walks the levels, journals each write, saves state after each call."""
 
     def __init__(self, engine: Engine, plan: Plan, state: State, sealer: Sealer = PLAIN) -> None:
         self.engine = engine
         self.plan = plan
-        self.state = state
+        self.state = _resealed(state, plan, sealer)
         self.sealer = sealer
         self.done: list[str] = []
         self.failed: list[tuple[str, Exception]] = []

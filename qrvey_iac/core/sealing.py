@@ -79,8 +79,11 @@ class Sealer:
         return f"(sensitive:{self._keyed(value)})" if self.key else MASK
 
     def conceal_ids(self, ids: dict[str, str]) -> dict[str, str]:
-        """A source reference to record: each id concealed; a managed ``address`` kept as it is."""
-        return {k: v if k == "address" else self.conceal(v) for k, v in ids.items()}
+        """A source reference to record, each id concealed. A managed source (with an
+        ``address``) is kept as it is: its ids come from the state, not from the manifests."""
+        if "address" in ids:
+            return ids
+        return {k: self.conceal(v) for k, v in ids.items()}
 
     def same(self, recorded: str | None, value: str) -> bool:
         """Whether a recorded value (concealed, or in clear by an older release) is ``value``."""

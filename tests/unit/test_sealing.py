@@ -59,8 +59,9 @@ def test_an_id_is_concealed_by_a_keyed_digest_and_compared_through_it():
     assert sealer.same(concealed, SECRET) and not sealer.same(concealed, "other-id")
     assert sealer.same(SECRET, SECRET)                     # recorded in clear by an older release
     assert sealer.conceal("not-secret") == "not-secret"
-    assert sealer.conceal_ids({"address": "dataset.Zq7src", "datasetId": SECRET}) == {
-        "address": "dataset.Zq7src", "datasetId": concealed}
+    assert sealer.conceal_ids({"appId": "a-1", "datasetId": SECRET}) == {"appId": "a-1", "datasetId": concealed}
+    managed = {"address": "dataset.orders", "datasetId": "uuid-Zq7src"}   # ids from the state: kept
+    assert sealer.conceal_ids(managed) == managed
     assert repr(sealer) == "Sealer(1 secrets, key=set)"
 
 
@@ -158,3 +159,37 @@ async def test_an_interrupted_create_settled_later_records_the_source_concealed(
     assert wanted.sealer.same(recorded.source["appId"], PARTNER.app_id)
     for text in store.texts:
         assert SOURCE_ID not in text and PARTNER.app_id not in text
+
+
+@pytest.mark.anyio
+async def test_what_an_older_release_recorded_in_clear_is_sealed_by_the_next_apply():
+    """A state of the release before: the source id in clear and a plain hash of a document
+    holding a secret. The next apply that changes anything rewrites both."""
+    from qrvey_iac.core.kinds.dataset import DatasetSpec
+    from qrvey_iac.core.kinds.view import VIEW
+
+    qrvey, store = FakeQrvey(), RecordingStore()
+    partner_source(qrvey)
+    plain = Manifest(resources={"view.partner": partner_view()}, digest="d")      # as the old release did
+    plan, _ = await Engine(qrvey, store).plan(plain, store.read(), "test")
+    await Engine(qrvey, store).apply(plan, store.read())
+    legacy = store.read().resources["view.partner"]
+    assert legacy.source["datasetId"] == SOURCE_ID
+    assert legacy.applied_hash == VIEW.applied_hash(partner_view().desired)
+
+    other = Resource("dataset.other", "Dataset", AppRef("u1", "a-sales"), "sales", DatasetSpec.model_validate({
+        "app": "sales", "name": "Other",
+        "datasources": [{"name": "O", "connectionId": "c1", "connectorType": "MSSQL_LIVE", "tableName": "o"}],
+        "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}), ())
+    wanted = Manifest(resources={r.address: r for r in (partner_view(), other)}, digest="d", seal_key=KEY,
+                      secrets=frozenset({SOURCE_ID, PARTNER.app_id, "Partner orders"}))   # the name too
+    # a change elsewhere (dataset.other): the apply writes the state
+    plan, _ = await Engine(qrvey, store).plan(wanted, store.read(), "test")
+    assert [a.address for a in plan.changes] == ["dataset.other"]        # the clear record still matches
+    await Engine(qrvey, store).apply(plan, store.read(), wanted.sealer)
+    resealed = store.read().resources["view.partner"]
+    assert SOURCE_ID not in store.text and PARTNER.app_id not in store.text
+    assert wanted.sealer.same(resealed.source["datasetId"], SOURCE_ID)
+    assert resealed.applied_hash == VIEW.applied_hash(partner_view().desired, wanted.sealer) != legacy.applied_hash
+    again, _ = await Engine(qrvey, store).plan(wanted, store.read(), "test")
+    assert not again.has_changes
