@@ -63,8 +63,11 @@ def fingerprints_of(state: State, live: Live, sealer: Sealer = PLAIN) -> dict[st
     The pins are keyed by ``sealer`` when the manifest has secrets: a plan file never holds a
     plain hash of an object (or of a source's id) that may carry a value read through ${env:X}."""
     known = live.fingerprints
-    pins = {a: sealer.pin(known[a] if a in known else fingerprint(live.objects.get(a))) for a in sorted(state.resources)}
-    pins.update({f"source:{sealer.digest(d)[:20]}": sealer.pin(fingerprint(obj)) for d, obj in sorted(live.sources.items())})
+    pins = {
+        a: sealer.pin(known[a] if a in known else fingerprint(live.objects.get(a))) for a in sorted(state.resources)
+    }
+    for dataset_id, obj in sorted(live.sources.items()):
+        pins[f"source:{sealer.digest(dataset_id)[:20]}"] = sealer.pin(fingerprint(obj))
     return pins
 
 

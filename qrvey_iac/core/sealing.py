@@ -59,6 +59,8 @@ class Sealer:
             return any(self.holds_secret(v) for v in value)
         if isinstance(value, str):
             return any(secret and secret in value for secret in self.secrets)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value) in self.secrets       # ${env:PORT} validated into a number
         return False
 
     def _keyed(self, text: str) -> str:
@@ -104,6 +106,8 @@ class Sealer:
         if isinstance(value, str):
             for secret in sorted((s for s in self.secrets if s), key=len, reverse=True):
                 value = value.replace(secret, MASK)
+        elif self.holds_secret(value):
+            return MASK                              # a number read through ${env:X}
         return value
 
 

@@ -46,6 +46,13 @@ def test_a_secret_inside_a_longer_value_counts_at_any_length():
     assert sealer.digest(document) != canonical_hash(document)
 
 
+def test_a_number_read_through_env_counts_as_a_secret():
+    sealer = Sealer(frozenset({"5432"}), KEY)
+    assert sealer.holds_secret({"port": 5432}) and not sealer.holds_secret({"port": 5433, "on": True})
+    assert sealer.digest({"port": 5432}) != canonical_hash({"port": 5432})
+    assert Sealer(frozenset({"5432"})).digest({"port": 5432}) == canonical_hash({"port": MASK})
+
+
 def test_without_a_key_secrets_are_left_out_not_hashed_in_clear():
     sealer = Sealer(frozenset({SECRET}))
     assert sealer.digest(DOCUMENT) == canonical_hash({"name": "Orders", "customAttributes": {"password": MASK}})
