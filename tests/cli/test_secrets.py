@@ -273,3 +273,17 @@ def _orders_document(project, name: str) -> dict:
     manifest = Workspace.open(str(project.root / "qrvey-iac.yaml"), None, {}).manifest()
     document = manifest.resources["dataset.orders"].desired
     return {**document, "name": name}
+
+
+def test_the_debug_handler_masks_any_library_line_holding_a_secret():
+    """A backstop under the client's own redaction: whatever logger a line comes from."""
+    from qrvey_iac.cli_support import KNOWN_SECRETS, MaskingFilter
+
+    KNOWN_SECRETS.add(PASSWORD)
+    try:
+        record = logging.LogRecord("httpcore.http11", logging.DEBUG, __file__, 1,
+                                   "receive_response_headers.complete return_value=%r", (("location", PASSWORD),), None)
+        assert MaskingFilter().filter(record)
+        assert PASSWORD not in record.getMessage() and "(sensitive)" in record.getMessage()
+    finally:
+        KNOWN_SECRETS.discard(PASSWORD)
