@@ -7,7 +7,6 @@ import json
 import re
 import sys
 import time
-from secrets import token_hex
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -180,7 +179,7 @@ def plan(**kwargs):
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
 
-        sealed = seal_plan(result, console.secrets, token_hex(16))
+        sealed = seal_plan(result, workspace.sealer())
         save_plan(Path(kwargs["out"]), render_json(sealed, console.secrets))
         console.progress(f"Saved the plan to {kwargs['out']}: apply it with `qrvey-iac apply {kwargs['out']}`")
     if kwargs["detailed_exitcode"] and result.has_changes:

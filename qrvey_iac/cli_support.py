@@ -19,6 +19,17 @@ from qrvey_iac.wiring import Workspace
 KNOWN_SECRETS: set[str] = set()     # every secret this process has read: masked in errors too
 
 
+class MaskingFilter(logging.Filter):
+    """Masks every secret this process has read in a log line, as the Error: line is masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_text(message, frozenset(KNOWN_SECRETS))
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
 def reports_errors(fn):
     """The single error boundary: ``Error: ...`` on stderr, exit code, no traceback."""
 
@@ -48,8 +59,8 @@ def reports_errors(fn):
 
 
 def _debug_trace(kwargs: dict) -> None:
-    if kwargs.get("debug"):
-        traceback.print_exc()
+    if kwargs.get("debug"):    # an exception's message may quote a secret, as the Error: line would
+        click.echo(mask_text(traceback.format_exc(), frozenset(KNOWN_SECRETS)), err=True, nl=False)
 
 
 def _fail(kwargs: dict, message: str, code: int) -> None:
@@ -80,11 +91,15 @@ def open_workspace(kwargs: dict[str, Any]) -> Workspace:
 
     KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
     if kwargs.get("debug"):
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+        shown = logging.StreamHandler(sys.stderr)
+        shown.addFilter(MaskingFilter())    # every library's lines, not only the ones the client redacts
+        logging.basicConfig(level=logging.DEBUG, handlers=[shown],
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note)
+    # the workspace adds the manifests' ${env:X} values as it reads them: the Error: line and the
+    # --debug traceback mask them too
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note, known_secrets=KNOWN_SECRETS)
 
 
 def _note(message: str) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from qrvey_iac.cli_support import environment_options, open_workspace, reports_errors
-from qrvey_iac.core.errors import ConfigError, Problem, StateError
+from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX
+from qrvey_iac.core.secrets import mask_value
 from qrvey_iac.core.state import State
 
 
@@ -41,11 +42,23 @@ def state_list(**kwargs):
 @environment_options
 @reports_errors
 def state_show(address, **kwargs):
-    """Everything the state records of ADDRESS, as JSON."""
-    current = open_workspace(kwargs).store.read()
+    """Everything the state records of ADDRESS, as JSON (values read through ${env:X} masked)."""
+    workspace = open_workspace(kwargs)
+    current = workspace.store.read()
     if address not in current.resources:
         raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
-    click.echo(json.dumps(current.resources[address].model_dump(mode="json"), indent=2, sort_keys=True))
+    recorded = current.resources[address].model_dump(mode="json")
+    click.echo(json.dumps(mask_value(recorded, _manifest_secrets(workspace)), indent=2, sort_keys=True))
+
+
+def _manifest_secrets(workspace) -> frozenset[str]:
+    """The manifests' ${env:X} values, to mask what a state written by an older release holds
+    in clear (this one conceals them). The state is shown even when the manifests do not load:
+    it does not depend on them."""
+    try:
+        return workspace.manifest().secrets
+    except InputError:
+        return frozenset()
 
 
 @state.command("rm")

@@ -19,6 +19,7 @@ from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
+from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
 from qrvey_iac.journal import Settled, Settler, recorded_resource
 from qrvey_iac.ports import QrveyPort, StateStore
@@ -103,8 +104,10 @@ class Engine:
         self._retry_ids.update(settled.retry_ids)
         return settled
 
-    async def apply(self, plan: Plan, state: State) -> State:
-        run = _ApplyRun(self, plan, state)
+    async def apply(self, plan: Plan, state: State, sealer: Sealer = PLAIN) -> State:
+        """Run ``plan``; ``sealer`` (the manifest's) keys the hashes and conceals the secret ids
+        recorded in the state and its journal."""
+        run = _ApplyRun(self, plan, state, sealer)
         try:
             await run.execute()
         except BaseException:
@@ -198,13 +201,35 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _resealed(state: State, plan: Plan, sealer: Sealer) -> State:
+    """The state with what an older release recorded in clear sealed: a secret source id, a
+    plain hash of a document holding a secret. Written by the apply's first state write."""
+    if not sealer.secrets:
+        return state
+    for action in plan.actions:
+        current = state.resources.get(action.address)
+        if current is None:
+            continue
+        kind = KINDS[current.kind]
+        update = {}
+        if current.source and sealer.conceal_ids(current.source) != current.source:
+            update["source"] = sealer.conceal_ids(current.source)
+        if (action.desired is not None and sealer.holds_secret(action.desired)
+                and current.applied_hash == kind.applied_hash(action.desired)):    # the plain hash
+            update["applied_hash"] = kind.applied_hash(action.desired, sealer)
+        if update:
+            state = state.with_resource(action.address, current.model_copy(update=update))
+    return state
+
+
 class _ApplyRun:
     """One apply: walks the levels, journals each write, saves state after each call."""
 
-    def __init__(self, engine: Engine, plan: Plan, state: State) -> None:
+    def __init__(self, engine: Engine, plan: Plan, state: State, sealer: Sealer = PLAIN) -> None:
         self.engine = engine
         self.plan = plan
-        self.state = state
+        self.state = _resealed(state, plan, sealer)
+        self.sealer = sealer
         self.done: list[str] = []
         self.failed: list[tuple[str, Exception]] = []
         # Twice the HTTP slots: while P calls are in flight, P more steps write their journal
@@ -270,7 +295,7 @@ class _ApplyRun:
                                             {"previous_hash": current.applied_hash})
                 await kind.update(self.engine.qrvey, _app(current), current.datasetId, action.desired or {})
             await self._record(action.address, current.model_copy(
-                update={"applied_hash": kind.applied_hash(action.desired), "protect": action.protect,
+                update={"applied_hash": kind.applied_hash(action.desired, self.sealer), "protect": action.protect,
                         "managed": kind.managed_fields(action.desired)}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
@@ -293,17 +318,19 @@ class _ApplyRun:
         dataset_id = self._new_id(action.address, app) if kind.client_minted_id else None
         marker = {} if kind.client_minted_id else {"marker": {OWNER_ATTRIBUTE: action.address}}
         entry = await self._journal("create", action, app, dataset_id, {**detail, **marker})
+        # the journal (on disk) holds the source with its secret ids concealed; the calls need them
+        calls = entry.model_copy(update={"detail": entry.detail.model_copy(update={"source": detail.get("source")})})
         desired = action.desired or {}
         for attempt in range(1, CREATE_ATTEMPTS + 1):
             try:
-                created = await kind.create(qrvey, entry, desired)
+                created = await kind.create(qrvey, calls, desired)
                 break
             except (OutcomeUnknownError, BadRequestError) as exc:
                 if isinstance(exc, BadRequestError) and not kind.client_minted_id:
                     raise
-                found = await kind.find_landed(qrvey, entry, self.state)   # landed (or an earlier try did, late)?
+                found = await kind.find_landed(qrvey, calls, self.state)   # landed (or an earlier try did, late)?
                 if found is not None:
-                    created = await kind.finish_landed(qrvey, entry, found, desired)
+                    created = await kind.finish_landed(qrvey, calls, found, desired)
                     break
                 if isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS:
                     raise
@@ -331,11 +358,13 @@ class _ApplyRun:
         self, op: str, action: ActionBase, app: AppRef, dataset_id: str | None, detail: dict
     ) -> JournalEntry:
         kind = KINDS[action.kind]
+        if detail.get("source"):
+            detail = {**detail, "source": self.sealer.conceal_ids(detail["source"])}
         entry = JournalEntry(
             id=str(uuid.uuid4()), op=op,
             address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
             detail=JournalDetail(kind=action.kind, protect=action.protect,
-                                 applied_hash=kind.applied_hash(action.desired),
+                                 applied_hash=kind.applied_hash(action.desired, self.sealer),
                                  managed=kind.managed_fields(action.desired), **detail),
             started=_now(),
         )

@@ -88,7 +88,7 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
             if not options.auto_approve and not ui.confirm(options.command):
                 raise QrveyIacError(f"{options.command} cancelled: nothing was changed "
                                     "(pass --auto-approve to skip the question)")
-            await engine.apply(plan, state)
+            await engine.apply(plan, state, manifest.sealer)
             return plan
 
 
@@ -112,12 +112,12 @@ async def apply_saved(
             else:
                 manifest, state = await _manifest(read_manifest, ui), State(lineage=saved.lineage)
                 live = await _before_changes(engine.refresh(manifest, state), options)
-            now = fingerprints_of(state, live)
+            now = fingerprints_of(state, live, manifest.sealer)
             check_fresh(saved, state, now, manifest)
             plan = rehydrate(saved, manifest)
             ui.show_plan(plan)
             if plan.has_changes:
-                await engine.apply(plan, state)
+                await engine.apply(plan, state, manifest.sealer)
             return plan
 
 

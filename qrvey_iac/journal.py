@@ -92,7 +92,9 @@ class Settler:
         kind = KINDS[current.kind]
         desired = resource.desired
         sent = entry.detail.applied_hash
-        if kind.applied_hash(desired) != sent or kind.applied_hash(kind.live_document(live, desired)) != sent:
+        sealer = self.manifest.sealer
+        if (kind.applied_hash(desired, sealer) != sent
+                or kind.applied_hash(kind.live_document(live, desired), sealer) != sent):
             return state            # not landed, or the manifests moved on: the plan shows what remains
         if live.get("pendingChanges") and self.write:
             await kind.update(self.qrvey, _app(current), current.datasetId, desired)

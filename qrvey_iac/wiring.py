@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
 from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.sealing import Sealer, derive_key
 from qrvey_iac.core.state import StateOwner
 from qrvey_iac.ports import QrveyPort, StateLocker, StateStore
 
@@ -33,10 +34,14 @@ class Workspace:
     environ: Mapping[str, str]
     locker: StateLocker
     state_path: Path            # where the state file really is (a symlink at the configured path resolved)
+    # every secret to mask, shared with the CLI's error boundary: the manifests' ${env:X} values
+    # once read, and the API key the CLI adds; the manifests' values alone key the sealer
+    known_secrets: set[str] = field(default_factory=set)
+    manifest_secrets: set[str] = field(default_factory=set)
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
-             notify: Callable[[str], None] | None = None) -> Workspace:
+             notify: Callable[[str], None] | None = None, known_secrets: set[str] | None = None) -> Workspace:
         """``notify`` receives notes for the user (a state recorded as this environment's)."""
         environment = load_environment(Path(config), env, variables)
         path = resolved_state_path(environment.state_path)
@@ -45,7 +50,8 @@ class Workspace:
             claim += f" --config {config}"
         store = OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
                            claim, notify)
-        return cls(environment, store, dict(os.environ), LocalLocker(path), path)
+        known = set() if known_secrets is None else known_secrets
+        return cls(environment, store, dict(os.environ), LocalLocker(path), path, known)
 
     @property
     def emulator_data(self) -> Path:
@@ -80,11 +86,38 @@ class Workspace:
         return files
 
     def manifest(self) -> Manifest:
-        return load_manifest(*self._manifest_source())
+        """The manifest for offline use (validate, state show): its secrets are learnt, but it
+        gets no seal key, so no API key is needed (a digest made from it leaves secrets out)."""
+        manifest = load_manifest(*self._manifest_source())
+        self._learn(manifest)
+        return manifest
 
     async def manifest_async(self) -> Manifest:
         """The manifest, read in slices between other work of the event loop."""
-        return await load_manifest_async(*self._manifest_source())
+        return self._keyed(await load_manifest_async(*self._manifest_source()))
+
+    def _keyed(self, manifest: Manifest) -> Manifest:
+        """The manifest with the seal key of this environment, and its secrets made known to
+        the Qrvey client (masked in its logs and errors from here on)."""
+        self._learn(manifest)
+        if not manifest.secrets:
+            return manifest       # no secret: no digest is keyed, no seal key needed
+        return replace(manifest, seal_key=self.seal_key())
+
+    def _learn(self, manifest: Manifest) -> None:
+        self.known_secrets.update(manifest.secrets)
+        self.manifest_secrets.update(manifest.secrets)
+
+    def sealer(self) -> Sealer:
+        """The sealer of the manifests read so far (their secrets, this environment's key): the
+        one ``Manifest.sealer`` gives, for a plan whose manifest the flow kept to itself."""
+        return Sealer(frozenset(self.manifest_secrets), self.seal_key())
+
+    def seal_key(self) -> bytes:
+        """Keys every stored digest of a secret (core/sealing.py): derived from the API key, so
+        it is never written anywhere (the embedded emulator's key is fixed: see
+        docs/architecture.md, "Secrets in stored hashes")."""
+        return derive_key(self.environment.api_key(self.environ))
 
     def _manifest_source(self) -> tuple:
         env = self.environment
@@ -114,7 +147,7 @@ class Workspace:
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, routes=env.routes or None,
-                             rate_limit=rate_limit or env.rate_limit)
+                             rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets)
         revision = emulator.world.revision if emulator is not None else None
         try:
             yield QrveyGateway(client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,24 @@ class Environment:
         if not key:
             raise ConfigError([Problem(self.config_file, None, f"environments.{self.name}.apiKeyEnv",
                                        f"environment variable {self.api_key_env} is not set")])
+        flaw = api_key_flaw(key)
+        if flaw:      # said before any request: an HTTP library's error would quote the header, key and all
+            raise ConfigError([Problem(self.config_file, None, f"environments.{self.name}.apiKeyEnv",
+                                       f"environment variable {self.api_key_env} {flaw} (its value is not "
+                                       "shown); set it to the key alone, e.g. without a trailing newline")])
         return key
+
+
+def api_key_flaw(key: str) -> str | None:
+    """What makes ``key`` unusable as an ``x-api-key`` header value, never quoting it."""
+    for char in key:
+        if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):     # CR, LF, NUL, DEL, zero-width...
+            return f"holds a control character (U+{ord(char):04X})"
+        if ord(char) > 0x7E:
+            return "holds a character outside printable ASCII"
+    if key != key.strip():
+        return "starts or ends with a space"
+    return None
 
 
 def read_config(path: Path) -> ProjectConfig:

@@ -8,6 +8,7 @@ from typing import Any
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS, Kind
 from qrvey_iac.core.kinds.base import ExternalSource, SourceRef
+from qrvey_iac.core.sealing import Sealer
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class Manifest:
     resources: dict[str, Resource] = field(default_factory=dict)
     digest: str = ""
     secrets: frozenset[str] = frozenset()   # values read through ${env:X}: masked in output
+    seal_key: bytes = field(default=b"", repr=False)   # keys the digests of secrets (core/sealing.py); never stored
+
+    @property
+    def sealer(self) -> Sealer:
+        """How digests stored in the state and in plans cover this manifest's secrets."""
+        return Sealer(self.secrets, self.seal_key)
 
     def counts(self) -> list[tuple[str, int]]:
         """(plural, how many) for every registered kind, in registry order."""

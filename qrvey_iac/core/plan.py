@@ -117,8 +117,8 @@ class Plan(Frozen):
     fingerprints: dict[str, str] = {}
     refresh_only: bool = False
     notes: tuple[str, ...] = ()                 # what --target/--exclude pulled in or left out
-    seals: dict[str, str] = {}                  # address -> salted digest of a secret-bearing document
-    seal_nonce: str = ""
+    seals: dict[str, str] = {}                  # address -> keyed digest of a secret-bearing document
+    seal_nonce: str = ""                        # always "": older plan files stored the seals' salt here
     actions: tuple[Action, ...] = ()
 
     @property

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from qrvey_iac.core.diff import FieldChange, canonical_hash, diff_documents
+from qrvey_iac.core.diff import FieldChange, diff_documents
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
@@ -15,6 +15,7 @@ from qrvey_iac.core.plan import (
     OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels, fingerprint,
     make_action,
 )
+from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import ResourceState, State
 
 DRIFT = "changed outside qrvey-iac"
@@ -41,7 +42,7 @@ def build_plan(
     for level in order:
         for address in level:
             resource = manifest.resources[address]
-            actions.extend(_plan_resource(resource, state, live, recreated))
+            actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
     _refuse_protected(actions)
@@ -51,18 +52,22 @@ def build_plan(
         lineage=state.lineage,
         serial=state.serial,
         manifest_digest=manifest.digest,
-        fingerprints=fingerprints_of(state, live),
+        fingerprints=fingerprints_of(state, live, manifest.sealer),
         actions=tuple(actions),
     )
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
 
 
-def fingerprints_of(state: State, live: Live) -> dict[str, str]:
-    """What a saved plan pins: every object it read, managed ones and external view sources."""
+def fingerprints_of(state: State, live: Live, sealer: Sealer = PLAIN) -> dict[str, str]:
+    """What a saved plan pins: every object it read, managed ones and external view sources.
+    The pins are keyed by ``sealer`` when the manifest has secrets: a plan file never holds a
+    plain hash of an object (or of a source's id) that may carry a value read through ${env:X}."""
     known = live.fingerprints
-    pins = {a: known[a] if a in known else fingerprint(live.objects.get(a)) for a in sorted(state.resources)}
-    # keyed by a digest of the id: an unmanaged source's id may come from ${env:X}
-    pins.update({f"source:{canonical_hash(d)[:20]}": fingerprint(obj) for d, obj in sorted(live.sources.items())})
+    pins = {
+        a: sealer.pin(known[a] if a in known else fingerprint(live.objects.get(a))) for a in sorted(state.resources)
+    }
+    for dataset_id, obj in sorted(live.sources.items()):
+        pins[f"source:{sealer.digest(dataset_id)[:20]}"] = sealer.pin(fingerprint(obj))
     return pins
 
 
@@ -84,7 +89,7 @@ def _check_external_sources(actions: list[ActionBase], live: Live) -> None:
 
 
 def _plan_resource(
-    resource: Resource, state: State, live: Live, recreated: set[str]
+    resource: Resource, state: State, live: Live, recreated: set[str], sealer: Sealer
 ) -> list[ActionBase]:
     current = state.resources.get(resource.address)
     obj = live.objects.get(resource.address) if current else None
@@ -94,12 +99,12 @@ def _plan_resource(
         reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
         create = Create(reason=reason, drift=current is not None, **base)
         return [create, *_share_after_create(resource, base)]
-    replace_reason = resource.definition.replace_reason(resource, current, obj, recreated)
+    replace_reason = resource.definition.replace_reason(resource, current, obj, recreated, sealer)
     if replace_reason:
         recreated.add(resource.address)
         replace = Replace(reason=replace_reason, dataset_id=current.datasetId, **base)
         return [replace, *_share_after_create(resource, base)]
-    return [_update_or_noop(resource, current, obj, base), *_share_change(resource, current, obj, base)]
+    return [_update_or_noop(resource, current, obj, base, sealer), *_share_change(resource, current, obj, base)]
 
 
 def _base(resource: Resource) -> dict[str, Any]:
@@ -120,19 +125,20 @@ def _base(resource: Resource) -> dict[str, Any]:
 
 
 def _update_or_noop(
-    resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any]
+    resource: Resource, current: ResourceState, obj: dict[str, Any], base: dict[str, Any], sealer: Sealer
 ) -> ActionBase:
     kind = resource.definition
     desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
     changes = diff_documents(kind.live_document(obj, desired), desired)
-    if not changes and kind.applied_hash(desired) != current.applied_hash:
+    applied = kind.applied_hash(desired, sealer)
+    if not changes and applied != current.applied_hash:
         changes = _write_only_changes(kind, desired)
     if current.protect != resource.protect:      # recorded in the state only: no API call
         changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
     if not changes:
         return NoOp(reason="up to date", dataset_id=current.datasetId, **base)
-    drift = kind.applied_hash(desired) == current.applied_hash
+    drift = applied == current.applied_hash
     reason = DRIFT if drift else "changed in the manifests"
     return Update(reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base)
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from qrvey_iac.core.errors import StalePlanError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.secrets import mask_value, seal
+from qrvey_iac.core.secrets import mask_value
 from qrvey_iac.core.state import State
 
 
@@ -45,7 +45,8 @@ def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
 
     A plan file holds masked values only; the manifests are pinned by digest, so
     recomputing gives the reviewed document. A secret read through ${env:X} is
-    checked against the plan's salted seal, so a changed value is refused too.
+    checked against the plan's seal (keyed by the environment's seal key, which the plan
+    file does not hold), so a changed value is refused too.
     """
     actions = []
     for action in plan.actions:
@@ -57,7 +58,7 @@ def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
         masked = mask_value(fresh, manifest.secrets)
         sealed = plan.seals.get(action.address)
         moved = masked != action.desired or (
-            seal(fresh, plan.seal_nonce) != sealed if sealed else masked != fresh
+            manifest.sealer.digest(fresh) != sealed if sealed else masked != fresh
         )
         if moved:
             raise StalePlanError(

@@ -10,12 +10,11 @@ old value is hidden too.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange
 from qrvey_iac.core.plan import ActionBase, Plan
+from qrvey_iac.core.sealing import Sealer
 
 MASK = "(sensitive)"
 MIN_SUBSTRING = 4     # shorter secrets are masked only where they are a whole value
@@ -65,17 +64,15 @@ def _mask_change(change: FieldChange, secrets: frozenset[str]) -> FieldChange:
     return change.model_copy(update={"before": before, "after": after})
 
 
-def seal(document: Any, nonce: str) -> str:
-    """A salted digest of an unmasked document: tells a changed secret apart, reveals nothing directly."""
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(f"{nonce}\0{text}".encode()).hexdigest()
+def seal_plan(plan: Plan, sealer: Sealer) -> Plan:
+    """Record a seal for every action whose document holds a secret (before it is masked).
 
-
-def seal_plan(plan: Plan, secrets: frozenset[str], nonce: str) -> Plan:
-    """Record a seal for every action whose document holds a secret (before it is masked)."""
+    A seal is ``sealer.digest``: keyed with the environment's seal key, which no file holds
+    (core/sealing.py). A salted hash with its salt in the plan file would let whoever reads
+    the file try every short secret offline."""
     seals = {
-        a.address: seal(a.desired, nonce)
+        a.address: sealer.digest(a.desired)
         for a in plan.actions
-        if a.desired is not None and mask_value(a.desired, secrets) != a.desired
+        if a.desired is not None and mask_value(a.desired, sealer.secrets) != a.desired
     }
-    return plan.model_copy(update={"seals": seals, "seal_nonce": nonce if seals else ""})
+    return plan.model_copy(update={"seals": seals, "seal_nonce": ""})

@@ -154,3 +154,40 @@ def test_the_client_repr_hides_the_key(make_client):
     client = make_client(Script(ok({})))
     assert API_KEY not in repr(client) and API_KEY not in str(client)
     assert "***" in repr(client)
+
+
+# -- values read through ${env:X} never leak either ------------------------------
+
+ENV_SECRET = "Zq7partnerSRC91"     # e.g. an unmanaged source's datasetId: it is in the request path
+
+
+@pytest.mark.parametrize(("label", "step"), [
+    ("retried 503 echoing the path", qrvey_error(503, f"dataset/{ENV_SECRET} is busy")),
+    ("404 echoing the id", qrvey_error(404, f"dataset {ENV_SECRET} not found")),
+    ("plain text 500", httpx.Response(500, text=f"<html>GET /dataset/{ENV_SECRET} failed</html>")),
+    ("broken 2xx json", httpx.Response(200, text=f"<echo {ENV_SECRET}>")),
+    ("read error", httpx.ReadError(f"reset while reading {ENV_SECRET}")),
+], ids=lambda v: v if isinstance(v, str) else "")
+async def test_env_values_are_redacted_from_paths_errors_retry_warnings_and_httpx_logs(
+    make_client, caplog, label, step
+):
+    caplog.set_level(logging.DEBUG)            # ours (qrvey_iac.http) and httpx's "HTTP Request: GET <url>"
+    known: set[str] = set()
+    script = Script(step)
+    async with make_client(script, retry=RetryPolicy(attempts=2, base_delay=0.0), secrets=known) as client:
+        known.add(ENV_SECRET)                  # learnt after the client was made, as the manifests are read
+        with pytest.raises((ApiError, TransportError)) as caught:
+            await client.get_dataset(APP, ENV_SECRET)
+    assert script.requests[0].url.path.endswith(f"/dataset/{ENV_SECRET}")    # the real id was sent
+    assert ENV_SECRET not in str(caught.value) and ENV_SECRET not in repr(caught.value.args)
+    assert ENV_SECRET not in caplog.text
+    assert "dataset/***" in caplog.text and "***" in str(caught.value)
+    if label == "retried 503 echoing the path":
+        assert any("retrying in" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_env_value_too_short_to_cut_from_text_is_left_to_the_value_masks(make_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="qrvey_iac")
+    async with make_client(Script(ok({})), secrets={"abc"}) as client:
+        await client.get_dataset(APP, "xabcx")
+    assert "xabcx" in caplog.text       # three letters would cut words out of every line

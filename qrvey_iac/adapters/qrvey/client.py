@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -21,7 +22,7 @@ import httpx
 
 from qrvey_iac.adapters.qrvey.network import pooled_transport
 from qrvey_iac.adapters.qrvey.paths import NON_IDEMPOTENT_ROUTES, Route, resolve_routes
-from qrvey_iac.adapters.qrvey.responses import REDACTED, Redactor
+from qrvey_iac.adapters.qrvey.responses import REDACTED, RedactingFilter, Redactor
 from qrvey_iac.adapters.qrvey.retry import RetryPolicy
 from qrvey_iac.adapters.qrvey.sender import RAISE_ON_404, PreparedRequest, Sender
 from qrvey_iac.core.errors import ApiError, LoadFailedError, LoadTimeoutError
@@ -51,11 +52,16 @@ class QrveyClient:
         rate_limit: float | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        secrets: Collection[str] = (),
     ) -> None:
+        """``secrets``: values to hide besides the key in logs and errors, read at each use
+        (a set the caller may fill later: the manifests' ``${env:X}`` values)."""
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
         self._base_url = base_url.rstrip("/")
-        self._redact = Redactor(api_key)
+        self._redact = Redactor(api_key, secrets)
+        self._log_filter = RedactingFilter(self._redact)
+        logging.getLogger("httpx").addFilter(self._log_filter)    # its INFO line shows each URL
         self._routes: Mapping[str, Route] = resolve_routes(routes)
         self._sleep = sleep
         self._parallelism = parallelism
@@ -81,6 +87,7 @@ class QrveyClient:
         await self.aclose()
 
     async def aclose(self) -> None:
+        logging.getLogger("httpx").removeFilter(self._log_filter)
         await self._http.aclose()
 
     # -- the choke point ---------------------------------------------------
@@ -130,7 +137,8 @@ class QrveyClient:
             return {}
         if not isinstance(result, dict):
             request = self._prepare(route, app, ids, body)
-            raise ApiError(200, f"expected a JSON object, got {type(result).__name__}", request.method, request.path)
+            raise ApiError(200, f"expected a JSON object, got {type(result).__name__}", request.method,
+                           self._redact(request.path))
         return result
 
     async def _list_all(self, route: str, app: AppRef, filters: list[dict] | None, page_size: int) -> list[dict]:
@@ -155,14 +163,15 @@ class QrveyClient:
         batch = page.get("Items")
         if not isinstance(batch, list):
             request = self._prepare(route, app, {}, None)
-            raise ApiError(200, "list response has no 'Items' array", request.method, request.path)
+            raise ApiError(200, "list response has no 'Items' array", request.method, self._redact(request.path))
         return batch
 
     def _check_progress(self, route: str, app: AppRef, key: Any, seen: set[str]) -> None:
         marker = json.dumps(key, sort_keys=True, default=str)
         if marker in seen:
             request = self._prepare(route, app, {}, None)
-            raise ApiError(200, f"pagination repeats LastEvaluatedKey {marker}", request.method, request.path)
+            raise ApiError(200, self._redact(f"pagination repeats LastEvaluatedKey {marker}"), request.method,
+                           self._redact(request.path))
         seen.add(marker)
 
     async def get_dataset(self, app: AppRef, dataset_id: str) -> dict:

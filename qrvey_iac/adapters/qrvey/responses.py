@@ -10,6 +10,8 @@ leaves this module passes through :class:`Redactor` first.
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Collection
 from typing import Any
 
 import httpx
@@ -26,6 +28,7 @@ from qrvey_iac.core.errors import (
 REDACTED = "***"
 EXCERPT_LIMIT = 300
 MESSAGE_LIMIT = 2000
+MIN_SECRET = 4          # as core.secrets.MIN_SUBSTRING: a shorter value would hide ordinary words
 
 _ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequestError,
@@ -37,18 +40,42 @@ _ERRORS_BY_STATUS: dict[int, type[ApiError]] = {
 
 
 class Redactor:
-    """Hides one secret in any text. Its repr never shows the secret."""
+    """Hides the API key, and every value the manifests read through ``${env:X}``, in any
+    text. ``others`` is read at each call: a set the workspace fills once the manifests are
+    read (the client exists before that). Values shorter than MIN_SECRET are hidden only by
+    the layers that know whole values (plans are masked value by value). Its repr never
+    shows a secret."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, others: Collection[str] = ()) -> None:
         self._secret = secret
+        self._others = others
 
     def __call__(self, text: str) -> str:
-        if not self._secret:
-            return text
-        return text.replace(self._secret, REDACTED)
+        secrets = {s for s in self._others if len(s) >= MIN_SECRET}
+        if self._secret:
+            secrets.add(self._secret)
+        for secret in sorted(secrets, key=len, reverse=True):     # a longer one may contain a shorter
+            text = text.replace(secret, REDACTED)
+        return text
 
     def __repr__(self) -> str:
         return f"Redactor({REDACTED!r})"
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts a record's whole message (for a library's logger whose
+    lines we do not write: httpx logs every request URL at INFO)."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self._redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = self._redact(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
 
 
 def error_class(status: int) -> type[ApiError]:

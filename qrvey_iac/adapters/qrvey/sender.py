@@ -8,7 +8,8 @@ connect. Any other failure after the request went out raises
 
 Each attempt holds one of ``parallelism`` slots and, when a rate limit is set,
 one token. Each attempt logs one DEBUG line and each retry one WARNING line on
-the ``qrvey_iac.http`` logger; no line carries the API key.
+the ``qrvey_iac.http`` logger; no line and no error carries the API key or a value read
+through ``${env:X}`` (a path may hold one: an unmanaged source's id).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Sender:
                     return decode_success(response, request.method, request.path, self._redact)
                 if response.status_code == 404 and ambiguous and gone_result is not RAISE_ON_404:
                     logger.info("%s %s -> 404 after an unanswered attempt: already gone",
-                                request.method, request.path)
+                                request.method, self._redact(request.path))
                     return gone_result
                 retry = self._on_error_status(request, response, idempotent)
             ambiguous = ambiguous or retry.ambiguous
@@ -127,11 +128,11 @@ class Sender:
     def _on_transport_error(self, request: PreparedRequest, exc: httpx.TransportError, idempotent: bool) -> _Retry:
         reason = self._describe(exc)
         if not is_retryable_transport(exc):
-            raise TransportError(request.method, request.path, reason) from None
+            raise TransportError(request.method, self._redact(request.path), reason) from None
         sent = not was_not_sent(exc)
         if sent and not idempotent:
-            raise OutcomeUnknownError(request.method, request.path, reason) from None
-        return _Retry(TransportError(request.method, request.path, reason), reason, None, sent)
+            raise OutcomeUnknownError(request.method, self._redact(request.path), reason) from None
+        return _Retry(TransportError(request.method, self._redact(request.path), reason), reason, None, sent)
 
     def _on_error_status(self, request: PreparedRequest, response: httpx.Response, idempotent: bool) -> _Retry:
         error = error_from_response(response, request.method, request.path, self._redact)
@@ -141,7 +142,7 @@ class Sender:
         acted = status != 429  # a 5xx may come after the server committed the write
         reason = f"HTTP {status}: {error.message}"
         if acted and not idempotent:
-            raise OutcomeUnknownError(request.method, request.path, reason)
+            raise OutcomeUnknownError(request.method, self._redact(request.path), reason)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         return _Retry(error, reason, retry_after, acted)
 
@@ -150,7 +151,7 @@ class Sender:
         source = "Retry-After" if retry.retry_after is not None else "backoff"
         logger.warning(
             "%s %s failed (%s); retrying in %.3f s (%s), attempt %d of %d",
-            request.method, request.path, retry.reason, delay, source, attempt + 1, self._retry.attempts,
+            request.method, self._redact(request.path), retry.reason, delay, source, attempt + 1, self._retry.attempts,
         )
         await self._sleep(delay)
 
@@ -158,7 +159,7 @@ class Sender:
         elapsed_ms = (time.perf_counter() - started) * 1000
         logger.debug(
             "%s %s -> %s in %.0f ms (attempt %d of %d)",
-            request.method, request.path, outcome, elapsed_ms, attempt, self._retry.attempts,
+            request.method, self._redact(request.path), outcome, elapsed_ms, attempt, self._retry.attempts,
         )
 
     def _describe(self, exc: httpx.TransportError) -> str:

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qrvey_iac.core.diff import canonical_hash
 from qrvey_iac.core.errors import NotFoundError
 from qrvey_iac.core.keys import AppRef
+from qrvey_iac.core.sealing import PLAIN, Sealer
 
 if TYPE_CHECKING:   # names for annotations only: manifest and state import the registry
     from qrvey_iac.core.manifest import Resource
@@ -87,8 +87,9 @@ class FieldRules:
     write_only: tuple[str, ...] = ()
 
 
-# A check for one field that forces replacement: a reason, or None when unchanged.
-ReplacementCheck = Callable[["Resource", "ResourceState", Mapping[str, Any], set[str]], "str | None"]
+# A check for one field that forces replacement: a reason, or None when unchanged. The
+# sealer compares a recorded value that was concealed (a secret id) with the manifest's.
+ReplacementCheck = Callable[["Resource", "ResourceState", Mapping[str, Any], set[str], Sealer], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -150,9 +151,11 @@ class Kind:
     def without_removals(self, document: dict[str, Any]) -> dict[str, Any]:
         return document
 
-    def applied_hash(self, document: dict[str, Any] | None) -> str:
-        """The hash recorded after an apply: the document without its removal marks."""
-        return canonical_hash(self.without_removals(document or {}))
+    def applied_hash(self, document: dict[str, Any] | None, sealer: Sealer = PLAIN) -> str:
+        """The hash recorded after an apply: the document without its removal marks. One that
+        holds a secret is keyed by ``sealer`` (core/sealing.py), so the state cannot be used
+        to guess the secret."""
+        return sealer.digest(self.without_removals(document or {}))
 
     def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
         """The part of a live answer planning reads (``rules.read_back``)."""
@@ -182,12 +185,13 @@ class Kind:
     replacement_checks: ClassVar[Mapping[str, ReplacementCheck]] = {}
 
     def replace_reason(
-        self, resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]
+        self, resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str],
+        sealer: Sealer = PLAIN,
     ) -> str | None:
         """Why the resource must be replaced (the first field of ``rules.forces_replacement``
         whose check fires), or None."""
         for name in self.rules.forces_replacement:
-            reason = self.replacement_checks[name](resource, current, live, recreated)
+            reason = self.replacement_checks[name](resource, current, live, recreated, sealer)
             if reason:
                 return reason
         return None
@@ -291,7 +295,9 @@ def overlay_attributes(live: Mapping[str, Any], desired: Mapping[str, Any]) -> d
     return attributes
 
 
-def app_changed(resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]) -> str | None:
+def app_changed(
+    resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str], sealer: Sealer
+) -> str | None:
     if (current.userId, current.appId) != (resource.app.user_id, resource.app.app_id):
         return f"app changed from {current.appId} to {resource.app.app_id} (a dataset cannot move between apps)"
     return None

@@ -19,6 +19,7 @@ from qrvey_iac.core.kinds.base import (
     attributes_with_removals, given, managed_attributes, owner_attributes, reject_duplicates,
 )
 from qrvey_iac.core.kinds.dataset import base_update_body
+from qrvey_iac.core.sealing import Sealer
 
 if TYPE_CHECKING:
     from qrvey_iac.core.manifest import Resource
@@ -59,13 +60,17 @@ class DatasetViewDocument(Frozen):
     spec: DatasetViewSpec
 
 
-def _source_recreated(resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str]):
+def _source_recreated(
+    resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str], sealer: Sealer
+):
     source = resource.source
     if source and source.address in recreated:
         return f"its source {source.address} gets a new dataset"
     recorded = current.source or {}
-    if source and source.external and recorded.get("datasetId") != source.external.datasetId:
-        return f"source changed from {recorded.get('datasetId')} to {source.external.datasetId}"
+    if source and source.external and not sealer.same(recorded.get("datasetId"), source.external.datasetId):
+        before = recorded.get("datasetId") or ""
+        shown = "" if before.startswith("(sensitive") or sealer.holds_secret(before) else f" from {before}"
+        return f"source changed{shown} to {source.external.datasetId}"
     if source and source.address and recorded.get("address") != source.address:
         return f"source changed to {source.address}"
     if live.get("sourceStatus") == "DELETED":
