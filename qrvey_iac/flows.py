@@ -15,7 +15,7 @@ from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, Transport
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
-from qrvey_iac.core.saved_plan import check_fresh, rehydrate
+from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine
@@ -95,7 +95,8 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
 async def apply_saved(
     workspace: Workspace, read_manifest: ReadManifest, saved: Plan, ui: UI, options: RunOptions
 ) -> Plan:
-    """Apply exactly the reviewed plan, or refuse naming what moved since."""
+    """Apply exactly the reviewed plan, or refuse naming what moved since or what differs
+    from the plan the pinned manifests, the state and Qrvey give."""
     if options.targets or options.excludes:
         raise QrveyIacError("--target and --exclude do not apply to a saved plan: it is applied exactly as "
                             "reviewed; pass them to `plan --out` instead")
@@ -112,9 +113,11 @@ async def apply_saved(
             else:
                 manifest, state = await _manifest(read_manifest, ui), State(lineage=saved.lineage)
                 live = await _before_changes(engine.refresh(manifest, state), options)
-            now = fingerprints_of(state, live)
-            check_fresh(saved, state, now, manifest)
-            plan = rehydrate(saved, manifest)
+            check_fresh(saved, state, fingerprints_of(state, live), manifest)
+            # planned again from what the plan pins (protection enforced as in any plan): the
+            # file must say the same, and what runs is this plan, not the file
+            again = build_plan(manifest, state, live, environment=workspace.environment_name)
+            plan = as_reviewed(saved, select(again, saved.targets, saved.excludes), manifest.secrets)
             ui.show_plan(plan)
             if plan.has_changes:
                 await engine.apply(plan, state)

@@ -117,6 +117,8 @@ class Plan(Frozen):
     fingerprints: dict[str, str] = {}
     refresh_only: bool = False
     notes: tuple[str, ...] = ()                 # what --target/--exclude pulled in or left out
+    targets: tuple[str, ...] = ()               # the --target / --exclude the plan was narrowed by:
+    excludes: tuple[str, ...] = ()              # apply FILE plans again with the same ones
     seals: dict[str, str] = {}                  # address -> salted digest of a secret-bearing document
     seal_nonce: str = ""
     actions: tuple[Action, ...] = ()
