@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
@@ -18,7 +18,7 @@ from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
-from qrvey_iac.engine import Engine
+from qrvey_iac.engine import Engine, Stop
 from qrvey_iac.ports import Workspace
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ class RunOptions:
     refresh_only: bool = False
     auto_approve: bool = False
     command: str = "plan"
+    stop: Stop = field(default_factory=Stop)   # set on SIGTERM / SIGINT: apply starts nothing new
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
@@ -128,7 +129,7 @@ async def apply_saved(
 async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
-        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit)
+        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit, stop=options.stop)
 
 
 async def _read(
