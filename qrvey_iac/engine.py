@@ -129,17 +129,18 @@ class Engine:
 
     async def apply(self, plan: Plan, state: State) -> State:
         run = _ApplyRun(self, plan, state)
-        self.stop.applying = True
+        self.stop.applying = True          # until the state is folded: a signal then cancels nothing
         try:
-            await run.execute()
-        except BaseException:
-            if self._durable == self._version:       # all written: fold it, keep the apply's error
-                with contextlib.suppress(StateError):
-                    await asyncio.shield(self._compact())
-            raise
+            try:
+                await run.execute()
+            except BaseException:
+                if self._durable == self._version:       # all written: fold it, keep the apply's error
+                    with contextlib.suppress(StateError):
+                        await asyncio.shield(self._compact())
+                raise
+            await self._compact()
         finally:
             self.stop.applying = False
-        await self._compact()
         return run.state
 
     async def _compact(self) -> None:
