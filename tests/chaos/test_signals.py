@@ -90,3 +90,27 @@ def test_a_signal_before_any_change_stops_at_once_and_changes_nothing(tmp_path):
         assert project.lock_holder() is None
         assert not project.state_path.with_name(project.state_path.name + ".lock").exists()
         assert LocalStateStore(project.state_path).read().serial == serial
+
+
+def test_a_signal_at_the_confirmation_question_cancels_the_apply(example_dir):
+    """The question blocks in input(): the signal must interrupt the prompt itself."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "qrvey_iac", "apply"], cwd=example_dir,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (example_dir / "state" / "local.json.lock").exists())
+        time.sleep(1.0)                                                 # at the question
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)                 # stdin stays open: no end of input answers for it
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = process.stderr.read()
+    process.stdin.close()
+    assert process.returncode == 1, stderr
+    assert "Error: apply cancelled: nothing was changed" in stderr
+    assert not (example_dir / "state" / "local.json.lock").exists()
+    assert not (example_dir / "state" / "local.json").exists()
