@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from qrvey_iac.core.errors import PlanError, StalePlanError
@@ -42,7 +42,9 @@ def _what(before: str | None, now: str | None) -> str:
     return "edited"
 
 
-def as_reviewed(saved: Plan, rebuilt: Plan, secrets: frozenset[str]) -> Plan:
+def as_reviewed(
+    saved: Plan, rebuilt: Plan, secrets: frozenset[str], sealed: Callable[[Any], str] | None = None
+) -> Plan:
     """The plan to apply: ``rebuilt`` (planned again now from the pinned manifests, the state
     and what Qrvey holds, with the saved selection), once it equals ``saved`` action by action.
 
@@ -50,8 +52,13 @@ def as_reviewed(saved: Plan, rebuilt: Plan, secrets: frozenset[str]) -> Plan:
     the file must agree with it. One edited by hand (a delete added, a protect flag or an app
     or id changed) is refused naming each difference. A plan file holds masked values only,
     so documents are compared masked; a secret read through ${env:X} is checked against the
-    plan's salted seal, so a changed value is refused too.
+    plan's seal (``sealed`` of the unmasked document: by default the plan's salted digest),
+    so a changed value is refused too.
     """
+    if sealed is None:
+        def sealed(document: Any) -> str:
+            return seal(document, saved.seal_nonce)
+
     differences = _differences(saved, mask_plan(rebuilt, secrets))
     if differences:
         shown = differences[:MAX_SHOWN]
@@ -65,9 +72,9 @@ def as_reviewed(saved: Plan, rebuilt: Plan, secrets: frozenset[str]) -> Plan:
     for action in rebuilt.actions:
         if action.desired is None:
             continue
-        sealed = saved.seals.get(action.address)
+        recorded = saved.seals.get(action.address)
         secret = mask_value(action.desired, secrets) != action.desired
-        if (seal(action.desired, saved.seal_nonce) != sealed) if sealed else secret:
+        if (sealed(action.desired) != recorded) if recorded else secret:
             raise StalePlanError(
                 f"the saved plan is stale; nothing was changed:\n- {action.address}: a variable or "
                 "environment value changed since the plan was made\nRun qrvey-iac plan again."
