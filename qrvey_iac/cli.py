@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -17,11 +20,12 @@ from qrvey_iac import __version__
 from qrvey_iac.adapters.runtime import large_batch
 from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
 from qrvey_iac.cli_tools import emulator, state
-from qrvey_iac.core.errors import ConfigError, Problem
+from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.render import render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
+from qrvey_iac.engine import Stop
 from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -53,7 +57,8 @@ class Console:
     def confirm(self, command: str) -> bool:
         click.echo("\nDo you want to perform these actions? Only 'yes' will be accepted.", err=True)
         try:
-            answer = click.prompt("  Enter a value", default="", show_default=False, err=True)
+            with interruptible():
+                answer = click.prompt("  Enter a value", default="", show_default=False, err=True)
         except click.Abort:
             return False
         return answer.strip() == "yes"
@@ -69,19 +74,81 @@ def render(plan: Plan, output: str, secrets: frozenset[str]) -> str:
     return render_text(plan, secrets)
 
 
-def run_async(coroutine: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run``, with the result kept out of the task.
+def run_async(coroutine: Coroutine[Any, Any, T], stop: Stop | None = None) -> T:
+    """``asyncio.run``, with the result kept out of the task, stopping cleanly on a signal.
 
     On the way out, asyncio.run's SIGINT bookkeeping formats the repr of its finished
     task, result included: for a large plan that is pure waste.
+
+    SIGTERM and SIGINT (what CI cancellation sends) set ``stop``: a running apply starts no
+    new call, lets the ones in flight finish, saves the state and raises StoppedError with
+    its report; a second signal cancels the calls in flight (their journal entries are on
+    disk before they are sent). Outside an apply there are only reads: the command is
+    cancelled at once. Either way the lock is released on the way out and the exit code is
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM).
     """
     box: list[T] = []
+    stop = stop or Stop()
 
     async def main() -> None:
-        box.append(await coroutine)
+        with stopping_on_signals(asyncio.get_running_loop(), asyncio.current_task(), stop):
+            box.append(await coroutine)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        if not stop.requested:
+            raise
+        raise StoppedError(f"interrupted by {stop.signal_name} while only reading; nothing was being changed "
+                           "in Qrvey and the state holds everything done before", stop.exit_code) from None
     return box[0]
+
+
+STOP_SIGNALS = tuple(s for s in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)) if s)
+
+
+@contextmanager
+def stopping_on_signals(loop: asyncio.AbstractEventLoop, task: asyncio.Task, stop: Stop) -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGINT request ``stop`` (see run_async)."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # runs in the main thread between two bytecodes: only flags and thread-safe calls here
+        first = not stop.requested
+        stop.request(signal.Signals(signum).name, 128 + signum)
+        if first and stop.applying:
+            loop.call_soon_threadsafe(_say, f"received {stop.signal_name}: letting the calls in flight finish "
+                                      "and starting no new one (send it again to cancel them)")
+        else:
+            loop.call_soon_threadsafe(task.cancel)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield                   # signals reach the main thread only
+        return
+    previous = {signum: signal.signal(signum, on_signal) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=True)
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """For a question to the user: the loop is blocked in input(), so a signal interrupts
+    the prompt itself (nothing has been changed yet)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.default_int_handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def run_options(fn):
@@ -140,7 +207,8 @@ def cli() -> None:
     With `endpoint: local` (the example config) everything runs against an
     embedded Qrvey emulator: no account needed.
 
-    Exit codes: 0 ok, 1 error, 2 changes present (plan --detailed-exitcode, drift).
+    Exit codes: 0 ok, 1 error, 2 changes present (plan --detailed-exitcode, drift),
+    130 / 143 stopped by SIGINT / SIGTERM (calls in flight finish, the state is saved).
     """
 
 
@@ -174,7 +242,8 @@ def plan(**kwargs):
                                    "destroy it; save the plan to another file")])
     console = Console(workspace.secrets(), kwargs["output"])
     with large_batch():
-        result = run_async(make_plan(workspace, workspace.manifest_async, console, options_of(kwargs, "plan")))
+        options = options_of(kwargs, "plan")
+        result = run_async(make_plan(workspace, workspace.manifest_async, console, options), options.stop)
     console.show_plan(result)
     if kwargs["out"]:
         from qrvey_iac.adapters.plan_file import save_plan
@@ -205,9 +274,9 @@ def apply(plan_file, **kwargs):
         from qrvey_iac.adapters.plan_file import load_plan
 
         saved = load_plan(Path(plan_file))
-        applied = run_async(apply_saved(workspace, workspace.manifest_async, saved, console, options))
+        applied = run_async(apply_saved(workspace, workspace.manifest_async, saved, console, options), options.stop)
     else:
-        applied = run_async(converge(workspace, workspace.manifest_async, console, options))
+        applied = run_async(converge(workspace, workspace.manifest_async, console, options), options.stop)
     report_applied(applied)
 
 
@@ -220,7 +289,8 @@ def destroy(**kwargs):
     """Delete every object in the state, views first (protected ones refuse)."""
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets())
-    applied = run_async(converge(workspace, nothing_wanted, console, options_of(kwargs, "destroy")))
+    options = options_of(kwargs, "destroy")
+    applied = run_async(converge(workspace, nothing_wanted, console, options), options.stop)
     report_applied(applied)
 
 
@@ -253,8 +323,9 @@ def drift(**kwargs):
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
     with large_batch():
-        result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console,
-                                                 options_of(kwargs, "drift")))
+        options = options_of(kwargs, "drift")
+        result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console, options),
+                                      options.stop)
     if kwargs["output"] == "text":
         click.echo(render_drift_text(result, console.secrets), nl=False)
     else:

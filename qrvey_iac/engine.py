@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from qrvey_iac.core.errors import (
-    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, TransportError,
+    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
+    StoppedError, TransportError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
@@ -34,11 +35,34 @@ def _quiet(_: str) -> None:
 
 
 @dataclass
+class Stop:
+    """A request to stop: set by cli.py on SIGTERM or SIGINT (what CI cancellation sends).
+
+    An apply that sees it starts no new step; the steps in flight end and are recorded, the
+    state is saved, and apply raises StoppedError with its report (done, failed, not started)
+    and ``exit_code``. ``applying`` says whether an apply is running (outside one there are
+    only reads to stop, and the caller may cancel them outright)."""
+
+    signal_name: str = ""
+    exit_code: int = 0
+    applying: bool = False
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.signal_name)
+
+    def request(self, signal_name: str, exit_code: int) -> None:
+        if not self.requested:
+            self.signal_name, self.exit_code = signal_name, exit_code
+
+
+@dataclass
 class Engine:
     qrvey: QrveyPort
     store: StateStore
     progress: Progress = _quiet
     parallelism: int = 10
+    stop: Stop = field(default_factory=Stop)
     _version: int = field(default=0, init=False)
     _durable: int = field(default=0, init=False)
     _serial: int = field(default=0, init=False)       # the stored serial, as of this engine's last write
@@ -108,24 +132,28 @@ class Engine:
         """Run ``plan``; ``sealer`` (the manifest's) keys the hashes and conceals the secret ids
         recorded in the state and its journal."""
         run = _ApplyRun(self, plan, state, sealer)
+        self.stop.applying = True          # until the state is folded: a signal then cancels nothing
         try:
-            await run.execute()
-        except BaseException:
-            if self._durable == self._version:       # all written: fold it, keep the apply's error
-                with contextlib.suppress(StateError):
-                    await asyncio.shield(self._compact())
-            raise
-        await self._compact()
+            try:
+                await run.execute()
+            except BaseException:
+                if self._durable == self._version:       # all written: fold it, keep the apply's error
+                    with contextlib.suppress(StateError):
+                        await asyncio.shield(self._compact())
+                raise
+            await self._compact()
+        finally:
+            self.stop.applying = False
         return run.state
 
     async def _compact(self) -> None:
         """The stored state made self-contained after apply's last write (StateStore.compact)."""
         try:
             await asyncio.to_thread(self.store.compact)
-        except OSError as exc:
+        except (StateWriteError, OSError) as exc:
             raise StateError(
-                f"cannot write the state file ({exc.__class__.__name__}: {exc}); the state is complete "
-                "in the file and its write-ahead sidecar (.wal) beside it: keep both"
+                f"{_write_failure(exc)}; the state is complete in the file and its write-ahead sidecar "
+                "(.wal) beside it: keep both"
             ) from None
 
     def save(self, state: State) -> State:
@@ -169,13 +197,20 @@ class Engine:
             expected = max(self._serial, state.serial)    # the state's as read, or ours as last written
             try:
                 await asyncio.to_thread(self.store.write, state.model_copy(update={"serial": expected + 1}), expected)
-            except OSError as exc:
+            except (StateWriteError, OSError) as exc:
                 raise StateError(
-                    f"cannot write the state file ({exc.__class__.__name__}: {exc}); every call already "
-                    "made has its journal entry on disk, and the next plan or apply settles it with Qrvey"
+                    f"{_write_failure(exc)}; every call already made has its journal entry on disk, and "
+                    "the next plan or apply settles it with Qrvey"
                 ) from None
             self._serial = expected + 1
             self._durable = version
+
+
+def _write_failure(exc: Exception) -> str:
+    """What a failed state write says: the store's own message names the file."""
+    if isinstance(exc, StateWriteError):
+        return str(exc)
+    return f"cannot write the state file ({exc.__class__.__name__}: {exc})"
 
 
 async def _cancelled(tasks: list[asyncio.Future]) -> None:
@@ -232,29 +267,51 @@ class _ApplyRun:
         self.sealer = sealer
         self.done: list[str] = []
         self.failed: list[tuple[str, Exception]] = []
+        self.in_flight: set[str] = set()            # steps started and not ended
+        self.write_failure: StateError | None = None   # a journal write that failed: stop
         # Twice the HTTP slots: while P calls are in flight, P more steps write their journal
         # entries, so a freed slot is used at once instead of after a durable write.
         self.limit = asyncio.Semaphore(2 * engine.parallelism)
+
+    @property
+    def _stopping(self) -> bool:
+        """No new step starts: a signal asked to stop, or the state could not be written."""
+        return self.engine.stop.requested or self.write_failure is not None
 
     async def execute(self) -> None:
         levels = execution_levels(self.plan)
         try:
             for level in levels:
-                # every step of the level ends (or fails) before anything is raised: none may
-                # still write the state once apply has returned and the lock is released
-                outcomes = await asyncio.gather(*(self._guarded(step) for step in level), return_exceptions=True)
-                crashed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-                if crashed is not None:
-                    raise crashed
-                if self.failed:
-                    raise ApplyError(self._failure_report(levels))
-        except ApplyError as stopped:
+                if not self._stopping:
+                    # every step of the level ends (or fails) before anything is raised: none may
+                    # still write the state once apply has returned and the lock is released
+                    outcomes = await asyncio.gather(*(self._guarded(step) for step in level),
+                                                    return_exceptions=True)
+                    crashed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                    if crashed is not None:
+                        raise crashed
+                if self.failed or self._stopping:
+                    raise self._stopped(levels)
+        except (ApplyError, StateError) as stopped:
             await self._durable(str(stopped))
             raise
         except BaseException:
             await asyncio.shield(self._durable(""))
+            if self.engine.stop.requested:           # cancelled by a second signal: say what is where
+                raise self._stopped(levels) from None
             raise
         await self._durable("")
+
+    def _stopped(self, levels: list[list[Step]]) -> QrveyIacError:
+        stop = self.engine.stop
+        if self.write_failure is not None:
+            return StateError(self._failure_report(levels, f"apply stopped: {self.write_failure}"))
+        if stop.requested:
+            how = ("the calls in flight were cancelled (a second signal)" if self.in_flight
+                   else "the calls in flight were let finish")
+            return StoppedError(self._failure_report(
+                levels, f"apply stopped by {stop.signal_name}: {how}; no new call was started"), stop.exit_code)
+        return ApplyError(self._failure_report(levels))
 
     async def _durable(self, report: str) -> None:
         """Wait for the results still being written; a failure there keeps the apply's report."""
@@ -262,21 +319,35 @@ class _ApplyRun:
             await self.engine.durable()
         except StateError as exc:     # re-raised as it is (a StateConflictError stays one), report first
             if report:
-                exc.args = (f"{report}\n{exc}", *exc.args[1:])
+                said = str(exc) in report            # the write that failed before failed again
+                exc.args = (report if said else f"{report}\n{exc}", *exc.args[1:])
             raise
 
     async def _guarded(self, step: Step) -> None:
         async with self.limit:
+            if self._stopping:
+                return                               # not started: reported so
             action = self.plan.actions[step.action_index]
             present, past = STEP_PROGRESS[step.op]
             self.engine.progress(f"{action.address}: {present}...")
             started = time.monotonic()
+            self.in_flight.add(step.key)
             try:
                 detail = await self._run(step, action)
+            except StateError as exc:
+                # its journal entry (or its record) could not be written, so its call was not
+                # sent: not started, and nothing more starts
+                self.in_flight.discard(step.key)
+                if self.write_failure is None:
+                    self.write_failure = exc
+                self.engine.progress(f"{action.address}: {step.op} not started: the state could not be written")
+                return
             except QrveyIacError as exc:
+                self.in_flight.discard(step.key)
                 self.failed.append((step.key, exc))
                 self.engine.progress(f"{action.address}: {step.op} failed: {exc}")
                 return
+            self.in_flight.discard(step.key)
             self.done.append(step.key)
             elapsed = time.monotonic() - started
             self.engine.progress(f"{action.address}: {past} after {elapsed:.1f}s{detail}")
@@ -384,19 +455,29 @@ class _ApplyRun:
             self.state = self.state.without_journal(entry.id)
         await self.engine.commit(self.state, wait=entry is None)     # no entry: this write is the record
 
-    def _failure_report(self, levels: list[list[Step]]) -> str:
-        """What is done (in the state), what failed (and whether its outcome is known), what is not done."""
+    def _failure_report(self, levels: list[list[Step]], headline: str = "") -> str:
+        """What is done (in the state), what failed (and whether its outcome is known), what
+        was cut off in flight, what is not started."""
         failed = dict(self.failed)
-        pending = [s.key for level in levels for s in level if s.key not in self.done and s.key not in failed]
+        pending = [s.key for level in levels for s in level
+                   if s.key not in self.done and s.key not in failed and s.key not in self.in_flight]
         journaled = {entry.address for entry in self.state.journal}
-        lines = [f"apply stopped: {len(self.failed)} operation(s) failed"]
+        lines = [headline or f"apply stopped: {len(self.failed)} operation(s) failed"]
         for key, exc in self.failed:
             unknown = key.split(":", 1)[1] in journaled and isinstance(exc, UNKNOWN_OUTCOME_ERRORS)
             verdict = ("outcome unknown (kept in the state's journal: the next plan or apply checks "
                        "Qrvey and records what landed)" if unknown else "failed")
             lines.append(f"  {key}: {verdict}: {exc}")
         shown = f" ({', '.join(self.done)})" if len(self.done) <= 20 else ""
-        lines.append(f"done and recorded in state: {len(self.done)}{shown}")
+        if self.write_failure is None:
+            lines.append(f"done and recorded in state: {len(self.done)}{shown}")
+        else:
+            lines.append(f"done in Qrvey: {len(self.done)}{shown}; each is recorded in the state, or kept in "
+                         "its journal where the state could not be written (the next plan or apply settles it)")
+        if self.in_flight:
+            cut = sorted(self.in_flight)
+            lines.append(f"cut off in flight: {len(cut)} ({', '.join(cut)}): kept in the state's journal; the "
+                         "next plan or apply checks Qrvey and records what landed")
         if pending:
             lines.append(f"not started: {len(pending)} ({', '.join(pending)})")
         lines.append("run plan to see what remains; apply again to finish")

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
-from qrvey_iac.core.saved_plan import check_fresh, rehydrate
+from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
-from qrvey_iac.engine import Engine
+from qrvey_iac.engine import Engine, Stop
 from qrvey_iac.ports import Workspace
 
 T = TypeVar("T")
@@ -44,6 +44,7 @@ class RunOptions:
     refresh_only: bool = False
     auto_approve: bool = False
     command: str = "plan"
+    stop: Stop = field(default_factory=Stop)   # set on SIGTERM / SIGINT: apply starts nothing new
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
@@ -95,7 +96,8 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
 async def apply_saved(
     workspace: Workspace, read_manifest: ReadManifest, saved: Plan, ui: UI, options: RunOptions
 ) -> Plan:
-    """Apply exactly the reviewed plan, or refuse naming what moved since."""
+    """Apply exactly the reviewed plan, or refuse naming what moved since or what differs
+    from the plan the pinned manifests, the state and Qrvey give."""
     if options.targets or options.excludes:
         raise QrveyIacError("--target and --exclude do not apply to a saved plan: it is applied exactly as "
                             "reviewed; pass them to `plan --out` instead")
@@ -112,9 +114,12 @@ async def apply_saved(
             else:
                 manifest, state = await _manifest(read_manifest, ui), State(lineage=saved.lineage)
                 live = await _before_changes(engine.refresh(manifest, state), options)
-            now = fingerprints_of(state, live, manifest.sealer)
-            check_fresh(saved, state, now, manifest)
-            plan = rehydrate(saved, manifest)
+            check_fresh(saved, state, fingerprints_of(state, live, manifest.sealer), manifest)
+            # planned again from what the plan pins (protection enforced as in any plan): the
+            # file must say the same, and what runs is this plan, not the file
+            again = build_plan(manifest, state, live, environment=workspace.environment_name)
+            plan = as_reviewed(saved, select(again, saved.targets, saved.excludes), manifest.secrets,
+                               manifest.sealer.digest)
             ui.show_plan(plan)
             if plan.has_changes:
                 await engine.apply(plan, state, manifest.sealer)
@@ -125,7 +130,7 @@ async def apply_saved(
 async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
-        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit)
+        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit, stop=options.stop)
 
 
 async def _read(

@@ -25,6 +25,8 @@ class StateStore(Protocol):
       Otherwise it raises StateConflictError and leaves the stored state untouched: a
       concurrent writer is detected, never overwritten. This check is the last line;
       mutual exclusion is the locker's job, held for the whole command.
+      A write the file system refuses (a full disk, a read-only folder) raises
+      StateWriteError naming the file; the stored state stays whole and as it was.
     - ``exists()``: whether a state has been stored.
     - ``compact()``: after a command's last write: whatever the store keeps apart from the
       whole state (the local store's write-ahead sidecar) is folded in, so the stored state

@@ -77,6 +77,11 @@ class StateConflictError(StateError):
         super().__init__(message)
 
 
+class StateWriteError(StateError):
+    """The store could not write (a full disk, a read-only folder): its message names the file;
+    what was stored before is untouched."""
+
+
 class PlanError(QrveyIacError):
     """A plan cannot be built, loaded or applied."""
 
@@ -91,6 +96,14 @@ class ProtectedResourceError(PlanError):
 
 class ApplyError(QrveyIacError):
     """An apply stopped: what is done is in the state, what is not is listed."""
+
+
+class StoppedError(ApplyError):
+    """An apply stopped by a signal (SIGTERM, SIGINT): the exit code is 128 + its number."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        self.exit_code = exit_code
+        super().__init__(message)
 
 
 class ApiError(QrveyIacError):

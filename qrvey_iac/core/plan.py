@@ -119,6 +119,8 @@ class Plan(Frozen):
     notes: tuple[str, ...] = ()                 # what --target/--exclude pulled in or left out
     seals: dict[str, str] = {}                  # address -> keyed digest of a secret-bearing document
     seal_nonce: str = ""                        # always "": older plan files stored the seals' salt here
+    targets: tuple[str, ...] = ()               # the --target / --exclude the plan was narrowed by:
+    excludes: tuple[str, ...] = ()              # apply FILE plans again with the same ones
     actions: tuple[Action, ...] = ()
 
     @property

@@ -1,13 +1,15 @@
-"""Saved plans: refuse a stale one, and put back the secrets a plan file never holds."""
+"""Saved plans: refuse a stale one or one that is not what the manifests say."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from qrvey_iac.core.errors import StalePlanError
+from qrvey_iac.core.errors import PlanError, StalePlanError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.secrets import mask_value
+from qrvey_iac.core.plan import ActionBase, Plan
+from qrvey_iac.core.secrets import mask_plan, mask_value
 from qrvey_iac.core.state import State
 
 
@@ -40,39 +42,91 @@ def _what(before: str | None, now: str | None) -> str:
     return "edited"
 
 
-def rehydrate(plan: Plan, manifest: Manifest) -> Plan:
-    """Recompute each action's desired document from the manifests (with secrets).
+def as_reviewed(
+    saved: Plan, rebuilt: Plan, secrets: frozenset[str], sealed: Callable[[Any], str]
+) -> Plan:
+    """The plan to apply: ``rebuilt`` (planned again now from the pinned manifests, the state
+    and what Qrvey holds, with the saved selection), once it equals ``saved`` action by action.
 
-    A plan file holds masked values only; the manifests are pinned by digest, so
-    recomputing gives the reviewed document. A secret read through ${env:X} is
-    checked against the plan's seal (keyed by the environment's seal key, which the plan
-    file does not hold), so a changed value is refused too.
+    A plan file is not trusted as a program: what apply runs is what the manifests say, and
+    the file must agree with it. One edited by hand (a delete added, a protect flag or an app
+    or id changed) is refused naming each difference. A plan file holds masked values only,
+    so documents are compared masked; a secret read through ${env:X} is checked against the
+    plan's seal (``sealed`` of the unmasked document: the digest keyed by the environment's
+    seal key, which the plan file does not hold), so a changed value is refused too.
     """
-    actions = []
-    for action in plan.actions:
-        resource = manifest.resources.get(action.address)
-        if action.desired is None or resource is None:
-            actions.append(action)
-            continue
-        fresh = resource.desired
-        masked = mask_value(fresh, manifest.secrets)
-        sealed = plan.seals.get(action.address)
-        moved = masked != action.desired or (
-            manifest.sealer.digest(fresh) != sealed if sealed else masked != fresh
+    differences = _differences(saved, mask_plan(rebuilt, secrets))
+    if differences:
+        shown = differences[:MAX_SHOWN]
+        if len(differences) > MAX_SHOWN:
+            shown.append(f"... and {len(differences) - MAX_SHOWN} more")
+        raise PlanError(
+            "the saved plan is not the plan the manifests it pins, the state and Qrvey give (was it "
+            "edited?); nothing was changed:\n" + "\n".join(f"- {d}" for d in shown)
+            + "\nRun qrvey-iac plan --out again and review the new plan."
         )
-        if moved:
+    for action in rebuilt.actions:
+        if action.desired is None:
+            continue
+        recorded = saved.seals.get(action.address)
+        secret = mask_value(action.desired, secrets) != action.desired
+        if (sealed(action.desired) != recorded) if recorded else secret:
             raise StalePlanError(
                 f"the saved plan is stale; nothing was changed:\n- {action.address}: a variable or "
                 "environment value changed since the plan was made\nRun qrvey-iac plan again."
             )
-        source = action.source
-        if resource.external_source is not None:
-            source = resource.external_source.model_dump()
-            if mask_value(source, manifest.secrets) != action.source:
-                raise StalePlanError(f"the saved plan is stale; nothing was changed:\n- {action.address}: "
-                                     "its source changed since the plan was made\nRun qrvey-iac plan again.")
-        actions.append(action.model_copy(update={"desired": fresh, "source": source}))
-    return plan.model_copy(update={"actions": tuple(actions)})
+    return rebuilt
 
 
-__all__ = ["check_fresh", "rehydrate"]
+MAX_SHOWN = 20
+# What an action says besides its op and address, in the order differences are named.
+COMPARED = ("kind", "app", "dataset_id", "protect", "source", "depends_on", "desired", "changes",
+            "reason", "drift")
+NOW = "planned now"
+
+
+def _differences(saved: Plan, rebuilt: Plan) -> list[str]:
+    found = []
+    if saved.notes != rebuilt.notes:
+        found.append("the selection notes differ from the ones --target / --exclude give now")
+    have, want = _by_address(saved), _by_address(rebuilt)
+    for address in sorted(set(have) | set(want)):
+        mine, theirs = have.get(address, {}), want.get(address, {})
+        if sorted(mine) != sorted(theirs):
+            found.append(f"{address}: the saved plan has {_ops(mine)}, {NOW}: {_ops(theirs)}")
+            continue
+        for op in sorted(mine):
+            before = mine[op].model_dump(mode="json")
+            after = theirs[op].model_dump(mode="json")
+            for name in COMPARED:
+                found += [f"{op} {address}: {d}" for d in _field(name, before[name], after[name])]
+    return found
+
+
+def _by_address(plan: Plan) -> dict[str, dict[str, ActionBase]]:
+    actions: dict[str, dict[str, ActionBase]] = {}
+    for action in plan.actions:
+        actions.setdefault(action.address, {})[action.op] = action
+    return actions
+
+
+def _ops(actions: Mapping[str, ActionBase]) -> str:
+    return " and ".join(sorted(actions)) or "no action"
+
+
+def _field(name: str, saved: Any, now: Any) -> list[str]:
+    """What differs in one field: by key one level into an object (app.appId), else whole."""
+    if saved == now:
+        return []
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [f"{name}.{key} is {_shown(saved.get(key))} in the saved plan, {_shown(now.get(key))} {NOW}"
+                for key in sorted(set(saved) | set(now)) if saved.get(key) != now.get(key)]
+    return [f"{name} is {_shown(saved)} in the saved plan, {_shown(now)} {NOW}"]
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+__all__ = ["as_reviewed", "check_fresh"]

@@ -14,7 +14,8 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
 
     Building needs dependencies first (a view needs its source); tearing down
     needs dependents first (a dataset's views go before it). The plan's notes
-    say what was pulled in or left out and why.
+    say what was pulled in or left out and why; the plan records the selection (a saved
+    plan is made again with it at apply time).
     """
     targets, excludes = list(dict.fromkeys(targets)), list(dict.fromkeys(excludes))
     if not targets and not excludes:
@@ -37,7 +38,8 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     notes += [f"{a} left out: not targeted" for a in sorted(known - kept) if a in changing and a not in excludes
               and not any(n.startswith(a + " ") for n in notes)]
     actions = tuple(a for a in plan.actions if a.address in kept)
-    return plan.model_copy(update={"actions": actions, "notes": (*plan.notes, *notes)})
+    return plan.model_copy(update={"actions": actions, "notes": (*plan.notes, *notes),
+                                   "targets": tuple(targets), "excludes": tuple(excludes)})
 
 
 def _graph(actions: tuple[ActionBase, ...]) -> tuple[dict[str, set[str]], dict[str, set[str]]]:

@@ -19,7 +19,7 @@ from qrvey_iac.adapters.state import lock as lock_module
 from qrvey_iac.adapters.state.codec import decode
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker
-from qrvey_iac.core.errors import StateConflictError, StateError, StateLockedError
+from qrvey_iac.core.errors import StateConflictError, StateError, StateLockedError, StateWriteError
 from qrvey_iac.core.state import STATE_VERSION, JournalDetail, JournalEntry, ResourceState, State
 
 HOLDER = textwrap.dedent("""
@@ -379,8 +379,8 @@ def test_a_failed_append_leaves_no_line_and_the_next_write_is_whole(tmp_path, mo
 
     monkeypatch.setattr(local_module.os, "write", torn)
     third = step(second, add=6)
-    with pytest.raises(OSError):
-        store.write(third, 2)
+    with pytest.raises(StateWriteError, match=f"cannot write the state file {path} \\(No space left on device"):
+        store.write(third, 2)                               # the store names the file, not a bare OSError
     monkeypatch.undo()
     assert wal.read_bytes() == kept and LocalStateStore(path).read() == second
     store.write(third, 2)                                   # the engine retries with the same expectation

@@ -320,3 +320,73 @@ def test_failed_command_writes_nothing(project):
     result = project.run("plan", "--target", "dataset.nope")
     assert result.exit_code == 1
     assert not project.world_path.exists() and not project.state_path.exists()
+
+
+def protect_products(project) -> None:
+    config = yaml.safe_load((project.root / "qrvey-iac.yaml").read_text())
+    config["environments"]["local"]["overrides"] = {"dataset.products": {"protect": True}}
+    (project.root / "qrvey-iac.yaml").write_text(yaml.safe_dump(config))
+
+
+def edited_plan(project, name: str, edit) -> str:
+    data = json.loads((project.root / "p.json").read_text())
+    actions = {(a["op"], a["address"]): a for a in data["actions"]}
+    edit(data, actions)
+    (project.root / name).write_text(json.dumps(data))
+    return name
+
+
+def test_a_hand_edited_saved_plan_is_refused_naming_the_difference(project):
+    """apply FILE plans again from what the file pins and runs that: a file that says
+    otherwise (a delete added, a protected dataset deleted, an app or id changed) is refused."""
+    protect_products(project)
+    applied(project)
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    ids = {a: project.dataset_id(a) for a in ("dataset.products", "dataset.orders")}
+    serial = project.state()["serial"]
+
+    def delete_protected(data, actions):
+        update = actions[("update", "dataset.products")]
+        update.update(op="delete", protect=False, desired=None, changes=[], reason="removed from the manifests")
+
+    def delete_added(data, actions):
+        actions[("no-op", "dataset.orders")].update(op="delete", desired=None, reason="removed from the manifests")
+
+    def app_changed(data, actions):
+        actions[("update", "dataset.products")]["app"]["appId"] = "a-emea"
+
+    def id_changed(data, actions):
+        actions[("update", "dataset.products")]["dataset_id"] = ids["dataset.orders"]
+
+    expected = {
+        "delete_protected": "- dataset.products: the saved plan has delete, planned now: update",
+        "delete_added": "- dataset.orders: the saved plan has delete, planned now: no-op",
+        "app_changed": '- update dataset.products: app.appId is "a-emea" in the saved plan, "a-sales" planned now',
+        "id_changed": (f'- update dataset.products: dataset_id is "{ids["dataset.orders"]}" in the saved plan, '
+                       f'"{ids["dataset.products"]}" planned now'),
+    }
+    for edit in (delete_protected, delete_added, app_changed, id_changed):
+        result = project.run("apply", edited_plan(project, f"{edit.__name__}.json", edit))
+        assert result.exit_code == 1, (edit.__name__, result.output)
+        assert "Error: the saved plan is not the plan the manifests it pins, the state and Qrvey give" in result.stderr
+        assert "nothing was changed" in result.stderr
+        assert expected[edit.__name__] in result.stderr, (edit.__name__, result.stderr)
+        assert "Traceback" not in result.output
+        world = project.world()["datasets"]
+        assert set(ids.values()) <= set(world)                     # nothing deleted
+        assert world[ids["dataset.products"]]["name"] == "Products"   # nor updated
+        assert project.state()["serial"] == serial
+    result = project.run("apply", "p.json")                        # the file as it was made
+    assert result.exit_code == 0, result.output
+    assert project.world()["datasets"][ids["dataset.products"]]["name"] == "Catalogue"
+
+
+def test_a_saved_plan_made_with_target_is_planned_again_with_the_same_selection(project):
+    result = project.run("plan", "--target", "view.orders-emea", "--out", "p.json")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((project.root / "p.json").read_text())
+    assert (saved["targets"], saved["excludes"]) == (["view.orders-emea"], [])
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 0, result.output
+    assert set(project.state()["resources"]) == {"dataset.orders", "view.orders-emea"}

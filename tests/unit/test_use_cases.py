@@ -6,19 +6,20 @@ or plan changes right after an apply; each test below would catch one of those.
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import asynccontextmanager
 
 import pytest
 from fakes.qrvey import FakeQrvey
 from fakes.state import MemoryLocker, MemoryStateStore
 
-from qrvey_iac.core.errors import ApplyError, StateConflictError
+from qrvey_iac.core.errors import ApplyError, StateConflictError, StoppedError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.kinds.dataset import DatasetSpec
 from qrvey_iac.core.kinds.view import DatasetViewSpec
 from qrvey_iac.core.manifest import Manifest, Resource
-from qrvey_iac.engine import Engine
+from qrvey_iac.engine import Engine, Stop
 from qrvey_iac.flows import RunOptions, converge, make_plan
 
 pytestmark = pytest.mark.anyio
@@ -199,3 +200,54 @@ async def test_an_apply_that_stops_with_writes_pending_leaves_the_state_file_com
     shutil.copy(tmp_path / "state.json", alone)                 # the file without anything beside it
     assert [e.address for e in LocalStateStore(alone).read().journal] == ["view.orders-emea"]
     assert LocalStateStore(alone).read() == LocalStateStore(tmp_path / "state.json").read()
+
+
+class HeldQrvey(FakeQrvey):
+    """Dataset creates wait on ``release``; ``sent`` is set once one is in flight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent, self.release = asyncio.Event(), asyncio.Event()
+
+    async def create_dataset(self, app, body):
+        self.sent.set()
+        await self.release.wait()
+        return await super().create_dataset(app, body)
+
+
+async def test_a_stop_request_starts_no_new_step_and_lets_the_ones_in_flight_finish():
+    qrvey, store, stop = HeldQrvey(), MemoryStateStore(), Stop()
+    engine = Engine(qrvey, store, stop=stop)
+    plan, _ = await engine.plan(manifest(dataset(), view()), store.read(), "t")
+    applying = asyncio.ensure_future(engine.apply(plan, store.read()))
+    await qrvey.sent.wait()
+    assert stop.applying
+    stop.request("SIGTERM", 143)
+    qrvey.release.set()
+    with pytest.raises(StoppedError) as stopped:
+        await applying
+    assert stopped.value.exit_code == 143 and not stop.applying
+    report = str(stopped.value)
+    assert report.startswith("apply stopped by SIGTERM: the calls in flight were let finish; no new call was started")
+    assert "done and recorded in state: 1 (create:dataset.orders)" in report
+    assert "not started: 2 (share:dataset.orders, create:view.orders-emea)" in report
+    assert [op for op, _ in qrvey.writes()] == ["create_dataset"]      # nothing sent after the request
+    state = store.read()
+    assert state.journal == () and list(state.resources) == ["dataset.orders"]
+
+
+async def test_a_second_signal_cancels_the_calls_in_flight_and_keeps_them_journaled():
+    qrvey, store, stop = HeldQrvey(), MemoryStateStore(), Stop()
+    engine = Engine(qrvey, store, stop=stop)
+    plan, _ = await engine.plan(manifest(dataset(), view()), store.read(), "t")
+    applying = asyncio.ensure_future(engine.apply(plan, store.read()))
+    await qrvey.sent.wait()
+    stop.request("SIGINT", 130)
+    applying.cancel()                                   # what cli.py does on the second signal
+    with pytest.raises(StoppedError) as stopped:
+        await applying
+    report = str(stopped.value)
+    assert report.startswith("apply stopped by SIGINT: the calls in flight were cancelled (a second signal)")
+    assert "cut off in flight: 1 (create:dataset.orders): kept in the state's journal" in report
+    assert "not started: 2 (share:dataset.orders, create:view.orders-emea)" in report
+    assert [e.address for e in store.read().journal] == ["dataset.orders"]   # the next run settles it

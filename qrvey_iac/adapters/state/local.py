@@ -16,13 +16,15 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from qrvey_iac.adapters.files import fsync_folder, write_atomic, write_temp
 from qrvey_iac.adapters.state.codec import decode, dump_json, encode
 from qrvey_iac.adapters.state.lock import real_path
-from qrvey_iac.core.errors import StateConflictError, StateError
+from qrvey_iac.core.errors import StateConflictError, StateError, StateWriteError
 from qrvey_iac.core.state import State
 
 try:
@@ -144,7 +146,7 @@ class LocalStateStore:
         locker, a conflict is caught only when the writes do not interleave within the
         check. Commands hold the locker for their whole run.
         """
-        with self._mutex:
+        with self._mutex, self._writing():
             target = real_path(self.path)
             if not self._backed_up and target.exists():
                 self._back_up(target)
@@ -158,10 +160,26 @@ class LocalStateStore:
         after a command's last write (an apply that stopped with writes pending included),
         so whoever copies or commits only the state file copies all of it. A crash before
         this leaves the file and its sidecar, which ``read`` puts together."""
-        with self._mutex:
+        with self._mutex, self._writing():
             if self._last is None or self._wal is None:
                 return                      # this store object appended nothing
             self._write_whole(real_path(self.path), self._last, self._last.serial)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write the file system refuses (full disk, read-only folder, quota) is a
+        StateWriteError naming the state file and its folder. Every write is a temp file
+        renamed into place or a sidecar line cut back when it fails, so what was stored
+        before is still whole."""
+        try:
+            yield
+        except OSError as exc:
+            reason = exc.strerror or f"{exc.__class__.__name__}: {exc}"
+            folder = real_path(self.path).parent
+            raise StateWriteError(
+                f"cannot write the state file {self.path} ({reason}; check that the folder {folder} is "
+                "writable and has free space); the state stored before this write is whole and unchanged"
+            ) from None
 
     def _back_up(self, target: Path) -> None:
         """The state before this command: the file, with the sidecar's lines when some apply."""

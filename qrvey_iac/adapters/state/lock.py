@@ -71,7 +71,7 @@ class LocalLocker:
         created = _missing_folders(lock_path.parent)
         quick_retries = 3
         try:
-            while (fd := self._try_acquire(lock_path, holder)) is None:
+            while (fd := self._acquire_once(lock_path, holder)) is None:
                 if quick_retries and not lock_path.exists():
                     quick_retries -= 1      # released between two steps of the attempt: try again at once
                     continue
@@ -131,6 +131,18 @@ class LocalLocker:
             if fd is not None:
                 os.close(fd)
         return holder
+
+    def _acquire_once(self, lock_path: Path, holder: dict) -> int | None:
+        """``_try_acquire``; a lock file the file system refuses (a read-only or full folder) is
+        a StateError naming it, before anything was changed."""
+        try:
+            return self._try_acquire(lock_path, holder)
+        except OSError as exc:
+            reason = exc.strerror or f"{exc.__class__.__name__}: {exc}"
+            raise StateError(
+                f"cannot lock state {self.state_path}: its lock file {lock_path} cannot be written ({reason}; "
+                f"check that the folder {lock_path.parent} is writable and has free space); nothing was changed"
+            ) from None
 
     def _try_acquire(self, lock_path: Path, holder: dict) -> int | None:
         """The flocked descriptor of a lock file at ``lock_path`` holding ``holder``, or None
@@ -296,6 +308,8 @@ def _release(lock_path: Path, fd: int) -> None:
     try:
         if _same_file(fd, lock_path):        # not replaced by `state unlock` and another holder
             lock_path.unlink(missing_ok=True)
+    except OSError:
+        pass        # the folder turned read-only: the file stays, the lock goes with the descriptor
     finally:
         os.close(fd)
 

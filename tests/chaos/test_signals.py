@@ -1,0 +1,116 @@
+"""SIGTERM and SIGINT (what CI cancellation sends) during apply, on real processes.
+
+The emulator serves over HTTP with every dataset create held for a while, so the signal
+lands while creates are in flight. A stopped apply must start nothing new, let the calls in
+flight finish and record them, save the state whole (no sidecar, no journal), release its
+lock and exit 128 + the signal's number with the usual report.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from chaos_harness import Emulator, Project, check_invariants
+
+from qrvey_iac.adapters.state.local import LocalStateStore
+
+HELD = "POST /qollect/dataset: latency=1500ms"
+
+
+def wait_for(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for the condition")
+
+
+def journaled_creates(project: Project) -> int:
+    if not project.state_path.exists():
+        return 0
+    return sum(e.op == "create" for e in LocalStateStore(project.state_path).read().journal)
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_apply_finishes_the_calls_in_flight_and_leaves_no_lock_and_a_whole_state(
+        tmp_path, signum, code):
+    with Emulator(tmp_path / "world.json", HELD) as emulator:
+        project = Project(tmp_path / "project", emulator)
+        process = project.start("apply", "--auto-approve")
+        in_flight = wait_for(lambda: journaled_creates(project))       # journaled, then sent: held by the server
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == code, stderr
+        assert "Traceback" not in stderr
+        name = signal.Signals(signum).name
+        assert f"received {name}: letting the calls in flight finish and starting no new one" in stderr
+        assert (f"Error: apply stopped by {name}: the calls in flight were let finish; no new call was started"
+                in stderr), stderr
+        assert "done and recorded in state: " in stderr and "not started: " in stderr
+        assert "create:view.orders-emea" in stderr.split("not started: ", 1)[1]     # views wait for datasets
+        # the lock is released and its file removed, as after any command that ends
+        assert project.lock_holder() is None
+        assert not project.state_path.with_name(project.state_path.name + ".lock").exists()
+        # the state file alone is the state: no sidecar, nothing pending; the creates that were
+        # in flight finished and are recorded, and Qrvey holds nothing the state does not know
+        assert not project.state_path.with_name(project.state_path.name + ".wal").exists()
+        state = LocalStateStore(project.state_path).read()
+        assert state.journal == ()
+        datasets = [a for a in state.resources if a.startswith("dataset.")]
+        assert len(datasets) >= in_flight and not any(a.startswith("view.") for a in state.resources)
+        findings = check_invariants(project)
+        assert findings.ok, findings
+        # the next apply needs no unlock and no repair: it finishes the rest
+        rerun = project.run("apply", "--auto-approve")
+        assert rerun.code == 0, rerun.stderr
+        assert project.run("plan", "--detailed-exitcode").code == 0
+        assert check_invariants(project).ok
+
+
+def test_a_signal_before_any_change_stops_at_once_and_changes_nothing(tmp_path):
+    """While apply only reads (here: the refresh, held by the server), a signal cancels it."""
+    with Emulator(tmp_path / "world.json", "GET /qollect/dataset/*: latency=30s") as emulator:
+        project = Project(tmp_path / "project", emulator)
+        first = project.run("apply", "--auto-approve", "--target", "dataset.orders")
+        assert first.code == 0, first.stderr
+        serial = LocalStateStore(project.state_path).read().serial
+        process = project.start("apply", "--auto-approve")
+        time.sleep(2.0)                                                 # refreshing: the GET is held
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+        assert time.monotonic() - started < 10                         # not after the 30 s read
+        assert process.returncode == 143, stderr
+        assert "Error: interrupted by SIGTERM while only reading; nothing was being changed in Qrvey" in stderr
+        assert "Traceback" not in stderr
+        assert project.lock_holder() is None
+        assert not project.state_path.with_name(project.state_path.name + ".lock").exists()
+        assert LocalStateStore(project.state_path).read().serial == serial
+
+
+def test_a_signal_at_the_confirmation_question_cancels_the_apply(example_dir):
+    """The question blocks in input(): the signal must interrupt the prompt itself."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "qrvey_iac", "apply"], cwd=example_dir,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (example_dir / "state" / "local.json.lock").exists())
+        time.sleep(1.0)                                                 # at the question
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)                 # stdin stays open: no end of input answers for it
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stderr = process.stderr.read()
+    process.stdin.close()
+    assert process.returncode == 1, stderr
+    assert "Error: apply cancelled: nothing was changed" in stderr
+    assert not (example_dir / "state" / "local.json.lock").exists()
+    assert not (example_dir / "state" / "local.json").exists()
