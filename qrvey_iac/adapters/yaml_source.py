@@ -54,6 +54,7 @@ class YamlDocument:
     data: Any
     line: int
     lines: dict[Path_, int] = field(default_factory=dict)
+    refused: frozenset[Path_] = frozenset()   # values JSON cannot carry, read as their text (see _scalar)
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -207,15 +208,18 @@ def _read_stream(
                 if alias_problem is not None:
                     problems.append(alias_problem)
                     return
-            data, lines, found = _document(loader, node, shown, scalars, one_pass and not aliases)
+            refused: set[Path_] = set()
+            data, lines, found = _document(loader, node, shown, scalars, one_pass and not aliases, refused)
             problems.extend(found)
-            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines))
+            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines, frozenset(refused)))
             yield
     finally:
         loader.dispose()
 
 
-def _document(loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool) -> tuple[Any, dict, list[Problem]]:
+def _document(
+    loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool, refused: set[Path_],
+) -> tuple[Any, dict, list[Problem]]:
     """(data, lines, problems) of one composed document.
 
     A plain document (string keys, standard tags, no aliases: every manifest we know)
@@ -226,11 +230,12 @@ def _document(loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool
         lines: dict[Path_, int] = {}
         problems: list[Problem] = []
         try:
-            return _build(node, (), lines, problems, shown, scalars), lines, problems
+            return _build(node, (), lines, problems, shown, scalars, refused), lines, problems
         except _NotPlain:
             pass
     lines, problems = {}, []
-    _walk(node, (), lines, problems, shown, scalars, set())
+    refused.clear()      # what a one-pass attempt left before _NotPlain, like lines and problems
+    _walk(node, (), lines, problems, shown, scalars, set(), refused)
     return loader.construct_document(node), lines, problems
 
 
@@ -238,8 +243,11 @@ class _NotPlain(Exception):
     """A node _build leaves to PyYAML: merge keys, keys that are not strings, other tags."""
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict) -> Any:
-    """_walk and construct_document at once; same data, lines and problems, or _NotPlain."""
+def _build(
+    node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict,
+    refused: set[Path_] | None = None,
+) -> Any:
+    """_walk and construct_document at once; same data, lines, problems and refused paths, or _NotPlain."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
         if node.tag == _STR_TAG:
@@ -249,10 +257,13 @@ def _build(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], s
         value, problem = _scalar(node, scalars)
         if problem is not None:
             problems.append(Problem(shown, node.start_mark.line + 1, format_path(path), problem))
+            if refused is not None:
+                refused.add(path)
             return node.value
         return value
     if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-        return [_build(item, (*path, index), lines, problems, shown, scalars) for index, item in enumerate(node.value)]
+        return [_build(item, (*path, index), lines, problems, shown, scalars, refused)
+                for index, item in enumerate(node.value)]
     if not isinstance(node, yaml.MappingNode) or node.tag != _MAP_TAG:
         raise _NotPlain
     mapping: dict[str, Any] = {}
@@ -263,7 +274,7 @@ def _build(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], s
         child = (*path, key)
         if key in mapping:
             problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
-        mapping[key] = _build(value_node, child, lines, problems, shown, scalars)
+        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused)
         lines[child] = key_node.start_mark.line + 1
     return mapping
 
@@ -379,6 +390,7 @@ def _syntax_problem(exc: Exception, shown: str, text: str) -> Problem:
 
 def _walk(
     node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict, checked: set[int],
+    refused: set[Path_],
 ) -> None:
     """Lines and duplicate keys of any document, and the values and keys JSON cannot carry
     (each node checked once: an alias repeats a node, not its problems). A refused node is
@@ -391,6 +403,7 @@ def _walk(
         problem = _node_problem(node, scalars)
         if problem is not None:
             problems.append(Problem(shown, node.start_mark.line + 1, format_path(path), problem))
+            refused.add(path)
             node.tag = _MAP_TAG if isinstance(node, yaml.MappingNode) else _STR_TAG
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
@@ -399,17 +412,18 @@ def _walk(
             child = (*path, key)
             if check and isinstance(key_node, yaml.ScalarNode) and key_node.tag not in (_STR_TAG, _MERGE_TAG):
                 problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), _key_problem(key_node)))
+                refused.add(child)
                 key_node.tag = _STR_TAG
             if key in seen:
                 problems.append(
                     Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key")
                 )
             seen.add(key)
-            _walk(value_node, child, lines, problems, shown, scalars, checked)
+            _walk(value_node, child, lines, problems, shown, scalars, checked, refused)
             lines[child] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, problems, shown, scalars, checked)
+            _walk(item, (*path, index), lines, problems, shown, scalars, checked, refused)
 
 
 def _node_problem(node: yaml.Node, scalars: dict) -> str | None:
@@ -433,7 +447,7 @@ def _scalar(node: yaml.ScalarNode, scalars: dict) -> tuple[Any, str | None]:
                       "write the text itself, or its base64 as a plain string without the !!binary tag")
     try:
         value = scalars[node.tag](node)
-    except (ValueError, KeyError):        # what PyYAML's constructors raise for "!!int x", "!!bool x"
+    except (ValueError, KeyError, IndexError):   # what PyYAML's constructors raise for "!!int x", "!!bool x", "!!int ''"
         return None, f"{_short_text(text)} is not a valid !!{node.tag.removeprefix(_TAG)}"
     return value, _number_problem(value, text)
 
@@ -457,7 +471,9 @@ def _key_problem(key_node: yaml.ScalarNode) -> str:
 
 
 def _short_text(text: str) -> str:
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A scalar as written, for a message: quoted when empty or not printable, cut when long."""
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text if text and text.isprintable() else json.dumps(text)
 
 
 def format_path(path: Path_) -> str:

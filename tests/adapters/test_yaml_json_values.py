@@ -43,6 +43,7 @@ REFUSED = {
                                                   "the largest integer a JSON number holds exactly: quote it to keep it as text"),
     "not an !!int": ("!!int twelve", "twelve is not a valid !!int"),          # crashed PyYAML's constructor
     "not a !!float": ("!!float x", "x is not a valid !!float"),
+    "an empty !!int": ("!!int ''", '"" is not a valid !!int'),                 # IndexError in PyYAML
     "not a !!bool": ("!!bool maybe", "maybe is not a valid !!bool"),
     "not a !!timestamp": ("!!timestamp soon", 'soon is read as a YAML timestamp, which JSON cannot carry: '
                                              'quote it ("soon") to keep it as text'),

@@ -182,8 +182,9 @@ def test_every_value_json_cannot_carry_is_reported_with_the_other_problems(proje
     only(project, DATASET.replace("shared: true", "shared: 2024-05-01")
          + "  customAttributes: {a: .nan, b: 9007199254740993}\n  colums: []\n")
     lines = errors_of(project)
-    assert [line.split(": ")[1] for line in lines[:-1]] == [
-        "manifests/test.yaml:8", "manifests/test.yaml:8",             # the date, then what shared expects
-        "manifests/test.yaml:17", "manifests/test.yaml:17", "manifests/test.yaml:18"]
+    assert [line.split(": ")[1:3] for line in lines[:-1]] == [
+        ["manifests/test.yaml:8", "spec.shared"],       # the date only: not also "expected true or false"
+        ["manifests/test.yaml:17", "spec.customAttributes.a"], ["manifests/test.yaml:17", "spec.customAttributes.b"],
+        ["manifests/test.yaml:18", "spec.colums"]]
     assert lines[-2] == "Error: manifests/test.yaml:18: spec.colums: unknown field"
-    assert lines[-1] == "5 problems found; nothing was changed."
+    assert lines[-1] == "4 problems found; nothing was changed."
