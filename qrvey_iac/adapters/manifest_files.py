@@ -22,7 +22,7 @@ import re
 import stat
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -39,6 +39,7 @@ from qrvey_iac.core.manifest import Manifest, Resource
 DOCUMENT = TypeAdapter(KINDS.document_union())
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
 
 
 def manifest_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
@@ -85,6 +86,8 @@ def _collect(folder: Path, ancestors: list[tuple[int, int]], files: list[Path], 
             refused.append((path, "a file name that is not valid UTF-8: rename it"))
         elif not stat.S_ISREG(info.st_mode):
             refused.append((path, f"cannot read: {not_regular(info.st_mode)}"))
+        elif not os.access(path, os.R_OK):      # found here, before the load's first pause
+            refused.append((path, "cannot read: permission denied"))
         else:
             files.append(path)
 
@@ -109,14 +112,17 @@ async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
     Parsing is CPU work; a refresh is mostly waiting. Run together, the manifests are read
     in the gaps between Qrvey's answers: one document per turn of the loop, so an answer
     waits on the parser for at most about one document, not for a whole file.
+
+    The first step, before any other task gets a turn, lists the folder: an entry that
+    cannot be read fails the load then, before the refresh's first call goes out.
     """
     steps = load_steps(*args, **kwargs)
     while True:
-        await asyncio.sleep(0)
         try:
             next(steps)
         except StopIteration as done:
             return done.value
+        await asyncio.sleep(0)
 
 
 def load_steps(
@@ -128,12 +134,17 @@ def load_steps(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     overrides_origin: str = "qrvey-iac.yaml",
 ) -> Generator[None, None, Manifest]:
-    """load_manifest as a generator that pauses after each document (see parse_steps)."""
+    """load_manifest as a generator that pauses after listing the folder and after each
+    document (see parse_steps). When an entry cannot be read the load is bound to fail: it
+    then runs to its end without pausing, so that failure comes before anything else runs."""
     missing = _not_a_folder(folder)
     if missing:
         raise ManifestError([Problem(_shown(folder, shown_base), None, "", missing)])
     files, refused = manifest_files(folder)
     problems = [Problem(_shown(path, shown_base), None, "", why) for path, why in refused]
+    pause = not problems
+    if pause:
+        yield
     located: list[tuple[Any, YamlDocument]] = []
     secrets: set[str] = set()
     digest = hashlib.sha256()
@@ -144,19 +155,27 @@ def load_steps(
         if text is None:
             continue
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
-        documents, parse_problems = yield from parse_steps(text, shown)
+        documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
         problems.extend(parse_problems)
         for document in documents:
             parsed = _validate_document(document, variables, environ, secrets, problems)
             if parsed is not None:
                 located.append((parsed, _slimmed(document)))
-            yield
+            if pause:
+                yield
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
-    resources = yield from _resolve(located, apps, problems)
+    resources = yield from _steps(_resolve(located, apps, problems), pause)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+
+
+def _steps(steps: Generator[None, None, T], pause: bool) -> Generator[None, None, T]:
+    """``steps`` with its pauses, or run to its end at once."""
+    if pause:
+        return (yield from steps)
+    return run_steps(steps)
 
 
 def _slimmed(document: YamlDocument) -> YamlDocument:

@@ -204,3 +204,31 @@ def test_the_listing_is_in_path_order_as_before(tmp_path):
     files, refused_entries = manifest_files(tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a/b/c.yaml", "a/z.yml", "a.yaml", "b.yaml"]
     assert refused_entries == []
+
+
+@pytest.mark.anyio
+async def test_an_unreadable_entry_fails_the_load_before_the_refresh_sends_a_call(tmp_path):
+    from qrvey_iac.adapters.manifest_files import load_manifest_async
+    from qrvey_iac.core.errors import ManifestError
+    from qrvey_iac.core.keys import AppRef
+    from qrvey_iac.core.state import ResourceState, State
+    from qrvey_iac.engine import Engine
+
+    class Recording:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        async def read(self, app, dataset_id):
+            self.calls.append(dataset_id)
+            return {"datasetId": dataset_id}
+
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "orders.yaml").write_text("kind: Dataset\n")
+    dangling(folder / "regions.yaml")
+    state = State(resources={"dataset.orders": ResourceState(kind="Dataset", datasetId="d-1", userId="u", appId="a")})
+    qrvey = Recording()
+    with pytest.raises(ManifestError) as raised:
+        await Engine(qrvey, store=None).refresh_while(state, load_manifest_async(folder, {"sales": AppRef("u", "a")}, {}, {}))
+    assert {p.file for p in raised.value.problems} == {str(folder / "orders.yaml"), str(folder / "regions.yaml")}
+    assert qrvey.calls == []        # cancelled before it ran: nothing was asked of Qrvey
