@@ -71,6 +71,9 @@ ENTRIES = {
                        "manifests/caf\\xe9.yaml: a file name that is not valid UTF-8: rename it"),
     "folder name not UTF-8": (lambda m: os.mkdir(os.fsencode(m) + b"/r\xe9gions"),
                               "manifests/r\\xe9gions: a folder whose name is not valid UTF-8: rename it"),
+    "a newline in the name": (lambda m: dangling(m / "two\nlines.yaml"),      # one Error: line all the same
+                              '"manifests/two\\nlines.yaml": cannot read: a dangling symlink '
+                              '(its target nowhere.yaml does not exist)'),
     "folder link loop": (lambda m: ((m / "sub").mkdir(), (m / "sub" / "up").symlink_to("..")),
                          "manifests/sub/up: a symlink loop: this folder link leads back to a folder that holds it"),
     "dangling link without extension (maybe a folder)": (
