@@ -60,7 +60,7 @@ def _collect(folder: Path, ancestors: list[tuple[int, int]], files: list[Path], 
         with os.scandir(folder) as entries:
             names = sorted(entry.name for entry in entries)
     except OSError as exc:
-        refused.append((folder, unreadable(folder, exc).replace("cannot read", "cannot list this folder", 1)))
+        refused.append((folder, unreadable(folder, exc, failed="cannot list this folder")))
         return
     for name in names:
         if name.startswith("."):

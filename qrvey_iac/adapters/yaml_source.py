@@ -4,7 +4,7 @@ PyYAML's composed nodes carry marks; walking them once gives, for each path
 (``("spec", "columns", 2, "columnType")``), the line it came from, so every
 error can say ``file:line: field: what``. Duplicate keys, which PyYAML would
 silently collapse, are reported here, and so is every value JSON cannot carry (see
-``_scalar_problem``): what is read here is sent to Qrvey as JSON, so a date, a
+``_scalar``): what is read here is sent to Qrvey as JSON, so a date, a
 ``!!binary`` or a NaN must be refused now, at its line, not fail half-way through apply.
 """
 
@@ -36,7 +36,7 @@ ALIAS_GROWTH = 10       # aliases may repeat nodes, not multiply them ("billion 
 _TAG = "tag:yaml.org,2002:"
 _MAP_TAG, _SEQ_TAG, _STR_TAG = _TAG + "map", _TAG + "seq", _TAG + "str"
 _SCALAR_TAGS = tuple(_TAG + name for name in ("null", "bool", "int", "float", "binary", "timestamp"))
-_INT_TAG, _FLOAT_TAG, _BINARY_TAG, _TIMESTAMP_TAG = (_TAG + name for name in ("int", "float", "binary", "timestamp"))
+_BINARY_TAG, _TIMESTAMP_TAG = _TAG + "binary", _TAG + "timestamp"
 _SET_TAG, _MERGE_TAG = _TAG + "set", _TAG + "merge"
 # The largest integer a JSON number holds exactly everywhere: JavaScript (Qrvey's API) reads
 # every number as a double, so 2**53 + 1 would silently arrive as 2**53 (RFC 8259 section 6).
@@ -101,17 +101,17 @@ def read_text(path: Path, shown: str, pipes: bool = False) -> tuple[str | None, 
         return None, [Problem(shown, None, "", f"not valid UTF-8 (byte {exc.start})")]
 
 
-def unreadable(path: Path, exc: OSError) -> str:
-    """Why ``path`` cannot be opened or listed, in words that say what to fix."""
+def unreadable(path: Path, exc: OSError, failed: str = "cannot read") -> str:
+    """Why ``path`` cannot be opened (or, with ``failed``, listed), in words that say what to fix."""
     if exc.errno == errno.ELOOP:
-        return "cannot read: a symlink loop (following its links leads back to one of them)"
+        return f"{failed}: a symlink loop (following its links leads back to one of them)"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return "cannot read: permission denied"
+        return f"{failed}: permission denied"
     if exc.errno == errno.ENOENT and path.is_symlink():
-        return f"cannot read: a dangling symlink (its target {shown_path(os.readlink(path))} does not exist)"
+        return f"{failed}: a dangling symlink (its target {shown_path(os.readlink(path))} does not exist)"
     if exc.errno == errno.ENOENT:
-        return "cannot read: not found"
-    return f"cannot read: {exc.strerror}"
+        return f"{failed}: not found"
+    return f"{failed}: {exc.strerror}"
 
 
 def not_regular(mode: int) -> str:
