@@ -114,7 +114,7 @@ def api_key_flaw(key: str) -> str | None:
 
 def read_config(path: Path) -> ProjectConfig:
     shown = str(path)
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise ConfigError([Problem(shown, None, "", "config file not found: run from the folder "
                                    "that holds qrvey-iac.yaml or pass --config FILE")])
     text, problems = read_text(path, shown)

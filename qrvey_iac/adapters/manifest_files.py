@@ -2,21 +2,34 @@
 
 All problems of all files are collected and raised at once as a
 ManifestError, each naming file, line and field.
+
+What is read (README, "Manifests"): every file under the folder whose name ends in
+``.yaml`` or ``.yml``, in sub-folders too (symlinked ones followed), except names that start
+with a dot (editor lock links such as emacs' ``.#orders.yaml``, ``.git``). No such entry is
+skipped silently: one that cannot be read (a dangling symlink, a symlink loop, a FIFO, device
+or socket, a file or folder without permission, a name that is not UTF-8) is a problem naming
+it and why, as is a folder that cannot be listed or an entry whose type cannot be told (an
+unresolvable link named without an extension might have been a folder of manifests).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import re
+import stat
 from collections.abc import Generator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import TypeAdapter, ValidationError
 
 from qrvey_iac.adapters.validation import problems_from
-from qrvey_iac.adapters.yaml_source import YamlDocument, format_path, parse_steps, read_text, run_steps
+from qrvey_iac.adapters.yaml_source import (
+    YamlDocument, format_path, not_regular, parse_steps, read_text, run_steps, shown_path, unreadable,
+)
 from qrvey_iac.core.errors import ManifestError, Problem
 from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef
@@ -26,10 +39,66 @@ from qrvey_iac.core.manifest import Manifest, Resource
 DOCUMENT = TypeAdapter(KINDS.document_union())
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
+T = TypeVar("T")
 
 
-def manifest_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+def manifest_files(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The manifest files under ``folder`` in path order, and (path, why) for every entry that
+    should be read and cannot be (see the module's docstring)."""
+    files: list[Path] = []
+    refused: list[tuple[Path, str]] = []
+    try:
+        root = os.stat(folder)
+    except OSError as exc:
+        return [], [(folder, unreadable(folder, exc))]
+    _collect(folder, [(root.st_dev, root.st_ino)], files, refused)
+    return sorted(files), refused
+
+
+def _collect(folder: Path, ancestors: list[tuple[int, int]], files: list[Path], refused: list) -> None:
+    try:
+        with os.scandir(folder) as entries:
+            names = sorted(entry.name for entry in entries)
+    except OSError as exc:
+        refused.append((folder, unreadable(folder, exc, failed="cannot list this folder")))
+        return
+    for name in names:
+        if name.startswith("."):
+            continue
+        path = folder / name
+        manifest_like = name.endswith(SUFFIXES)
+        try:
+            info = os.stat(path)
+        except OSError as exc:
+            if manifest_like or "." not in name:
+                refused.append((path, unreadable(path, exc)))
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            if not _decodable(name):
+                refused.append((path, "a folder whose name is not valid UTF-8: rename it"))
+            elif (info.st_dev, info.st_ino) in ancestors:
+                refused.append((path, "a symlink loop: this folder link leads back to a folder that holds it"))
+            else:
+                _collect(path, [*ancestors, (info.st_dev, info.st_ino)], files, refused)
+        elif not manifest_like:
+            continue
+        elif not _decodable(name):
+            refused.append((path, "a file name that is not valid UTF-8: rename it"))
+        elif not stat.S_ISREG(info.st_mode):
+            refused.append((path, f"cannot read: {not_regular(info.st_mode)}"))
+        elif not os.access(path, os.R_OK):      # found here, before the load's first pause
+            refused.append((path, "cannot read: permission denied"))
+        else:
+            files.append(path)
+
+
+def _decodable(name: str) -> bool:
+    """False for a name whose bytes are not UTF-8 (Python holds them as lone surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_manifest(*args: Any, **kwargs: Any) -> Manifest:
@@ -43,14 +112,17 @@ async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
     Parsing is CPU work; a refresh is mostly waiting. Run together, the manifests are read
     in the gaps between Qrvey's answers: one document per turn of the loop, so an answer
     waits on the parser for at most about one document, not for a whole file.
+
+    The first step, before any other task gets a turn, lists the folder: an entry that
+    cannot be read fails the load then, before the refresh's first call goes out.
     """
     steps = load_steps(*args, **kwargs)
     while True:
-        await asyncio.sleep(0)
         try:
             next(steps)
         except StopIteration as done:
             return done.value
+        await asyncio.sleep(0)
 
 
 def load_steps(
@@ -62,33 +134,48 @@ def load_steps(
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     overrides_origin: str = "qrvey-iac.yaml",
 ) -> Generator[None, None, Manifest]:
-    """load_manifest as a generator that pauses after each document (see parse_steps)."""
-    if not folder.is_dir():
-        raise ManifestError([Problem(str(folder), None, "", "manifests folder not found")])
-    problems: list[Problem] = []
+    """load_manifest as a generator that pauses after listing the folder and after each
+    document (see parse_steps). When an entry cannot be read the load is bound to fail: it
+    then runs to its end without pausing, so that failure comes before anything else runs."""
+    missing = _not_a_folder(folder)
+    if missing:
+        raise ManifestError([Problem(_shown(folder, shown_base), None, "", missing)])
+    files, refused = manifest_files(folder)
+    problems = [Problem(_shown(path, shown_base), None, "", why) for path, why in refused]
+    pause = not problems
+    if pause:
+        yield
     located: list[tuple[Any, YamlDocument]] = []
     secrets: set[str] = set()
     digest = hashlib.sha256()
-    for path in manifest_files(folder):
+    for path in files:
         shown = _shown(path, shown_base)
         text, read_problems = read_text(path, shown)
         problems.extend(read_problems)
         if text is None:
             continue
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
-        documents, parse_problems = yield from parse_steps(text, shown)
+        documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
         problems.extend(parse_problems)
         for document in documents:
             parsed = _validate_document(document, variables, environ, secrets, problems)
             if parsed is not None:
                 located.append((parsed, _slimmed(document)))
-            yield
+            if pause:
+                yield
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
-    resources = yield from _resolve(located, apps, problems)
+    resources = yield from _steps(_resolve(located, apps, problems), pause)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+
+
+def _steps(steps: Generator[None, None, T], pause: bool) -> Generator[None, None, T]:
+    """``steps`` with its pauses, or run to its end at once."""
+    if pause:
+        return (yield from steps)
+    return run_steps(steps)
 
 
 def _slimmed(document: YamlDocument) -> YamlDocument:
@@ -111,9 +198,20 @@ def _summary(problems: list[Problem]) -> str:
 
 def _shown(path: Path, base: Path | None) -> str:
     try:
-        return str(path.relative_to(base)) if base else str(path)
+        return shown_path(path.relative_to(base) if base else path)
     except ValueError:
-        return str(path)
+        return shown_path(path)
+
+
+def _not_a_folder(folder: Path) -> str | None:
+    """Why the manifests folder itself cannot be walked, or None."""
+    try:
+        info = os.stat(folder)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and not folder.is_symlink():
+            return "manifests folder not found"
+        return "manifests folder: " + unreadable(folder, exc)
+    return None if stat.S_ISDIR(info.st_mode) else "manifests folder: not a folder"
 
 
 def _validate_document(

@@ -23,6 +23,8 @@ def problems_from(exc: ValidationError, document: YamlDocument, prefix: tuple = 
         if error["type"].startswith("union_tag"):
             loc = ("kind",)
         path = (*prefix, *loc)
+        if path in document.refused and error["type"] != "extra_forbidden":
+            continue          # a value JSON cannot carry is already named, with what to write instead
         shown = format_path(path)
         if shown in problems:
             continue          # one line per field, even when a union tried several shapes

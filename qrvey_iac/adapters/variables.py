@@ -29,7 +29,7 @@ def merge_variables(files: Iterable[str], pairs: Iterable[str]) -> dict[str, Any
 
 def _read_values(path: Path, problems: list[Problem]) -> dict[str, Any]:
     shown = str(path)
-    text, read_problems = read_text(path, shown)
+    text, read_problems = read_text(path, shown, pipes=True)   # --var-file <(...) is a pipe
     problems.extend(read_problems)
     if text is None:
         return {}

@@ -3,14 +3,20 @@
 PyYAML's composed nodes carry marks; walking them once gives, for each path
 (``("spec", "columns", 2, "columnType")``), the line it came from, so every
 error can say ``file:line: field: what``. Duplicate keys, which PyYAML would
-silently collapse, are reported here.
+silently collapse, are reported here, and so is every value JSON cannot carry (see
+``_scalar``): what is read here is sent to Qrvey as JSON, so a date, a
+``!!binary`` or a NaN must be refused now, at its line, not fail half-way through apply.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import math
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -30,6 +36,12 @@ ALIAS_GROWTH = 10       # aliases may repeat nodes, not multiply them ("billion 
 _TAG = "tag:yaml.org,2002:"
 _MAP_TAG, _SEQ_TAG, _STR_TAG = _TAG + "map", _TAG + "seq", _TAG + "str"
 _SCALAR_TAGS = tuple(_TAG + name for name in ("null", "bool", "int", "float", "binary", "timestamp"))
+_BINARY_TAG, _TIMESTAMP_TAG = _TAG + "binary", _TAG + "timestamp"
+_SET_TAG, _MERGE_TAG = _TAG + "set", _TAG + "merge"
+# The largest integer a JSON number holds exactly everywhere: JavaScript (Qrvey's API) reads
+# every number as a double, so 2**53 + 1 would silently arrive as 2**53 (RFC 8259 section 6).
+MAX_JSON_INT = 2**53 - 1
+_DATE = re.compile(r"\d{4}-\d\d?-\d\d?")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")   # UTF-8 never hides these bytes
 _ADJACENT_PAIR = re.compile(r"[\[{][\]}]")
 Path_ = tuple[Any, ...]
@@ -42,6 +54,7 @@ class YamlDocument:
     data: Any
     line: int
     lines: dict[Path_, int] = field(default_factory=dict)
+    refused: frozenset[Path_] = frozenset()   # values JSON cannot carry, read as their text (see _scalar)
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -52,17 +65,67 @@ class YamlDocument:
         return self.line
 
 
-def read_text(path: Path, shown: str) -> tuple[str | None, list[Problem]]:
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def read_text(path: Path, shown: str, pipes: bool = False) -> tuple[str | None, list[Problem]]:
+    """The text of a regular file, or the problem that stops reading it.
+
+    Anything else (a FIFO, a device, a socket, a folder) is refused without reading from it:
+    the file is opened without blocking and asked what it is, so a FIFO with no writer
+    cannot hang the command. With ``pipes`` a FIFO is read too (``--var-file <(...)``).
+    """
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, _OPEN_FLAGS)
     except OSError as exc:
-        return None, [Problem(shown, None, "", f"cannot read file: {exc.strerror}")]
+        return None, [Problem(shown, None, "", unreadable(path, exc))]
+    try:
+        info = os.fstat(fd)
+        if pipes and stat.S_ISFIFO(info.st_mode):
+            os.set_blocking(fd, True)
+        elif not stat.S_ISREG(info.st_mode):
+            return None, [Problem(shown, None, "", f"cannot read: {not_regular(info.st_mode)}")]
+        elif info.st_size > MAX_FILE_BYTES:
+            return None, [Problem(shown, None, "", f"file is {info.st_size} bytes; the limit is {MAX_FILE_BYTES}")]
+        with open(fd, "rb", closefd=False) as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        return None, [Problem(shown, None, "", unreadable(path, exc))]
+    finally:
+        os.close(fd)
     if len(raw) > MAX_FILE_BYTES:
-        return None, [Problem(shown, None, "", f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")]
+        return None, [Problem(shown, None, "", f"more than {MAX_FILE_BYTES} bytes; the limit is {MAX_FILE_BYTES}")]
     try:
         return raw.decode("utf-8"), []
     except UnicodeDecodeError as exc:
         return None, [Problem(shown, None, "", f"not valid UTF-8 (byte {exc.start})")]
+
+
+def unreadable(path: Path, exc: OSError, failed: str = "cannot read") -> str:
+    """Why ``path`` cannot be opened (or, with ``failed``, listed), in words that say what to fix."""
+    if exc.errno == errno.ELOOP:
+        return f"{failed}: a symlink loop (following its links leads back to one of them)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"{failed}: permission denied"
+    if exc.errno == errno.ENOENT and path.is_symlink():
+        return f"{failed}: a dangling symlink (its target {shown_path(os.readlink(path))} does not exist)"
+    if exc.errno == errno.ENOENT:
+        return f"{failed}: not found"
+    return f"{failed}: {exc.strerror}"
+
+
+def not_regular(mode: int) -> str:
+    what = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "not a regular file")
+    return what if what == "not a regular file" else f"{what}, not a regular file"
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as it can be printed on one line: bytes that are not UTF-8 as \\xNN escapes, and
+    JSON-quoted when it holds a control character (a newline would break an ``Error:`` line)."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text if text.isprintable() else json.dumps(text)
 
 
 Parsed = tuple[list["YamlDocument"], list[Problem]]
@@ -112,18 +175,25 @@ def _parse_steps(
     text: str, shown: str, loader_class: type, strict: bool = False, one_pass: bool = True,
 ) -> Steps:
     documents: list[YamlDocument] = []
+    problems: list[Problem] = []
     try:
-        problems = yield from _read_stream(text, shown, loader_class, documents, one_pass)
+        yield from _read_stream(text, shown, loader_class, documents, problems, one_pass)
     except (yaml.YAMLError, RecursionError) as exc:
         if strict:
             raise
-        problems = [_syntax_problem(exc, shown, text)]
+        problems.append(_syntax_problem(exc, shown, text))
     return documents, problems
 
 
 def _read_stream(
-    text: str, shown: str, loader_class: type, documents: list[YamlDocument], one_pass: bool = True,
-) -> Generator[None, None, list[Problem]]:
+    text: str, shown: str, loader_class: type, documents: list[YamlDocument], problems: list[Problem],
+    one_pass: bool = True,
+) -> Generator[None, None, None]:
+    """Every document into ``documents`` and its problems into ``problems``.
+
+    A document with problems (a duplicate key, a value JSON cannot carry) is kept, the later
+    key winning and each refused value read as the text it was written as, so its other
+    mistakes are found in the same run; the problems alone already make the load fail."""
     loader = loader_class(text)
     aliases = "*" in text
     scalars = {tag: functools.partial(loader.yaml_constructors[tag], loader)
@@ -136,18 +206,20 @@ def _read_stream(
             if aliases:
                 alias_problem = _alias_problem(node, shown)
                 if alias_problem is not None:
-                    return [alias_problem]
-            data, lines, problems = _document(loader, node, shown, scalars, one_pass and not aliases)
-            if problems:
-                return problems
-            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines))
+                    problems.append(alias_problem)
+                    return
+            refused: set[Path_] = set()
+            data, lines, found = _document(loader, node, shown, scalars, one_pass and not aliases, refused)
+            problems.extend(found)
+            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines, frozenset(refused)))
             yield
     finally:
         loader.dispose()
-    return []
 
 
-def _document(loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool) -> tuple[Any, dict, list[Problem]]:
+def _document(
+    loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool, refused: set[Path_],
+) -> tuple[Any, dict, list[Problem]]:
     """(data, lines, problems) of one composed document.
 
     A plain document (string keys, standard tags, no aliases: every manifest we know)
@@ -158,30 +230,40 @@ def _document(loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool
         lines: dict[Path_, int] = {}
         problems: list[Problem] = []
         try:
-            return _build(node, (), lines, problems, shown, scalars), lines, problems
+            return _build(node, (), lines, problems, shown, scalars, refused), lines, problems
         except _NotPlain:
             pass
     lines, problems = {}, []
-    _walk(node, (), lines, problems, shown)
-    return (None if problems else loader.construct_document(node)), lines, problems
+    refused.clear()      # what a one-pass attempt left before _NotPlain, like lines and problems
+    _walk(node, (), lines, problems, shown, scalars, set(), refused)
+    return loader.construct_document(node), lines, problems
 
 
 class _NotPlain(Exception):
     """A node _build leaves to PyYAML: merge keys, keys that are not strings, other tags."""
 
 
-def _build(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict) -> Any:
-    """_walk and construct_document at once; same data, lines and problems, or _NotPlain."""
+def _build(
+    node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict,
+    refused: set[Path_] | None = None,
+) -> Any:
+    """_walk and construct_document at once; same data, lines, problems and refused paths, or _NotPlain."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
         if node.tag == _STR_TAG:
             return node.value
-        construct = scalars.get(node.tag)
-        if construct is None:
+        if node.tag not in scalars:
             raise _NotPlain
-        return construct(node)
+        value, problem = _scalar(node, scalars)
+        if problem is not None:
+            problems.append(Problem(shown, node.start_mark.line + 1, format_path(path), problem))
+            if refused is not None:
+                refused.add(path)
+            return node.value
+        return value
     if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-        return [_build(item, (*path, index), lines, problems, shown, scalars) for index, item in enumerate(node.value)]
+        return [_build(item, (*path, index), lines, problems, shown, scalars, refused)
+                for index, item in enumerate(node.value)]
     if not isinstance(node, yaml.MappingNode) or node.tag != _MAP_TAG:
         raise _NotPlain
     mapping: dict[str, Any] = {}
@@ -192,7 +274,7 @@ def _build(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], s
         child = (*path, key)
         if key in mapping:
             problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
-        mapping[key] = _build(value_node, child, lines, problems, shown, scalars)
+        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused)
         lines[child] = key_node.start_mark.line + 1
     return mapping
 
@@ -306,23 +388,92 @@ def _syntax_problem(exc: Exception, shown: str, text: str) -> Problem:
     return Problem(shown, None, "", f"invalid YAML: {exc}")
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str) -> None:
+def _walk(
+    node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict, checked: set[int],
+    refused: set[Path_],
+) -> None:
+    """Lines and duplicate keys of any document, and the values and keys JSON cannot carry
+    (each node checked once: an alias repeats a node, not its problems). A refused node is
+    retagged as a string (a set as a mapping), so PyYAML builds the text as written, as
+    _build does, and never meets a "!!int x" its constructor would crash on."""
     lines[path] = node.start_mark.line + 1
+    check = id(node) not in checked
+    checked.add(id(node))
+    if check:
+        problem = _node_problem(node, scalars)
+        if problem is not None:
+            problems.append(Problem(shown, node.start_mark.line + 1, format_path(path), problem))
+            refused.add(path)
+            node.tag = _MAP_TAG if isinstance(node, yaml.MappingNode) else _STR_TAG
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
             child = (*path, key)
+            if check and isinstance(key_node, yaml.ScalarNode) and key_node.tag not in (_STR_TAG, _MERGE_TAG):
+                problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), _key_problem(key_node)))
+                refused.add(child)
+                key_node.tag = _STR_TAG
             if key in seen:
                 problems.append(
                     Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key")
                 )
             seen.add(key)
-            _walk(value_node, child, lines, problems, shown)
+            _walk(value_node, child, lines, problems, shown, scalars, checked, refused)
             lines[child] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines, problems, shown)
+            _walk(item, (*path, index), lines, problems, shown, scalars, checked, refused)
+
+
+def _node_problem(node: yaml.Node, scalars: dict) -> str | None:
+    if isinstance(node, yaml.ScalarNode):
+        return _scalar(node, scalars)[1] if node.tag in scalars else None
+    if node.tag == _SET_TAG:
+        return "a YAML set (!!set), which JSON cannot carry: write a list instead"
+    return None
+
+
+def _scalar(node: yaml.ScalarNode, scalars: dict) -> tuple[Any, str | None]:
+    """(value, None) for a scalar of one of _SCALAR_TAGS that JSON can carry, else (None, what
+    to write instead). Dates and !!binary are refused before PyYAML builds them."""
+    text = node.value
+    if node.tag == _TIMESTAMP_TAG:
+        what = "date" if _DATE.fullmatch(text) else "timestamp"
+        return None, (f"{text} is read as a YAML {what}, which JSON cannot carry: "
+                      f"quote it ({json.dumps(text)}) to keep it as text")
+    if node.tag == _BINARY_TAG:
+        return None, ("a !!binary value, which JSON cannot carry: "
+                      "write the text itself, or its base64 as a plain string without the !!binary tag")
+    try:
+        value = scalars[node.tag](node)
+    except (ValueError, KeyError, IndexError):   # what PyYAML's constructors raise for "!!int x", "!!bool x", "!!int ''"
+        return None, f"{_short_text(text)} is not a valid !!{node.tag.removeprefix(_TAG)}"
+    return value, _number_problem(value, text)
+
+
+def _number_problem(value: Any, text: str) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        what = "NaN" if math.isnan(value) else "infinity"
+        return (f"{_short_text(text)} is read as {what}, which JSON cannot carry: "
+                f"write a finite number, or quote it to keep it as text")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_JSON_INT:
+        return (f"{_short_text(text)} is beyond ±{MAX_JSON_INT} (2**53 - 1), the largest integer "
+                f"a JSON number holds exactly: quote it to keep it as text")
+    return None
+
+
+def _key_problem(key_node: yaml.ScalarNode) -> str:
+    what = key_node.tag.removeprefix(_TAG)
+    what = {"int": "an integer", "float": "a number", "bool": "true or false", "null": "null",
+            "timestamp": "a date"}.get(what, f"!!{what}" if what != key_node.tag else what)
+    return f"this key is read as {what}, not text: quote it ({json.dumps(key_node.value)})"
+
+
+def _short_text(text: str) -> str:
+    """A scalar as written, for a message: quoted when empty or not printable, cut when long."""
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return text if text and text.isprintable() else json.dumps(text)
 
 
 def format_path(path: Path_) -> str:

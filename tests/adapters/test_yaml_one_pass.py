@@ -36,7 +36,7 @@ SNIPPETS = {
 
 def read(text: str, loader: type, one_pass: bool):
     documents, problems = yaml_source._parse(text, "f.yaml", loader, one_pass=one_pass)
-    return [(d.data, d.line, d.lines) for d in documents], problems
+    return [(d.data, d.line, d.lines, d.refused) for d in documents], problems
 
 
 def assert_same(text: str) -> None:

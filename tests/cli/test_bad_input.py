@@ -78,6 +78,11 @@ CASES = {
         DATASET.replace("  name: Orders\n  shared", "  name: [Orders\n  shared"),
         ["Error: manifests/test.yaml:8: invalid YAML: expected ',' or ']', but got ':'"],
     ),
+    "a YAML date": (
+        DATASET + "  customAttributes: {since: 2024-05-01}\n",
+        ['Error: manifests/test.yaml:17: spec.customAttributes.since: 2024-05-01 is read as a YAML date, '
+         'which JSON cannot carry: quote it ("2024-05-01") to keep it as text'],
+    ),
     "unknown app and duplicate address": (
         DATASET.replace("app: sales", "app: marketing") + "---\n" + DATASET,
         ["Error: manifests/test.yaml:6: spec.app: unknown app 'marketing' (apps of this environment: apac, emea, sales)",
@@ -150,3 +155,36 @@ def test_remote_endpoint_without_key(project, monkeypatch):
     result = project.run("plan", "--env", "prod")
     assert result.exit_code == 1
     assert "environment variable QRVEY_API_KEY is not set" in result.stderr
+
+
+NOT_JSON = {   # where each reached before: apply, as "internal error: TypeError" (or ValueError) half-way
+    "date": "customAttributes: {since: 2024-05-01}",
+    "timestamp": "customAttributes: {at: 2024-05-01T10:00:00Z}",
+    "binary": "customAttributes: {logo: !!binary aGk=}",
+    "NaN": "dataSync: {ratio: .nan}",
+    "infinity": "dataSync: {limit: .inf}",
+    "huge integer": "dataSync: {rows: 18446744073709551616}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_JSON))
+@pytest.mark.parametrize("command", [("validate",), ("apply", "--auto-approve")])
+def test_values_json_cannot_carry_are_refused_before_apply(project, case, command):
+    only(project, DATASET + "  " + NOT_JSON[case] + "\n")
+    lines = errors_of(project, *command)
+    assert lines[0].startswith("Error: manifests/test.yaml:17: spec."), lines
+    assert "which JSON cannot carry" in lines[0] or "holds exactly" in lines[0], lines
+    assert lines[1:] == ["1 problem found; nothing was changed."]
+    assert not project.world_path.exists()
+
+
+def test_every_value_json_cannot_carry_is_reported_with_the_other_problems(project):
+    only(project, DATASET.replace("shared: true", "shared: 2024-05-01")
+         + "  customAttributes: {a: .nan, b: 9007199254740993}\n  colums: []\n")
+    lines = errors_of(project)
+    assert [line.split(": ")[1:3] for line in lines[:-1]] == [
+        ["manifests/test.yaml:8", "spec.shared"],       # the date only: not also "expected true or false"
+        ["manifests/test.yaml:17", "spec.customAttributes.a"], ["manifests/test.yaml:17", "spec.customAttributes.b"],
+        ["manifests/test.yaml:18", "spec.colums"]]
+    assert lines[-2] == "Error: manifests/test.yaml:18: spec.colums: unknown field"
+    assert lines[-1] == "4 problems found; nothing was changed."
