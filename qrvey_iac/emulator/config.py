@@ -30,6 +30,7 @@ class EmulatorConfig:
     max_body_bytes: int = 16 * 1024 * 1024   # a larger request body is refused with 413, unread
     max_body_depth: int = 64                 # a body nested deeper is refused with 400
     body_timeout: float = 30.0               # a body slower than this is refused with 408
+    head_timeout: float = 10.0               # served: a connection not sending a request head in time is closed
 
     def __post_init__(self) -> None:
         if self.data_file is not None:
@@ -49,5 +50,6 @@ class EmulatorConfig:
         self._check_body_limits()
 
     def _check_body_limits(self) -> None:
-        if self.max_body_bytes < 1 or self.max_body_depth < 1 or not self.body_timeout > 0:
-            raise ValueError("max_body_bytes, max_body_depth and body_timeout must be positive")
+        limits = (self.max_body_bytes >= 1, self.max_body_depth >= 1, self.body_timeout > 0, self.head_timeout > 0)
+        if not all(limits):
+            raise ValueError("max_body_bytes, max_body_depth, body_timeout and head_timeout must be positive")
