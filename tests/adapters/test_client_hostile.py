@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from client_fakes import APP, PREFIX, Script, ok
+from client_fakes import API_KEY, APP, PREFIX, Script, ok
 
 from qrvey_iac.adapters.qrvey.client import RetryPolicy
 from qrvey_iac.core.errors import OutcomeUnknownError, TransportError, UnusableAnswerError
@@ -80,6 +80,13 @@ async def test_a_create_answered_with_another_id_is_an_error_naming_both(make_cl
         f"Qrvey API {CREATE_PATH} -> HTTP 200: the answer names datasetId 'someone-else', not 'chosen-id', "
         "the one sent; nothing was recorded from it")
     assert len(script.requests) == 1     # never repeated
+
+
+async def test_an_id_answered_back_is_redacted_in_the_error(make_client):
+    async with make_client(Script(ok({"datasetId": f"echo-{API_KEY}"}))) as client:
+        with pytest.raises(UnusableAnswerError) as caught:
+            await client.create_dataset(APP, {"datasetId": "chosen-id"})
+    assert API_KEY not in str(caught.value) and "'echo-***'" in str(caught.value)
 
 
 @pytest.mark.parametrize("reply", [{}, {"datasetId": ""}, {"datasetId": 7}], ids=["absent", "blank", "number"])

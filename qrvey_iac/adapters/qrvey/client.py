@@ -42,7 +42,7 @@ API_PREFIX = "/devapi/v4/user/{userId}/app/{appId}"
 LOADED_STATUSES = frozenset({"LOADED", "ACTIVE"})
 FAILED_STATUSES = frozenset({"FAILED"})
 _FAILURE_DETAIL_KEYS = ("statusMessage", "errorMessage", "error", "message")
-MAX_LIST_PAGES = 10_000     # a listing longer than this never ends: 1,000,000 objects at 100 a page
+MAX_LIST_PAGES = 1_000      # a listing longer than this never ends: 100,000 objects at 100 a page
 
 
 class QrveyClient:
