@@ -17,6 +17,7 @@ from qrvey_iac.emulator.errors import ApiError, invalid
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
+CLOSE = {"Connection": "close"}   # the rest of a refused body is not waited for: the connection ends
 
 
 async def read_json(request: Request, config: EmulatorConfig) -> Any:
@@ -49,7 +50,8 @@ async def read_body(request: Request, config: EmulatorConfig) -> bytes:
                     raise _too_large(limit)
                 parts.append(part)
     except TimeoutError:
-        raise ApiError(408, f"Request Timeout: the body did not arrive within {config.body_timeout:g} s") from None
+        message = f"Request Timeout: the body did not arrive within {config.body_timeout:g} s"
+        raise ApiError(408, message, CLOSE) from None
     return b"".join(parts)
 
 
@@ -70,4 +72,4 @@ def nested_deeper(raw: bytes, bound: int) -> bool:
 
 
 def _too_large(limit: int) -> ApiError:
-    return ApiError(413, f"Payload Too Large: the body is over the {limit} byte limit")
+    return ApiError(413, f"Payload Too Large: the body is over the {limit} byte limit", CLOSE)
