@@ -196,7 +196,7 @@ class QrveyClient:
         request = self._prepare(route, app, {}, None)
         message = (f"the listing did not end after {self._max_list_pages} pages ({len(items)} items); "
                    "stopped rather than read forever")
-        raise UnusableAnswerError(200, message, request.method, request.path)
+        raise UnusableAnswerError(200, message, request.method, self._redact(request.path))
 
     def _page_items(self, route: str, app: AppRef, page: dict) -> list:
         batch = page.get("Items")
