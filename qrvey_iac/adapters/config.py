@@ -65,7 +65,8 @@ class EnvironmentConfig(Frozen):
 
 def check_endpoint(value: str) -> str:
     """An instance's base URL: http(s), a host, a port in 1-65535 if any, a plain path (a proxy's
-    prefix) and nothing else; ValueError says what is wrong. Checked when the config loads, so a
+    prefix) and nothing else (``user:password@`` is allowed: a proxy's, never recorded in the
+    state); ValueError says what is wrong. Checked when the config loads, so a
     bad URL never reaches a request."""
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("the URL contains spaces or control characters")
@@ -75,8 +76,6 @@ def check_endpoint(value: str) -> str:
         raise ValueError(f"the URL cannot be read: {exc}") from None
     if parts.scheme not in ("https", "http") or not value.startswith(f"{parts.scheme}://"):
         raise ValueError("expected 'local' or an http(s):// URL")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("the URL must not carry a user or password (the API key comes from apiKeyEnv)")
     if not parts.hostname:
         raise ValueError("the URL has no host")
     if not _valid_host(parts.hostname):

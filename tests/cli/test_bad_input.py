@@ -202,7 +202,7 @@ BAD_ENDPOINTS = {
     "https://bad$host.com": "the host 'bad$host.com' is not a valid host name or IP address",
     "https://[::zz]": "the URL cannot be read: '::zz' does not appear to be an IPv4 or IPv6 address",
     "https://1.2.3.4.5:80:80": "the port in '1.2.3.4.5:80:80' is not a number from 1 to 65535",
-    "https://user:pw@abcde.qrveyapp.com": "the URL must not carry a user or password (the API key comes from apiKeyEnv)",
+    "https://user:pw@abcde.qrveyapp.com:99999": "the port in 'user:pw@abcde.qrveyapp.com:99999' is not a number from 1 to 65535",
     "https://abcde.qrveyapp.com/?x=1": "the URL must not have a query (?...) or a fragment (#...)",
     "https://abcde.qrveyapp.com#top": "the URL must not have a query (?...) or a fragment (#...)",
     "https://abcde.qrveyapp.com/a/../b": "the URL's path '/a/../b' has an empty, '.' or '..' segment",
