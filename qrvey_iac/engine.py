@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
     StoppedError, TransportError,
+    UnusableAnswerError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
@@ -27,7 +28,7 @@ from qrvey_iac.ports import QrveyPort, StateStore
 
 Progress = Callable[[str], None]
 CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
-UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError)
+UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError, UnusableAnswerError)
 
 
 def _quiet(_: str) -> None:

@@ -147,7 +147,8 @@ class Workspace:
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, routes=env.routes or None,
-                             rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets)
+                             rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets,
+                             deadline=env.call_deadline, max_answer_bytes=env.max_answer_bytes)
         revision = emulator.world.revision if emulator is not None else None
         try:
             yield QrveyGateway(client)

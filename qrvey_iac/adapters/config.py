@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,6 +21,7 @@ from qrvey_iac.core.keys import AppRef
 DEFAULT_CONFIG = "qrvey-iac.yaml"
 LOCAL = "local"
 LOCAL_API_KEY = "qrvey-iac-embedded-emulator"   # long enough that redacting it never hides words
+_HOST_LABEL = re.compile(r"[\w-]+")       # letters (any script: IDN), digits, '_' and '-'
 
 
 class Frozen(BaseModel):
@@ -43,6 +47,9 @@ class EnvironmentConfig(Frozen):
     routes: dict[str, str] = Field(default_factory=dict, description="Overrides of unconfirmed API paths")
     parallelism: int | None = Field(default=None, ge=1, le=256)
     rateLimit: float | None = Field(default=None, gt=0, description="Max API requests per second")
+    callDeadline: float = Field(default=120.0, gt=0, le=3600,
+                                description="Seconds one API call may take, connecting to the last byte of its answer")
+    maxAnswerMiB: int = Field(default=64, ge=1, le=4096, description="The largest API answer read, in MiB")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-resource spec fields for this environment, e.g. {dataset.orders: {protect: true}}",
@@ -51,9 +58,50 @@ class EnvironmentConfig(Frozen):
     @field_validator("endpoint")
     @classmethod
     def _endpoint(cls, value: str) -> str:
-        if value != LOCAL and not value.startswith(("https://", "http://")):
-            raise ValueError("expected 'local' or an http(s):// URL")
-        return value.rstrip("/")
+        if value == LOCAL:
+            return value
+        return check_endpoint(value).rstrip("/")
+
+
+def check_endpoint(value: str) -> str:
+    """An instance's base URL: http(s), a host, a port in 1-65535 if any, a plain path (a proxy's
+    prefix) and nothing else (``user:password@`` is allowed: a proxy's, never recorded in the
+    state); ValueError says what is wrong. Checked when the config loads, so a
+    bad URL never reaches a request."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError("the URL contains spaces or control characters")
+    try:
+        parts = urlsplit(value)
+    except ValueError as exc:          # a bracketed host that is not an IPv6 address
+        raise ValueError(f"the URL cannot be read: {exc}") from None
+    if parts.scheme not in ("https", "http") or not value.startswith(f"{parts.scheme}://"):
+        raise ValueError("expected 'local' or an http(s):// URL")
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    if not _valid_host(parts.hostname):
+        raise ValueError(f"the host {parts.hostname!r} is not a valid host name or IP address")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"the port in {parts.netloc!r} is not a number from 1 to 65535") from None
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        raise ValueError(f"the port in {parts.netloc!r} is not a number from 1 to 65535")
+    if parts.query or parts.fragment or "?" in value or "#" in value:
+        raise ValueError("the URL must not have a query (?...) or a fragment (#...)")
+    if any(segment in ("", ".", "..") for segment in parts.path.rstrip("/").split("/")[1:]):
+        raise ValueError(f"the URL's path {parts.path!r} has an empty, '.' or '..' segment")
+    return value
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:                      # an IPv6 address (the brackets are gone)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    labels = host.removesuffix(".").split(".")
+    return all(label and len(label) <= 63 and _HOST_LABEL.fullmatch(label) for label in labels)
 
 
 class ProjectConfig(Frozen):
@@ -77,6 +125,8 @@ class Environment:
     rate_limit: float | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str = DEFAULT_CONFIG
+    call_deadline: float = 120.0
+    max_answer_bytes: int = 64 * 1024 * 1024
 
     @property
     def is_local(self) -> bool:
@@ -157,4 +207,6 @@ def load_environment(
         rate_limit=env.rateLimit,
         overrides=dict(env.overrides),
         config_file=str(path),
+        call_deadline=env.callDeadline,
+        max_answer_bytes=env.maxAnswerMiB * 1024 * 1024,
     )

@@ -137,6 +137,12 @@ class ServerError(ApiError):
     """5xx that outlived every retry."""
 
 
+class UnusableAnswerError(ApiError):
+    """An answer the tool cannot trust: a 2xx whose body is empty, ``null``, not JSON, not an
+    object, error-shaped or about another object than the one asked for; or any answer larger
+    than the size cap. A write that got one may have landed: its journal entry is kept."""
+
+
 class TransportError(QrveyIacError):
     """The network failed (refused, reset, timed out) and retries ran out."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from collections import Counter
@@ -20,6 +19,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 from starlette.types import Receive, Scope, Send
 
+from qrvey_iac.emulator.answers import endless_page, garbled_response
+from qrvey_iac.emulator.bodies import read_json
 from qrvey_iac.emulator.config import EmulatorConfig
 from qrvey_iac.emulator.context import Call
 from qrvey_iac.emulator.errors import ApiError, error_body, invalid
@@ -120,11 +121,15 @@ class Emulator:
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.rejects:
             return fault_response(decision.outcome)
-        body = await _read_json(request)
+        body = await read_json(request, self.config)
+        if decision.endless:
+            return endless_page(self.fault_counts["endless"])
         call = Call(self.world, self.config, self.ids, target.user_id, target.app_id, params, body, decision.load_fails)
         response = self._run(route, call)
         if decision.loses:
             return fault_response(decision.outcome)
+        if decision.garbles:
+            return garbled_response(decision.outcome, response)
         return response
 
     def _run(self, route: Route, call: Call) -> Response:
@@ -194,16 +199,6 @@ def _check_api_key(request: Request, api_key: str) -> None:
 def _raw_path(request: Request) -> str:
     raw = request.scope.get("raw_path")
     return raw.decode("latin-1") if raw else request.url.path
-
-
-async def _read_json(request: Request) -> Any:
-    raw = await request.body()
-    if not raw.strip():
-        return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid("body is not valid JSON") from None
 
 
 def _initial_world(config: EmulatorConfig) -> World:

@@ -27,6 +27,10 @@ class EmulatorConfig:
     terminal_status: str = "LOADED"
     load_polls: int = 2
     on_source_delete: str = "orphan"
+    max_body_bytes: int = 16 * 1024 * 1024   # a larger request body is refused with 413, unread
+    max_body_depth: int = 64                 # a body nested deeper is refused with 400
+    body_timeout: float = 30.0               # a body slower than this is refused with 408
+    head_timeout: float = 10.0               # served: a connection not sending a request head in time is closed
 
     def __post_init__(self) -> None:
         if self.data_file is not None:
@@ -43,3 +47,9 @@ class EmulatorConfig:
             raise ValueError(f"save_interval must be > 0 seconds, got {self.save_interval}")
         if self.latency_ms < 0:
             raise ValueError(f"latency_ms must be >= 0, got {self.latency_ms}")
+        self._check_body_limits()
+
+    def _check_body_limits(self) -> None:
+        limits = (self.max_body_bytes >= 1, self.max_body_depth >= 1, self.body_timeout > 0, self.head_timeout > 0)
+        if not all(limits):
+            raise ValueError("max_body_bytes, max_body_depth, body_timeout and head_timeout must be positive")

@@ -9,10 +9,19 @@ Grammar (whitespace is free around the separators)::
     action   := KIND ["@" TRIGGER] [" retry-after=" SECONDS]
     KIND     := 429 | 500 | 503 | drop | lost-500 | lost-drop | load-fail
               | latency=DURATION [("~" | "±") DURATION]
+              | body=null | body=empty | body=html | body=error | other-id
+              | trickle=DURATION | endless
     TRIGGER  := PROBABILITY (0.05, 5%) | first=N | every=N      (none: every matching call)
     DURATION := NUMBER ("ms" | "s")
 
 Example: ``POST /qollect/dataset: 429@0.05 retry-after=1, lost-500@0.02; GET *: latency=50ms~20ms``.
+
+A hostile or broken server (ANSWER_KINDS): the handler runs (a write is committed), then its
+answer is replaced by a 200 whose body is ``null``, empty, an HTML page or Qrvey's error shape
+(``body=...``), or keeps its status with another ``datasetId`` (``other-id``), or is sent one
+byte at a time, DURATION apart (``trickle=``: never trips a per-read timeout). ``endless``, on
+a listing (``POST .../all``) only, answers an empty page with a new cursor, forever, instead of
+running the handler.
 """
 
 from __future__ import annotations
@@ -23,7 +32,9 @@ from dataclasses import dataclass
 
 REJECT_KINDS = ("429", "500", "503", "drop")  # answered before the handler runs: no effect
 LOST_KINDS = ("lost-500", "lost-drop")  # the handler runs (committed), then the answer is lost
-FAULT_KINDS = (*REJECT_KINDS, *LOST_KINDS, "load-fail", "latency")
+ANSWER_KINDS = ("body=null", "body=empty", "body=html", "body=error", "other-id", "trickle", "endless")
+FAULT_KINDS = (*REJECT_KINDS, *LOST_KINDS, "load-fail", "latency", *ANSWER_KINDS)
+PARAMETRISED_KINDS = ("latency", "trickle")  # written KIND=DURATION
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "*")
 
 
@@ -44,6 +55,7 @@ class FaultRule:
     retry_after: int = 1  # seconds, for 429
     latency_ms: float = 0.0  # for latency
     jitter_ms: float = 0.0  # for latency: uniform in latency_ms ± jitter_ms
+    pause_ms: float = 0.0  # for trickle: between two bytes of the answer
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "method", self.method.upper())
@@ -54,8 +66,8 @@ class FaultRule:
         if self.kind not in FAULT_KINDS:
             raise ValueError(f"fault kind {self.kind!r} is not one of {', '.join(FAULT_KINDS)}")
         self._check_trigger()
-        if self.retry_after < 0 or self.latency_ms < 0 or self.jitter_ms < 0:
-            raise ValueError("retry_after, latency_ms and jitter_ms must not be negative")
+        if self.retry_after < 0 or self.latency_ms < 0 or self.jitter_ms < 0 or self.pause_ms < 0:
+            raise ValueError("retry_after, latency_ms, jitter_ms and pause_ms must not be negative")
 
     def _check_trigger(self) -> None:
         if self.first is not None and self.every is not None:
@@ -80,6 +92,8 @@ class FaultRule:
         if self.kind == "latency":
             text = f"latency={_format_ms(self.latency_ms)}"
             text += f"~{_format_ms(self.jitter_ms)}" if self.jitter_ms else ""
+        if self.kind == "trickle":
+            text = f"trickle={_format_ms(self.pause_ms)}"
         if self.first is not None:
             text += f"@first={self.first}"
         elif self.every is not None:
@@ -157,9 +171,12 @@ def _parse_kind(text: str) -> dict:
     if text.startswith("latency="):
         mean, _, jitter = re.sub("±", "~", text.removeprefix("latency=")).partition("~")
         return {"kind": "latency", "latency_ms": _parse_ms(mean), "jitter_ms": _parse_ms(jitter) if jitter else 0.0}
-    if text not in FAULT_KINDS or text == "latency":
-        kinds = ", ".join(kind for kind in FAULT_KINDS if kind != "latency")
-        raise ValueError(f"unknown fault {text!r} (expected one of {kinds}, latency=DURATION[~DURATION])")
+    if text.startswith("trickle="):
+        return {"kind": "trickle", "pause_ms": _parse_ms(text.removeprefix("trickle="))}
+    if text not in FAULT_KINDS or text in PARAMETRISED_KINDS:
+        kinds = ", ".join(kind for kind in FAULT_KINDS if kind not in PARAMETRISED_KINDS)
+        raise ValueError(f"unknown fault {text!r} (expected one of {kinds}, latency=DURATION[~DURATION], "
+                         "trickle=DURATION)")
     return {"kind": text}
 
 

@@ -6,7 +6,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from qrvey_iac.emulator.faults import LOST_KINDS, REJECT_KINDS, FaultRule, FaultSet
+from qrvey_iac.emulator.faults import ANSWER_KINDS, LOST_KINDS, REJECT_KINDS, FaultRule, FaultSet
 
 
 @dataclass
@@ -25,6 +25,16 @@ class FaultDecision:
     def loses(self) -> bool:
         return self.outcome is not None and self.outcome.kind in LOST_KINDS
 
+    @property
+    def garbles(self) -> bool:
+        """The handler runs, then its answer is replaced or sent slowly (faults.ANSWER_KINDS)."""
+        return self.outcome is not None and self.outcome.kind in ANSWER_KINDS and self.outcome.kind != "endless"
+
+    @property
+    def endless(self) -> bool:
+        """A listing answered with an empty page and a new cursor, the handler not run."""
+        return self.outcome is not None and self.outcome.kind == "endless"
+
 
 class FaultInjector:
     """Keeps per-rule call counters, the seeded dice and a count of injected faults per kind."""
@@ -41,6 +51,8 @@ class FaultInjector:
             if not rule.matches(method, path):
                 continue
             if rule.kind == "load-fail" and not _is_load(method, path):
+                continue
+            if rule.kind == "endless" and not _is_listing(method, path):
                 continue
             self._calls[index] += 1
             if self._fires(rule, self._calls[index]):
@@ -69,3 +81,7 @@ class FaultInjector:
 
 def _is_load(method: str, path: str) -> bool:
     return method.upper() == "POST" and path.startswith("/qollect/dataset/") and path.endswith("/load")
+
+
+def _is_listing(method: str, path: str) -> bool:
+    return method.upper() == "POST" and path.endswith("/all")

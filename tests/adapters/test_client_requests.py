@@ -9,7 +9,7 @@ import pytest
 from client_fakes import API_KEY, APP, PREFIX, Script, ok
 
 from qrvey_iac.adapters.qrvey.client import QrveyClient
-from qrvey_iac.core.errors import ApiError, LoadFailedError, LoadTimeoutError, RouteConfigError
+from qrvey_iac.core.errors import ApiError, LoadFailedError, LoadTimeoutError, RouteConfigError, UnusableAnswerError
 from qrvey_iac.core.keys import AppRef
 
 pytestmark = pytest.mark.anyio
@@ -97,16 +97,18 @@ async def test_call_rejects_an_unknown_route_and_a_missing_id(make_client):
     assert script.requests == []
 
 
-async def test_an_empty_success_body_is_none_for_call_and_empty_for_typed_methods(make_client):
+async def test_an_empty_success_body_is_none_for_call_and_an_error_for_typed_methods(make_client):
     script = Script(httpx.Response(200, content=b""))
     async with make_client(script) as client:
         assert await client.call("dataset.load", APP, params={"datasetId": "d"}) is None
-        assert await client.load_dataset(APP, "d") == {}
+        with pytest.raises(UnusableAnswerError, match=r"POST .*/qollect/dataset/d/load -> HTTP 200: "
+                                                      r"expected a JSON object, the answer is empty"):
+            await client.load_dataset(APP, "d")
 
 
 async def test_a_success_that_is_not_an_object_is_an_api_error_for_typed_methods(make_client):
     async with make_client(Script(ok([1, 2]))) as client:
-        with pytest.raises(ApiError, match="expected a JSON object, got list"):
+        with pytest.raises(UnusableAnswerError, match="expected a JSON object, the answer is an array"):
             await client.get_dataset(APP, "d")
 
 

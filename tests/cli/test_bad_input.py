@@ -1,5 +1,6 @@
 """Bad input: exit 1, one precise line per problem, no traceback, nothing written."""
 
+import json
 import textwrap
 
 import pytest
@@ -188,3 +189,65 @@ def test_every_value_json_cannot_carry_is_reported_with_the_other_problems(proje
         ["manifests/test.yaml:18", "spec.colums"]]
     assert lines[-2] == "Error: manifests/test.yaml:18: spec.colums: unknown field"
     assert lines[-1] == "4 problems found; nothing was changed."
+
+
+BAD_ENDPOINTS = {
+    "https://abcde.qrveyapp.com:99999": "the port in 'abcde.qrveyapp.com:99999' is not a number from 1 to 65535",
+    "https://abcde.qrveyapp.com:0": "the port in 'abcde.qrveyapp.com:0' is not a number from 1 to 65535",
+    "https://abcde.qrveyapp.com:": "the port in 'abcde.qrveyapp.com:' is not a number from 1 to 65535",
+    "https://abcde.qrveyapp.com:https": "the port in 'abcde.qrveyapp.com:https' is not a number from 1 to 65535",
+    "https://": "the URL has no host",
+    "https://:443": "the URL has no host",
+    "https://bad..host": "the host 'bad..host' is not a valid host name or IP address",
+    "https://bad$host.com": "the host 'bad$host.com' is not a valid host name or IP address",
+    "https://[::zz]": "the URL cannot be read: '::zz' does not appear to be an IPv4 or IPv6 address",
+    "https://1.2.3.4.5:80:80": "the port in '1.2.3.4.5:80:80' is not a number from 1 to 65535",
+    "https://user:pw@abcde.qrveyapp.com:99999": "the port in 'user:pw@abcde.qrveyapp.com:99999' is not a number from 1 to 65535",
+    "https://abcde.qrveyapp.com/?x=1": "the URL must not have a query (?...) or a fragment (#...)",
+    "https://abcde.qrveyapp.com#top": "the URL must not have a query (?...) or a fragment (#...)",
+    "https://abcde.qrveyapp.com/a/../b": "the URL's path '/a/../b' has an empty, '.' or '..' segment",
+    "https://abcde.qrveyapp.com//devapi": "the URL's path '//devapi' has an empty, '.' or '..' segment",
+    "https://abcde.qrvey app.com": "the URL contains spaces or control characters",
+    "https:/abcde.qrveyapp.com": "expected 'local' or an http(s):// URL",
+}
+
+
+@pytest.mark.parametrize("endpoint", list(BAD_ENDPOINTS))
+def test_a_bad_endpoint_url_is_refused_when_the_config_loads(project, monkeypatch, endpoint):
+    """Before: port 99999 passed the config and failed as an internal IndexError after the
+    journal was written."""
+    monkeypatch.setenv("QRVEY_API_KEY", "k3y-SECRET-5f2a9c")
+    config = project.root / "qrvey-iac.yaml"
+    text = config.read_text()
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "abcde.qrveyapp.com" in row)
+    config.write_text(text.replace("https://abcde.qrveyapp.com", json.dumps(endpoint), 1))
+    for command in (("validate", "--env", "prod"), ("plan", "--env", "prod"), ("apply", "--env", "prod", "--auto-approve")):
+        result = project.run(*command)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.splitlines()[0] == (
+            f"Error: qrvey-iac.yaml:{line}: environments.prod.endpoint: {BAD_ENDPOINTS[endpoint]}")
+        assert "Traceback" not in result.output and "internal error" not in result.output
+    assert not (project.root / "state" / "prod.json").exists()
+    assert not (project.root / "state" / "prod.json.lock").exists()
+
+
+@pytest.mark.parametrize("endpoint", ["https://abcde.qrveyapp.com:8443", "http://127.0.0.1:8787",
+                                      "https://[::1]:8443/", "https://proxy.example/qrvey/", "https://bücher.example"])
+def test_a_good_endpoint_url_loads(project, endpoint):
+    config = project.root / "qrvey-iac.yaml"
+    config.write_text(config.read_text().replace("https://abcde.qrveyapp.com", json.dumps(endpoint), 1))
+    result = project.run("validate", "--env", "prod")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("callDeadline", "0", "environments.prod.callDeadline: Input should be greater than 0"),
+    ("maxAnswerMiB", "0", "environments.prod.maxAnswerMiB: Input should be greater than or equal to 1"),
+])
+def test_the_deadline_and_the_answer_cap_are_checked(project, field, value, message):
+    config = project.root / "qrvey-iac.yaml"
+    config.write_text(config.read_text().replace("    apiKeyEnv: QRVEY_API_KEY\n",
+                                                 f"    apiKeyEnv: QRVEY_API_KEY\n    {field}: {value}\n", 1))
+    result = project.run("validate", "--env", "prod")
+    assert result.exit_code == 1
+    assert message in result.stderr

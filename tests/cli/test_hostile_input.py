@@ -349,6 +349,11 @@ CONFIG_FIELDS = [
     (("environments", "local", "parallelism"), st.one_of(st.integers().filter(lambda n: not 1 <= n <= 256), LETTERS)),
     (("environments", "local", "variables"), NOT_MAPPINGS),
     (("environments", "local", "routes"), NOT_MAPPINGS),
+    (("environments", "prod", "endpoint"), st.builds(
+        "https://{}{}".format, st.sampled_from(["abcde.qrveyapp.com", "", "a..b", "u:p@", "[::zz]", "h$x"]),
+        st.sampled_from([":99999", ":0", ":", ":-1", ":http", "/a/../b", "//x", "?q=1", "#f", " x"]))),
+    (("environments", "local", "callDeadline"), st.one_of(st.floats(max_value=0), st.floats(min_value=3601), LETTERS)),
+    (("environments", "local", "maxAnswerMiB"), st.one_of(st.integers(max_value=0), st.integers(min_value=4097))),
     (("environments",), st.one_of(NOT_MAPPINGS, st.just({}))),
     (("defaultEnvironment",), st.text(min_size=1, max_size=10).filter(lambda t: t not in ("local", "prod"))),
     (("manifests",), st.one_of(st.integers(), st.lists(SCALARS, min_size=1, max_size=2))),
@@ -369,6 +374,7 @@ def bad_config(draw) -> bytes:
         key = draw(st.text(min_size=1, max_size=10))
         key = key if key not in {"manifests", "defaultEnvironment", "environments", "endpoint", "apps", "userId",
                                  "appId", "state", "path", "backend", "variables", "apiKeyEnv", "routes",
+                                 "callDeadline", "maxAnswerMiB",
                                  "parallelism", "overrides", "<<"} else key + "-x"
         return dump(set_path(config, (*where, key), draw(SCALARS))).encode()
     if kind == "yaml":

@@ -97,8 +97,11 @@ triggers = st.one_of(
 )
 actions = st.one_of(
     st.builds(
-        lambda kind: {"kind": kind}, st.sampled_from(["500", "503", "drop", "lost-500", "lost-drop", "load-fail"])
+        lambda kind: {"kind": kind}, st.sampled_from(["500", "503", "drop", "lost-500", "lost-drop", "load-fail",
+                                                      "body=null", "body=empty", "body=html", "body=error",
+                                                      "other-id", "endless"])
     ),
+    st.builds(lambda ms: {"kind": "trickle", "pause_ms": ms}, st.integers(0, 30_000).map(float)),
     st.builds(lambda seconds: {"kind": "429", "retry_after": seconds}, st.integers(0, 120)),
     st.builds(
         lambda ms, jitter: {"kind": "latency", "latency_ms": ms, "jitter_ms": jitter},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import logging
 import signal
 import subprocess
@@ -102,3 +103,96 @@ def test_serve_runs_until_interrupted_and_saves_on_shutdown(tmp_path):
     finally:
         process.kill()
     assert created["datasetId"] in json.loads(data_file.read_text())["datasets"]
+
+
+# -- a server that hostile clients cannot hold or crash (issue 12, point 9) -------------------
+
+def raw_exchange(base_url: str, request: bytes, wait: float = 3.0, until_closed: bool = False) -> bytes:
+    """Send ``request`` on a plain socket; what the server answered before closing or ``wait``
+    (or, unless ``until_closed``, before the end of a JSON answer)."""
+    import socket
+
+    host, port = base_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+                if not until_closed and b"\r\n\r\n" in answer and answer.endswith(b"}"):
+                    break
+        except TimeoutError:
+            pass
+    return answer
+
+
+def no_traceback_logged(caplog) -> bool:
+    return not any(record.exc_info for record in caplog.records) and "Traceback" not in caplog.text
+
+
+def test_a_300_mb_body_is_413_at_once_over_http(caplog):
+    head = (f"POST {SALES}/qollect/dataset HTTP/1.1\r\nHost: x\r\nx-api-key: local\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {300 * 1024 * 1024}\r\n\r\n").encode()
+    with caplog.at_level(logging.INFO), running_server() as server:
+        started = time.monotonic()
+        answer = raw_exchange(server.base_url, head + b"[" * 4096, until_closed=True)
+        assert time.monotonic() - started < 2.5              # answered, and the connection closed
+        assert answer.startswith(b"HTTP/1.1 413 ") and b"connection: close" in answer.lower()
+        assert b"over the 16777216 byte limit" in answer
+        assert server.emulator.world.datasets == {}
+    assert no_traceback_logged(caplog)
+
+
+def test_a_deeply_nested_body_is_400_without_a_traceback_over_http(caplog):
+    with caplog.at_level(logging.INFO), running_server() as server, http_client(server.base_url) as client:
+        response = client.post(f"{SALES}/qollect/dataset", content=b"[" * 500_000,
+                               headers={"Content-Type": "application/json"})
+        assert error_message(response, 400) == "ValidationError: body is nested deeper than 64 levels"
+        assert ok(client.post(f"{SALES}/qollect/dataset", json=dataset_body(datasetId="d1")))["datasetId"] == "d1"
+    assert no_traceback_logged(caplog)
+
+
+def test_a_client_that_never_finishes_its_request_head_is_disconnected():
+    with running_server(EmulatorConfig(head_timeout=0.5)) as server:
+        started = time.monotonic()
+        assert raw_exchange(server.base_url, b"", wait=5) == b""                      # sends nothing
+        assert raw_exchange(server.base_url, b"GET / HTTP/1.1\r\nHost: x\r\n", wait=5) == b""   # half a head
+        assert time.monotonic() - started < 3.0
+
+
+def test_a_client_trickling_its_head_is_disconnected():
+    import socket
+
+    with running_server(EmulatorConfig(head_timeout=0.5)) as server:
+        host, port = server.base_url.removeprefix("http://").rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            closed = False
+            try:
+                for byte in b"GET /x HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaa":     # a byte every 50 ms, 1.5 s
+                    sock.send(bytes([byte]))
+                    time.sleep(0.05)
+                sock.settimeout(2)
+                closed = sock.recv(1) == b""
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            assert closed
+
+
+def test_the_head_deadline_spares_requests_in_progress_and_kept_alive_connections():
+    config = EmulatorConfig(head_timeout=0.4, faults=parse_faults("GET *: latency=800ms"))
+    with running_server(config) as server, http_client(server.base_url) as client:
+        ok(client.post(f"{SALES}/qollect/dataset", json=dataset_body(datasetId="d1")))
+        time.sleep(0.2)                                   # within the deadline: the connection is reused
+        assert ok(client.get(f"{SALES}/qollect/dataset/d1"))["datasetId"] == "d1"   # slower than the deadline
+        time.sleep(0.8)                                   # past it: closed; httpx reconnects
+        assert ok(client.post(f"{SALES}/qollect/dataset/all", json={}))["Count"] == 1
+
+
+def test_uvicorn_limits_are_set():
+    from qrvey_iac.emulator.serve import HeadDeadlineProtocol, make_server
+
+    server = make_server(EmulatorConfig(), "127.0.0.1", 0)
+    assert server.config.timeout_keep_alive == 5
+    assert server.config.h11_max_incomplete_event_size == 16 * 1024
+    assert server.config.limit_concurrency == 1024
+    assert server.config.http is HeadDeadlineProtocol

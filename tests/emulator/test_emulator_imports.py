@@ -72,12 +72,16 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
         "terminal_status": "LOADED",
         "load_polls": 2,
         "on_source_delete": "orphan",
+        "max_body_bytes": 16 * 1024 * 1024,
+        "max_body_depth": 64,
+        "body_timeout": 30.0,
+        "head_timeout": 10.0,
     }
 
 
 def test_config_rejects_unknown_modes():
     for bad in ({"terminal_status": "DONE"}, {"on_source_delete": "ignore"}, {"load_polls": -1},
-                {"save_interval": 0}):
+                {"save_interval": 0}, {"max_body_bytes": 0}, {"max_body_depth": 0}, {"body_timeout": 0}, {"head_timeout": 0}):
         try:
             EmulatorConfig(**bad)
         except ValueError as exc:

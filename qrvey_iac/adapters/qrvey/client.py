@@ -3,7 +3,9 @@
 Every request goes through :meth:`QrveyClient.call`: URL building, the
 ``x-api-key`` header, the concurrency limit, the optional rate limit, retries
 with jittered backoff (see ``sender.py`` for the rules), logging with the key
-redacted, and status -> typed error. One ``httpx.AsyncClient`` per instance,
+redacted, status -> typed error, the deadline per call and the cap on an answer's size, and
+answers checked before they are used (a JSON object; a create's answer names the id sent;
+a listing ends). One ``httpx.AsyncClient`` per instance,
 its pool sized to ``parallelism``; close it with ``aclose`` or ``async with``.
 """
 
@@ -24,8 +26,14 @@ from qrvey_iac.adapters.qrvey.network import pooled_transport
 from qrvey_iac.adapters.qrvey.paths import NON_IDEMPOTENT_ROUTES, Route, resolve_routes
 from qrvey_iac.adapters.qrvey.responses import REDACTED, RedactingFilter, Redactor
 from qrvey_iac.adapters.qrvey.retry import RetryPolicy
-from qrvey_iac.adapters.qrvey.sender import RAISE_ON_404, PreparedRequest, Sender
-from qrvey_iac.core.errors import ApiError, LoadFailedError, LoadTimeoutError
+from qrvey_iac.adapters.qrvey.sender import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_ANSWER_BYTES,
+    RAISE_ON_404,
+    PreparedRequest,
+    Sender,
+)
+from qrvey_iac.core.errors import LoadFailedError, LoadTimeoutError, UnusableAnswerError
 from qrvey_iac.core.keys import AppRef
 
 __all__ = ["QrveyClient", "RetryPolicy", "LOADED_STATUSES", "FAILED_STATUSES"]
@@ -34,6 +42,7 @@ API_PREFIX = "/devapi/v4/user/{userId}/app/{appId}"
 LOADED_STATUSES = frozenset({"LOADED", "ACTIVE"})
 FAILED_STATUSES = frozenset({"FAILED"})
 _FAILURE_DETAIL_KEYS = ("statusMessage", "errorMessage", "error", "message")
+MAX_LIST_PAGES = 1_000      # a listing longer than this never ends: 100,000 objects at 100 a page
 
 
 class QrveyClient:
@@ -53,6 +62,9 @@ class QrveyClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
         secrets: Collection[str] = (),
+        deadline: float = DEFAULT_DEADLINE,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        max_list_pages: int = MAX_LIST_PAGES,
     ) -> None:
         """``secrets``: values to hide besides the key in logs and errors, read at each use
         (a set the caller may fill later: the manifests' ``${env:X}`` values)."""
@@ -65,6 +77,7 @@ class QrveyClient:
         self._routes: Mapping[str, Route] = resolve_routes(routes)
         self._sleep = sleep
         self._parallelism = parallelism
+        self._max_list_pages = max_list_pages
         limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
         self._http = httpx.AsyncClient(
             transport=transport or pooled_transport(limits),
@@ -75,6 +88,7 @@ class QrveyClient:
         self._sender = Sender(
             self._http, self._base_url, self._redact, parallelism=parallelism, retry=retry,
             rate_limit=rate_limit, sleep=sleep, rng=rng or random.Random(),
+            deadline=deadline, max_answer_bytes=max_answer_bytes,
         )
 
     def __repr__(self) -> str:
@@ -132,21 +146,42 @@ class QrveyClient:
 
     async def _object(self, route: str, app: AppRef, body: Any = None, gone_result: Any = RAISE_ON_404,
                       **ids: str) -> dict:
-        result = await self._call(route, app, ids, body, None, gone_result)
-        if result is None:
-            return {}
-        if not isinstance(result, dict):
-            request = self._prepare(route, app, ids, body)
-            raise ApiError(200, f"expected a JSON object, got {type(result).__name__}", request.method,
-                           self._redact(request.path))
-        return result
+        """The answer of a call that must answer a JSON object (UnusableAnswerError otherwise)."""
+        return (await self._request_object(route, app, body, gone_result, ids))[1]
+
+    async def _request_object(self, route: str, app: AppRef, body: Any, gone_result: Any,
+                              ids: dict[str, str]) -> tuple[PreparedRequest, dict]:
+        request = self._prepare(route, app, ids, body)
+        result = await self._sender.send(request, route not in NON_IDEMPOTENT_ROUTES, gone_result,
+                                         need_object=True)
+        return request, result
+
+    async def _identified(self, route: str, app: AppRef, expected: str | None, body: Any = None,
+                          **ids: str) -> dict:
+        """The answer about one dataset. A create's must name one, the one its body chose
+        (``expected``) when it chose one; a read's, when it names one, the one asked for.
+        Never an id recorded blindly."""
+        request, result = await self._request_object(route, app, body, RAISE_ON_404, ids)
+        answered = result.get("datasetId")
+        reading = request.method == "GET"
+        if reading and answered is None:
+            return result
+        if not isinstance(answered, str) or not answered:
+            message = f"the answer names no datasetId (it has {answered!r})"
+        elif expected is not None and answered != expected:
+            message = (f"the answer names datasetId {answered!r}, not {expected!r}, the one "
+                       f"{'asked for' if reading else 'sent'}; nothing was recorded from it")
+        else:
+            return result
+        raise UnusableAnswerError(200, self._redact(message), request.method, self._redact(request.path))
 
     async def _list_all(self, route: str, app: AppRef, filters: list[dict] | None, page_size: int) -> list[dict]:
-        """Every item of a ``{Count, Items, LastEvaluatedKey}`` list, page by page."""
+        """Every item of a ``{Count, Items, LastEvaluatedKey}`` list, page by page: a cursor that
+        repeats, or more than ``max_list_pages`` pages, is a listing that never ends."""
         items: list[dict] = []
         start_key: Any = None
         seen: set[str] = set()
-        while True:
+        for _ in range(self._max_list_pages):
             body: dict[str, Any] = {"limit": page_size}
             if filters:
                 body["filters"] = filters
@@ -158,24 +193,29 @@ class QrveyClient:
             if not start_key:
                 return items
             self._check_progress(route, app, start_key, seen)
+        request = self._prepare(route, app, {}, None)
+        message = (f"the listing did not end after {self._max_list_pages} pages ({len(items)} items); "
+                   "stopped rather than read forever")
+        raise UnusableAnswerError(200, message, request.method, self._redact(request.path))
 
     def _page_items(self, route: str, app: AppRef, page: dict) -> list:
         batch = page.get("Items")
         if not isinstance(batch, list):
             request = self._prepare(route, app, {}, None)
-            raise ApiError(200, "list response has no 'Items' array", request.method, self._redact(request.path))
+            raise UnusableAnswerError(200, "list response has no 'Items' array", request.method,
+                                      self._redact(request.path))
         return batch
 
     def _check_progress(self, route: str, app: AppRef, key: Any, seen: set[str]) -> None:
         marker = json.dumps(key, sort_keys=True, default=str)
         if marker in seen:
             request = self._prepare(route, app, {}, None)
-            raise ApiError(200, self._redact(f"pagination repeats LastEvaluatedKey {marker}"), request.method,
-                           self._redact(request.path))
+            raise UnusableAnswerError(200, self._redact(f"pagination repeats LastEvaluatedKey {marker}"),
+                                      request.method, self._redact(request.path))
         seen.add(marker)
 
     async def get_dataset(self, app: AppRef, dataset_id: str) -> dict:
-        return await self._object("dataset.get", app, datasetId=dataset_id)
+        return await self._identified("dataset.get", app, dataset_id, datasetId=dataset_id)
 
     async def list_datasets(self, app: AppRef, *, search: str | None = None, page_size: int = 100) -> list[dict]:
         filters = None
@@ -184,10 +224,11 @@ class QrveyClient:
         return await self._list_all("dataset.list", app, filters, page_size)
 
     async def create_dataset(self, app: AppRef, body: dict) -> dict:
-        return await self._object("dataset.create", app, body=body)
+        """Create from a full definition; the answer must name the ``datasetId`` the body chose."""
+        return await self._identified("dataset.create", app, body.get("datasetId"), body=body)
 
     async def create_dataset_from_connection(self, app: AppRef, body: dict) -> dict:
-        return await self._object("dataset.create_from_connection", app, body=body)
+        return await self._identified("dataset.create_from_connection", app, body.get("datasetId"), body=body)
 
     async def update_dataset(self, app: AppRef, dataset_id: str, body: dict) -> dict:
         return await self._object("dataset.update", app, body=body, datasetId=dataset_id)
@@ -234,7 +275,7 @@ class QrveyClient:
             body["name"] = name
         if custom_attributes is not None:
             body["customAttributes"] = custom_attributes
-        return await self._object("view.create", target, body=body, connectionId=connection_id)
+        return await self._identified("view.create", target, None, body=body, connectionId=connection_id)
 
     async def create_connection(self, app: AppRef, body: dict) -> dict:
         return await self._object("connection.create", app, body=body)

@@ -23,6 +23,7 @@ from qrvey_iac.core.errors import (
     NotFoundError,
     RateLimitedError,
     ServerError,
+    UnusableAnswerError,
 )
 
 REDACTED = "***"
@@ -128,13 +129,47 @@ def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def decode_success(response: httpx.Response, method: str, path: str, redact: Redactor) -> Any:
-    """The JSON of a 2xx response; an empty body is None; broken JSON is an ApiError."""
+def decode_success(response: httpx.Response, method: str, path: str, redact: Redactor, *,
+                   need_object: bool = False) -> Any:
+    """The JSON of a 2xx response; an empty body is None. Broken JSON, a body in Qrvey's error
+    shape (a server or proxy that answers 200 for a failure) and, with ``need_object``, any
+    answer but a JSON object (empty, ``null``, an array, a scalar) are UnusableAnswerError."""
+    status, shown = response.status_code, redact(path)
     if not response.content.strip():
+        if need_object:
+            raise UnusableAnswerError(status, "expected a JSON object, the answer is empty", method, shown)
         return None
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError):
+        payload = response.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
         text = excerpt(redact(response.text))
-        message = f"the response is not valid JSON: {text!r}"
-        raise ApiError(response.status_code, message, method, redact(path)) from None
+        raise UnusableAnswerError(status, f"the answer is not valid JSON: {text!r}", method, shown) from None
+    if is_error_shaped(payload):
+        detail = "; ".join(_qrvey_messages(payload)) or json.dumps(payload, sort_keys=True)
+        message = f"the answer is an error body despite the success status: {excerpt(redact(detail))}"
+        raise UnusableAnswerError(status, message, method, shown)
+    if need_object and not isinstance(payload, dict):
+        message = f"expected a JSON object, the answer is {_json_type(payload)}"
+        raise UnusableAnswerError(status, message, method, shown)
+    return payload
+
+
+def is_error_shaped(payload: Any) -> bool:
+    """Qrvey's error body: ``status: "error"`` or a non-empty ``errors`` list (no Qrvey object
+    has either: dataset statuses are upper case)."""
+    if not isinstance(payload, dict):
+        return False
+    errors = payload.get("errors")
+    return payload.get("status") == "error" or (isinstance(errors, list) and bool(errors))
+
+
+def _json_type(payload: Any) -> str:
+    if payload is None:
+        return "null"
+    if isinstance(payload, list):
+        return "an array"
+    if isinstance(payload, str):
+        return "a string"
+    if isinstance(payload, bool):
+        return "a boolean"
+    return "a number"

@@ -6,6 +6,11 @@ repeated only when the server surely did not act on it: a 429, or a failure to
 connect. Any other failure after the request went out raises
 :class:`OutcomeUnknownError` at once; a later layer settles what happened.
 
+Each attempt has an overall deadline, from connecting to the last byte of the answer
+(httpx's timeouts are per read: a body trickled a byte every 20 s never trips a 30 s one), and
+the answer a size cap; an attempt past its deadline fails as a timeout does (retried when
+safe), an answer over the cap is an UnusableAnswerError at once (never retried).
+
 Each attempt holds one of ``parallelism`` slots and, when a rate limit is set,
 one token. Each attempt logs one DEBUG line and each retry one WARNING line on
 the ``qrvey_iac.http`` logger; no line and no error carries the API key or a value read
@@ -34,11 +39,19 @@ from qrvey_iac.adapters.qrvey.retry import (
     parse_retry_after,
     was_not_sent,
 )
-from qrvey_iac.core.errors import OutcomeUnknownError, QrveyIacError, TransportError
+from qrvey_iac.core.errors import OutcomeUnknownError, QrveyIacError, TransportError, UnusableAnswerError
 
 logger = logging.getLogger("qrvey_iac.http")
 
 RAISE_ON_404 = object()  # marker: a 404 is an error, not a result
+DEFAULT_DEADLINE = 120.0   # seconds per attempt, connect to last byte (environment setting callDeadline)
+MIB = 1024 * 1024
+DEFAULT_MAX_ANSWER_BYTES = 64 * MIB   # environment setting maxAnswerMiB
+
+
+class CallDeadlineError(httpx.TimeoutException):
+    """An attempt whose answer was not complete within the deadline per call. A timeout to the
+    retry rules: the request may have been acted on."""
 
 
 @dataclass(frozen=True)
@@ -73,8 +86,14 @@ class Sender:
         rate_limit: float | None,
         sleep: Callable[[float], Awaitable[None]],
         rng: random.Random,
+        deadline: float = DEFAULT_DEADLINE,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
+        if not deadline > 0 or max_answer_bytes < 1:
+            raise ValueError("the deadline per call and the answer size cap must be positive")
         self._http = http
+        self._deadline = deadline
+        self._max_answer_bytes = max_answer_bytes
         self._base_url = base_url
         self._redact = redact
         self._retry = retry
@@ -83,11 +102,13 @@ class Sender:
         self._slots = asyncio.Semaphore(parallelism)
         self._bucket = TokenBucket(rate_limit, sleep) if rate_limit is not None else None
 
-    async def send(self, request: PreparedRequest, idempotent: bool, gone_result: Any = RAISE_ON_404) -> Any:
+    async def send(self, request: PreparedRequest, idempotent: bool, gone_result: Any = RAISE_ON_404, *,
+                   need_object: bool = False) -> Any:
         """The decoded JSON of the first successful attempt, or the typed error.
 
         ``gone_result`` is returned for a 404 that follows an attempt the
         server may have acted on: a delete whose first answer was lost.
+        ``need_object``: a success must answer a JSON object (see ``decode_success``).
         """
         attempts = self._retry.attempts
         ambiguous = False
@@ -98,7 +119,8 @@ class Sender:
                 retry = self._on_transport_error(request, exc, idempotent)
             else:
                 if response.is_success:
-                    return decode_success(response, request.method, request.path, self._redact)
+                    return decode_success(response, request.method, request.path, self._redact,
+                                          need_object=need_object)
                 if response.status_code == 404 and ambiguous and gone_result is not RAISE_ON_404:
                     logger.info("%s %s -> 404 after an unanswered attempt: already gone",
                                 request.method, self._redact(request.path))
@@ -116,14 +138,56 @@ class Sender:
                 await self._bucket.acquire()
             started = time.perf_counter()
             try:
-                response = await self._http.request(
-                    request.method, self._base_url + request.path, content=_encode(request.body),
-                )
+                response = await self._exchange(request)
             except httpx.TransportError as exc:
                 self._log_attempt(request, attempt, started, self._describe(exc))
                 raise
+            except UnusableAnswerError as exc:
+                self._log_attempt(request, attempt, started, f"HTTP {exc.status}, {exc.message}")
+                raise
         self._log_attempt(request, attempt, started, f"HTTP {response.status_code}")
-        return _uncycled(response)
+        return response
+
+    async def _exchange(self, request: PreparedRequest) -> httpx.Response:
+        """One request and its whole answer, within the deadline per call and the size cap."""
+        deadline = asyncio.timeout(self._deadline)
+        try:
+            async with deadline:
+                outgoing = self._http.build_request(request.method, self._base_url + request.path,
+                                                    content=_encode(request.body))
+                response = await self._http.send(outgoing, stream=True)
+                try:
+                    body = await self._read_capped(request, response)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise CallDeadlineError(f"no complete answer within {self._deadline:g} s, the deadline per "
+                                    "call (the environment's callDeadline)") from None
+        return _read_answer(response, body)
+
+    async def _read_capped(self, request: PreparedRequest, response: httpx.Response) -> bytes:
+        """The answer's body (decoded), refused once it passes ``max_answer_bytes``."""
+        limit = self._max_answer_bytes
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise self._too_large(request, response, f"declares {int(declared)} bytes")
+        parts: list[bytes] = []
+        size = 0
+        async for part in response.aiter_bytes():
+            size += len(part)
+            if size > limit:
+                raise self._too_large(request, response, f"has more than {limit} bytes")
+            parts.append(part)
+        return b"".join(parts)
+
+    def _too_large(self, request: PreparedRequest, response: httpx.Response, what: str) -> UnusableAnswerError:
+        limit = self._max_answer_bytes
+        cap = f"{limit // MIB} MiB" if limit % MIB == 0 else f"{limit} byte"
+        message = (f"the answer {what}, over the {cap} cap on an answer (the environment's "
+                   "maxAnswerMiB); nothing of it was used")
+        return UnusableAnswerError(response.status_code, message, request.method, self._redact(request.path))
 
     def _on_transport_error(self, request: PreparedRequest, exc: httpx.TransportError, idempotent: bool) -> _Retry:
         reason = self._describe(exc)
@@ -173,10 +237,12 @@ def _encode(body: Any) -> bytes | None:
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
 
 
-def _uncycled(response: httpx.Response) -> httpx.Response:
-    """The response, read and closed, without the reference cycle httpx leaves it in (the
-    response and its stream wrapper point at each other): freed by reference counting as
-    soon as it is decoded, rather than by the cyclic collector (docs/performance.md,
-    commit b7c802c)."""
-    response.stream = httpx.ByteStream(response.content)
-    return response
+def _read_answer(streamed: httpx.Response, body: bytes) -> httpx.Response:
+    """The answer as a response of its own, its body read. httpx leaves a streamed response in
+    a reference cycle (it and its stream wrapper point at each other): broken here, so both
+    are freed by reference counting as soon as the answer is decoded, rather than by the
+    cyclic collector (docs/performance.md, commit b7c802c)."""
+    headers = [(name, value) for name, value in streamed.headers.multi_items()
+               if name.lower() not in ("content-encoding", "content-length")]     # the body is decoded
+    streamed.stream = httpx.ByteStream(b"")
+    return httpx.Response(streamed.status_code, headers=headers, content=body, extensions=streamed.extensions)
