@@ -79,7 +79,10 @@ def test_a_signal_before_any_change_stops_at_once_and_changes_nothing(tmp_path):
         assert first.code == 0, first.stderr
         serial = LocalStateStore(project.state_path).read().serial
         process = project.start("apply", "--auto-approve")
-        time.sleep(2.0)                                                 # refreshing: the GET is held
+        # the lock is taken inside the run, after the signal handlers are in place (a signal
+        # while Python is still importing kills it the default way, before it did anything)
+        wait_for(lambda: project.lock_holder() is not None)
+        time.sleep(0.5)                                                 # refreshing: the GET is held
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         _, stderr = process.communicate(timeout=20)
