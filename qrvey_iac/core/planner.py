@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +16,7 @@ from qrvey_iac.core.plan import (
     make_action,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
+from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
 
 DRIFT = "changed outside qrvey-iac"
@@ -34,8 +35,11 @@ class Live:
 
 
 def build_plan(
-    manifest: Manifest, state: State, live: Live, *, environment: str = ""
+    manifest: Manifest, state: State, live: Live, *, environment: str = "",
+    targets: Iterable[str] = (), excludes: Iterable[str] = (),
 ) -> Plan:
+    """The plan, narrowed by ``targets`` / ``excludes`` (core/selection.py) before protection
+    is checked: a protected resource the selection leaves out blocks nothing."""
     actions: list[ActionBase] = []
     recreated: set[str] = set()
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
@@ -45,7 +49,6 @@ def build_plan(
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
-    _refuse_protected(actions)
     _check_external_sources(actions, live)
     plan = Plan(
         environment=environment,
@@ -55,6 +58,8 @@ def build_plan(
         fingerprints=fingerprints_of(state, live, manifest.sealer),
         actions=tuple(actions),
     )
+    plan = select(plan, targets, excludes)
+    _refuse_protected(plan.actions)
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
 
 
@@ -190,7 +195,7 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBa
     )
 
 
-def _refuse_protected(actions: list[ActionBase]) -> None:
+def _refuse_protected(actions: Iterable[ActionBase]) -> None:
     blocked = []
     for action in actions:
         protected = action.protect   # a delete carries the protect flag the state recorded
