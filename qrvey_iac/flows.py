@@ -13,7 +13,7 @@ from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan
+from qrvey_iac.core.plan import Plan, drift_part
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
@@ -204,6 +204,6 @@ def _build(
 
 def _narrowed(plan: Plan, options: RunOptions) -> Plan:
     if options.refresh_only:
-        drift = tuple(a for a in plan.actions if a.drift or not a.changing)
+        drift = tuple(part for part in (drift_part(a) if a.changing else a for a in plan.actions) if part)
         plan = plan.model_copy(update={"actions": drift, "refresh_only": True})
     return plan
