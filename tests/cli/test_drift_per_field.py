@@ -167,3 +167,20 @@ def test_protect_toggled_in_a_manifest_is_state_only_too(project):
     assert "dataset.orders will be updated in the state only (protect: true in the manifests; no API call)" \
         in result.stdout
     assert project.run("drift").exit_code == 0
+
+
+def test_a_plan_file_of_format_1_is_refused_with_what_to_do(project):
+    applied(project)
+    project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    data = json.loads((project.root / "p.json").read_text())
+    assert data["format_version"] == 2
+    for action in data["actions"]:
+        for change in action["changes"]:
+            del change["drift"], change["state_only"]
+    (project.root / "old.json").write_text(json.dumps({**data, "format_version": 1}))
+    result = project.run("apply", "old.json")
+    assert result.exit_code == 1
+    assert "Error: plan file old.json has format_version 1, written by an older qrvey-iac; run qrvey-iac plan " \
+           "--out again and review the new plan" in result.stderr
+    assert "Traceback" not in result.output
