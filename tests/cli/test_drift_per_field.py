@@ -113,7 +113,12 @@ def test_a_hand_edit_next_to_the_pull_requests_change_is_drift_in_text_markdown_
     refresh_only = project.run("plan", "--refresh-only").stdout
     assert "columns.Total.columnType" in refresh_only and "Orders (all regions)" not in refresh_only
 
-    applied(project)
+    assert project.run("plan", "--out", "p.json").exit_code == 0     # a reviewed plan applies as it is
+    result = project.run("apply", "p.json")
+    assert result.exit_code == 0, result.output
+    orders = project.world()["datasets"][project.dataset_id("dataset.orders")]
+    assert orders["name"] == "Orders (all regions)"
+    assert {c["columnName"]: c["columnType"] for c in orders["columns"]}["Total"] == "NUMBER"
     assert project.run("drift").exit_code == 0
 
 

@@ -14,6 +14,7 @@ from fakes.state import MemoryStateStore
 
 from qrvey_iac.cli import differs, render_drift_text
 from qrvey_iac.core.diff import canonical_hash
+from qrvey_iac.core.errors import ApplyError
 from qrvey_iac.core.field_drift import field_digests, field_units
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.manifest import Manifest
@@ -276,3 +277,23 @@ async def test_applying_a_protect_toggle_sends_nothing_and_records_it(anyio_back
     assert store.read().resources[first.address].protect is True
     again, _ = await engine.plan(make_manifest(protected), store.read(), "test")
     assert not again.has_changes
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_write_settled_from_the_journal_records_its_field_digests(anyio_backend):
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    first = make_dataset(columns=COLUMNS)
+    qrvey.lose_answer("create_dataset")                # lands; the answer is lost, the journal decides
+    plan, _ = await engine.plan(make_manifest(first), store.read(), "test")
+    await engine.apply(plan, store.read())
+    assert store.read().resources[first.address].applied_fields == DATASET.applied_fields(first.desired)
+    renamed = make_dataset(columns=COLUMNS, display="Orders 2")
+    qrvey.lose_answer("update_dataset")
+    plan, _ = await engine.plan(make_manifest(renamed), store.read(), "test")
+    with pytest.raises(ApplyError):
+        await engine.apply(plan, store.read())
+    assert store.read().journal                           # the update's outcome is unknown
+    settled = await engine.settle_journal(store.read(), make_manifest(renamed))
+    assert settled.state.resources[first.address].applied_fields == DATASET.applied_fields(renamed.desired)
