@@ -348,16 +348,13 @@ def render_drift_text(plan: Plan, secrets: frozenset[str]) -> str:
     drifted = [part for part in map(drift_part, plan.changes) if part]
     pending = [part for part in map(manifest_part, plan.changes) if part and not part.state_only]
     lifecycle = [part for part in map(manifest_part, plan.changes) if part and part.state_only]
-    if not differs(plan):
-        head = f"No drift: Qrvey, the state and the manifests agree (environment {plan.environment}).\n"
-        if not lifecycle:
-            return head
-        head = f"No drift: Qrvey matches the manifests (environment {plan.environment}).\n\n"
-    else:
-        head = ""
+    if not plan.has_changes:
+        return f"No drift: Qrvey, the state and the manifests agree (environment {plan.environment}).\n"
+    head = "" if differs(plan) else f"No drift: Qrvey matches the manifests (environment {plan.environment}).\n\n"
     sections = [("Changed outside qrvey-iac", drifted), ("Manifest changes not applied yet", pending),
                 ("Recorded in the state only by the next apply, not drift", lifecycle)]
-    parts = [f"{title} ({len(actions)}):\n\n" + render_text(plan.model_copy(update={"actions": tuple(actions)}), secrets)
+    parts = [f"{title} ({len(actions)}):\n\n"
+             + render_text(plan.model_copy(update={"actions": tuple(actions)}), secrets)
              for title, actions in sections if actions]
     return head + "\n".join(parts)
 
