@@ -56,8 +56,8 @@ def test_a_targeted_protected_dataset_still_refuses(project):
 def test_plan_target_skips_a_protected_delete_elsewhere(project):
     protect_products(project)
     applied(project)
-    project.manifest("sales.yaml").write_text(
-        "\n---\n".join(d for d in project.manifest("sales.yaml").read_text().split("---\n") if "name: products" not in d))
+    documents = project.manifest("sales.yaml").read_text().split("---\n")
+    project.manifest("sales.yaml").write_text("\n---\n".join(d for d in documents if "name: products" not in d))
     set_override(project, {})
     project.replace_in("sales.yaml", "name: Customers\n", "name: Clients\n")
     result = project.run("plan", "--target", "dataset.customers")

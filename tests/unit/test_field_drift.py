@@ -151,10 +151,11 @@ def test_a_secret_change_next_to_a_hand_edit_is_the_manifests_change_and_never_s
         "applied_hash": DATASET.applied_hash(before.desired, sealer),
         "applied_fields": DATASET.applied_fields(before.desired, sealer)})
     manifest = Manifest(resources={after.address: after}, secrets=sealer.secrets, seal_key=sealer.key)
-    plan = build_plan(manifest, State(resources={after.address: record}), Live(objects={after.address: hand_edited(before)}))
+    live = Live(objects={after.address: hand_edited(before)})
+    plan = build_plan(manifest, State(resources={after.address: record}), live)
     assert origins(plan.changes[0]) == [("columns.Placed.columnType", "drift"),
                                         ("datasources.Orders.database", "manifests")]
-    shown = render_text(plan, sealer.secrets) + render_json(plan, sealer.secrets) + render_markdown(plan, sealer.secrets)
+    shown = "".join(render(plan, sealer.secrets) for render in (render_text, render_json, render_markdown))
     assert secret_v1 not in shown and secret_v2 not in shown
 
 
