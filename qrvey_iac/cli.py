@@ -22,7 +22,7 @@ from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_works
 from qrvey_iac.cli_tools import emulator, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan
+from qrvey_iac.core.plan import Plan, drift_part, manifest_part
 from qrvey_iac.core.render import render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.engine import Stop
@@ -318,7 +318,8 @@ def report_applied(plan: Plan | None) -> None:
 def drift(**kwargs):
     """Report what differs between Qrvey, the state and the manifests (read-only).
 
-    Exit 0 when everything matches, 2 when anything differs, 1 on an error.
+    Exit 0 when everything matches, 2 when anything differs, 1 on an error. A change to
+    protect alone is recorded in the state only: it is listed, and is not counted.
     """
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), kwargs["output"])
@@ -332,21 +333,30 @@ def drift(**kwargs):
         console.show_plan(result)
     for line in undecided:
         click.echo(f"Unsettled operation that needs a decision: {mask_text(line, console.secrets)}", err=True)
-    if result.has_changes or undecided:
+    if differs(result) or undecided:
         sys.exit(2)
 
 
+def differs(plan: Plan) -> bool:
+    """What `drift` exits 2 for: any change but one the state alone records (protect)."""
+    return any(not action.state_only for action in plan.changes)
+
+
 def render_drift_text(plan: Plan, secrets: frozenset[str]) -> str:
-    drifted = plan.model_copy(update={"actions": tuple(a for a in plan.changes if a.drift)})
-    pending = plan.model_copy(update={"actions": tuple(a for a in plan.changes if not a.drift)})
+    """The drift first, then what the manifests change; an action with both is in both, each
+    part with its own fields. A change to protect alone is listed apart: it is not drift."""
+    drifted = [part for part in map(drift_part, plan.changes) if part]
+    pending = [part for part in map(manifest_part, plan.changes) if part and not part.state_only]
+    lifecycle = [part for part in map(manifest_part, plan.changes) if part and part.state_only]
     if not plan.has_changes:
         return f"No drift: Qrvey, the state and the manifests agree (environment {plan.environment}).\n"
-    parts = []
-    if drifted.has_changes:
-        parts.append(f"Changed outside qrvey-iac ({len(drifted.changes)}):\n\n" + render_text(drifted, secrets))
-    if pending.has_changes:
-        parts.append(f"Manifest changes not applied yet ({len(pending.changes)}):\n\n" + render_text(pending, secrets))
-    return "\n".join(parts)
+    head = "" if differs(plan) else f"No drift: Qrvey matches the manifests (environment {plan.environment}).\n\n"
+    sections = [("Changed outside qrvey-iac", drifted), ("Manifest changes not applied yet", pending),
+                ("Recorded in the state only by the next apply, not drift", lifecycle)]
+    parts = [f"{title} ({len(actions)}):\n\n"
+             + render_text(plan.model_copy(update={"actions": tuple(actions)}), secrets)
+             for title, actions in sections if actions]
+    return head + "\n".join(parts)
 
 
 @cli.command()

@@ -368,7 +368,8 @@ class _ApplyRun:
                 await kind.update(self.engine.qrvey, _app(current), current.datasetId, action.desired or {})
             await self._record(action.address, current.model_copy(
                 update={"applied_hash": kind.applied_hash(action.desired, self.sealer), "protect": action.protect,
-                        "managed": kind.managed_fields(action.desired)}), entry)
+                        "managed": kind.managed_fields(action.desired),
+                        "applied_fields": kind.applied_fields(action.desired, self.sealer)}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
         entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
@@ -437,7 +438,8 @@ class _ApplyRun:
             address=action.address, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
             detail=JournalDetail(kind=action.kind, protect=action.protect,
                                  applied_hash=kind.applied_hash(action.desired, self.sealer),
-                                 managed=kind.managed_fields(action.desired), **detail),
+                                 managed=kind.managed_fields(action.desired),
+                                 applied_fields=kind.applied_fields(action.desired, self.sealer), **detail),
             started=_now(),
         )
         self.state = self.state.with_journal(entry)

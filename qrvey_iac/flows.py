@@ -13,10 +13,9 @@ from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan
+from qrvey_iac.core.plan import Plan, drift_part
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
-from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine, Stop
 from qrvey_iac.ports import Workspace
@@ -52,7 +51,7 @@ async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, o
     with workspace.locker.lock(options.command, options.lock_timeout):
         async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _read(engine, workspace, read_manifest, ui)
-            return _narrowed(build_plan(manifest, state, live, environment=workspace.environment_name), options)
+            return _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
 
 
 async def read_drift(
@@ -82,7 +81,7 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
     with workspace.locker.lock(options.command, options.lock_timeout):
         async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
-            plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment_name), options)
+            plan = _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
             ui.show_plan(plan)
             if not plan.has_changes:
                 return None
@@ -117,8 +116,8 @@ async def apply_saved(
             check_fresh(saved, state, fingerprints_of(state, live, manifest.sealer), manifest)
             # planned again from what the plan pins (protection enforced as in any plan): the
             # file must say the same, and what runs is this plan, not the file
-            again = build_plan(manifest, state, live, environment=workspace.environment_name)
-            plan = as_reviewed(saved, select(again, saved.targets, saved.excludes), manifest.secrets,
+            again = _build(manifest, state, live, workspace, saved.targets, saved.excludes)
+            plan = as_reviewed(saved, again, manifest.secrets,
                                manifest.sealer.digest)
             ui.show_plan(plan)
             if plan.has_changes:
@@ -194,9 +193,17 @@ async def _before_changes(reading: Awaitable[T], options: RunOptions) -> T:
                             "run it again") from None
 
 
+def _build(
+    manifest: Manifest, state: State, live: Live, workspace: Workspace, targets: tuple[str, ...],
+    excludes: tuple[str, ...],
+) -> Plan:
+    """The plan narrowed by the selection, whose protection check sees only what is selected."""
+    return build_plan(manifest, state, live, environment=workspace.environment_name,
+                      targets=targets, excludes=excludes)
+
+
 def _narrowed(plan: Plan, options: RunOptions) -> Plan:
-    plan = select(plan, options.targets, options.excludes)
     if options.refresh_only:
-        drift = tuple(a for a in plan.actions if a.drift or not a.changing)
+        drift = tuple(part for part in (drift_part(a) if a.changing else a for a in plan.actions) if part)
         plan = plan.model_copy(update={"actions": drift, "refresh_only": True})
     return plan

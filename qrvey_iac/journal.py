@@ -101,7 +101,7 @@ class Settler:
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
         return state.with_resource(entry.address, current.model_copy(
             update={"applied_hash": sent, "managed": current.managed if entry.detail.managed is None
-                    else entry.detail.managed}))
+                    else entry.detail.managed, "applied_fields": entry.detail.applied_fields or {}}))
 
     async def _share(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state
@@ -143,7 +143,7 @@ def recorded_resource(entry: JournalEntry, found: dict[str, Any]) -> ResourceSta
         connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)),
         protect=entry.detail.protect,
         applied_hash=entry.detail.applied_hash, source=entry.detail.source,
-        managed=entry.detail.managed or {},
+        managed=entry.detail.managed or {}, applied_fields=entry.detail.applied_fields or {},
     )
 
 

@@ -37,6 +37,9 @@ def load_plan(path: Path) -> Plan:
     if isinstance(version, int) and version > PLAN_FORMAT_VERSION:
         raise PlanError(f"plan file {path} has format_version {version}; this qrvey-iac reads "
                         f"{PLAN_FORMAT_VERSION}: upgrade qrvey-iac")
+    if isinstance(version, int) and not isinstance(version, bool) and version < PLAN_FORMAT_VERSION:
+        raise PlanError(f"plan file {path} has format_version {version}, written by an older qrvey-iac; "
+                        "run qrvey-iac plan --out again and review the new plan")
     data.pop("summary", None)
     try:
         return Plan.model_validate(data)

@@ -21,6 +21,13 @@ class FieldChange(BaseModel):
     path: str
     before: Any = None
     after: Any = None
+    drift: bool = False         # Qrvey differs here by a hand edit: the manifests did not change it
+    state_only: bool = False    # recorded in the state only (protect): no API call
+
+    @property
+    def origin(self) -> str:
+        """Where the change comes from, in words: "drift", "state only" or "manifests"."""
+        return "drift" if self.drift else "state only" if self.state_only else "manifests"
 
 
 def canonical_hash(document: Any) -> str:

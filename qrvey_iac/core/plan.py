@@ -19,7 +19,7 @@ from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import Frozen
 
-PLAN_FORMAT_VERSION = 1
+PLAN_FORMAT_VERSION = 2      # 2: each field change says its origin (drift, state_only); 1: per action only
 ABSENT = "absent"
 
 
@@ -75,6 +75,56 @@ class ActionBase(Frozen):
     def _registered(cls, value: str) -> str:
         return KINDS.known(value)
 
+    @property
+    def state_only(self) -> bool:
+        """An update that changes only what the state records (protect): no API call."""
+        return bool(self.changes) and all(change.state_only for change in self.changes)
+
+    @property
+    def mixed(self) -> bool:
+        """Its changes come from more than one origin: each field is then labelled."""
+        return len({change.origin for change in self.changes}) > 1
+
+    @property
+    def phrase(self) -> str:
+        return STATE_ONLY_PHRASE if self.state_only else OPERATIONS[self.op].phrase
+
+
+STATE_ONLY_PHRASE = "will be updated in the state only"
+DRIFT = "changed outside qrvey-iac"
+STATE_ONLY = "no API call"
+
+
+def update_reason(changes: tuple[FieldChange, ...], protect: bool) -> str:
+    """Why an update, from where its changes come from."""
+    origins = {change.origin for change in changes}
+    if origins == {"state only"}:
+        return f"protect: {str(protect).lower()} in the manifests; {STATE_ONLY}"
+    if origins == {"drift"}:
+        return DRIFT
+    if "drift" in origins:
+        return f"changed in the manifests and {DRIFT}"
+    return "changed in the manifests"
+
+
+def drift_part(action: ActionBase) -> ActionBase | None:
+    """What of ``action`` puts back changes made outside qrvey-iac (None: nothing)."""
+    if not action.drift:
+        return None
+    if all(change.drift for change in action.changes):
+        return action
+    return action.model_copy(update={"changes": tuple(c for c in action.changes if c.drift), "reason": DRIFT})
+
+
+def manifest_part(action: ActionBase) -> ActionBase | None:
+    """What of ``action`` comes from the manifests (None: nothing, it is all drift)."""
+    if not action.drift:
+        return action
+    rest = tuple(change for change in action.changes if not change.drift)
+    if not rest:
+        return None
+    return action.model_copy(update={"changes": rest, "drift": False, "reason": update_reason(rest, action.protect)})
+
 
 class Create(ActionBase):
     op: Literal["create"] = "create"
@@ -109,7 +159,7 @@ Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, NoOp],
 
 
 class Plan(Frozen):
-    format_version: Literal[1] = PLAN_FORMAT_VERSION
+    format_version: Literal[2] = PLAN_FORMAT_VERSION
     environment: str = ""
     lineage: str = ""
     serial: int = 0

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange, diff_documents
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
+from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.plan import (
-    OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels, fingerprint,
-    make_action,
+    DRIFT, OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels,
+    fingerprint, make_action, update_reason,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
+from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
 
-DRIFT = "changed outside qrvey-iac"
 WRITE_ONLY = "(write-only: not returned by Qrvey)"
 
 
@@ -34,8 +35,11 @@ class Live:
 
 
 def build_plan(
-    manifest: Manifest, state: State, live: Live, *, environment: str = ""
+    manifest: Manifest, state: State, live: Live, *, environment: str = "",
+    targets: Iterable[str] = (), excludes: Iterable[str] = (),
 ) -> Plan:
+    """The plan, narrowed by ``targets`` / ``excludes`` (core/selection.py) before protection
+    is checked: a protected resource the selection leaves out blocks nothing."""
     actions: list[ActionBase] = []
     recreated: set[str] = set()
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
@@ -45,7 +49,6 @@ def build_plan(
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
-    _refuse_protected(actions)
     _check_external_sources(actions, live)
     plan = Plan(
         environment=environment,
@@ -55,6 +58,8 @@ def build_plan(
         fingerprints=fingerprints_of(state, live, manifest.sealer),
         actions=tuple(actions),
     )
+    plan = select(plan, targets, excludes)
+    _refuse_protected(plan.actions)
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
 
 
@@ -131,16 +136,30 @@ def _update_or_noop(
     desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
     changes = diff_documents(kind.live_document(obj, desired), desired)
-    applied = kind.applied_hash(desired, sealer)
-    if not changes and applied != current.applied_hash:
+    manifest_moved = kind.applied_hash(desired, sealer) != current.applied_hash
+    if not changes and manifest_moved:
         changes = _write_only_changes(kind, desired)
-    if current.protect != resource.protect:      # recorded in the state only: no API call
-        changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect))
+    changes = _with_origins(changes, kind, desired, current, sealer, manifest_moved)
+    if current.protect != resource.protect:
+        changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect,
+                                         state_only=True))
     if not changes:
         return NoOp(reason="up to date", dataset_id=current.datasetId, **base)
-    drift = applied == current.applied_hash
-    reason = DRIFT if drift else "changed in the manifests"
-    return Update(reason=reason, drift=drift, changes=changes, dataset_id=current.datasetId, **base)
+    return Update(reason=update_reason(changes, resource.protect), drift=any(c.drift for c in changes), changes=changes,
+                  dataset_id=current.datasetId, **base)
+
+
+def _with_origins(
+    changes: tuple[FieldChange, ...], kind: Kind, desired: dict[str, Any], current: ResourceState, sealer: Sealer,
+    manifest_moved: bool,
+) -> tuple[FieldChange, ...]:
+    """Each change marked drift when the manifests did not change its field since the last apply
+    (core/field_drift.py). A state that recorded no per-field digests (written before format 5)
+    decides for the whole resource: drift only when the manifests changed nothing."""
+    if not manifest_moved or not current.applied_fields:
+        return tuple(c.model_copy(update={"drift": not manifest_moved}) for c in changes)
+    moved = moved_fields(kind.applied_fields(desired, sealer), current.applied_fields)
+    return tuple(c.model_copy(update={"drift": not manifest_changed(c.path, moved, sealer)}) for c in changes)
 
 
 def _write_only_changes(kind: Kind, desired: dict[str, Any]) -> tuple[FieldChange, ...]:
@@ -167,7 +186,7 @@ def _share_change(
         return []
     drift = current.shared == wanted
     reason = DRIFT if drift else f"shared: {str(wanted).lower()} in the manifests"
-    change = {"path": "shared", "before": is_shared, "after": wanted}
+    change = FieldChange(path="shared", before=is_shared, after=wanted, drift=drift)
     return [
         make_action(
             "share" if wanted else "unshare", reason=reason, drift=drift,
@@ -190,7 +209,7 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBa
     )
 
 
-def _refuse_protected(actions: list[ActionBase]) -> None:
+def _refuse_protected(actions: Iterable[ActionBase]) -> None:
     blocked = []
     for action in actions:
         protected = action.protect   # a delete carries the protect flag the state recorded

@@ -60,7 +60,7 @@ def mask(text: str, secrets: frozenset[str]) -> str:
 def _action_lines(action: ActionBase) -> list[str]:
     drift = " [drift]" if action.drift else ""
     operation = OPERATIONS[action.op]
-    header = f"  # {action.address} {operation.phrase} ({action.reason}){drift}"
+    header = f"  # {action.address} {action.phrase} ({action.reason}){drift}"
     ident = f" [id={action.dataset_id}]" if action.dataset_id else ""
     lines = [header, f"  {operation.symbol} {action.address}{ident}"]
     if action.op == "create" and action.desired:
@@ -68,7 +68,8 @@ def _action_lines(action: ActionBase) -> list[str]:
     elif action.op in ("share", "unshare") and not action.changes:
         lines.append(f"      ~ shared: {_value(action.op == 'unshare')} → {_value(action.op == 'share')}")
     for change in action.changes:
-        lines.append("      " + _change_line(change.path, change.before, change.after))
+        origin = f"  [{change.origin}]" if action.mixed else ""   # each field says where it comes from
+        lines.append("      " + _change_line(change.path, change.before, change.after) + origin)
     return lines
 
 

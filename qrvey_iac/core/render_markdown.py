@@ -230,6 +230,8 @@ class _Writer:
     def _table(self, action: ActionBase) -> list[str]:
         if action.changes:
             rows = [(c.path, c.before, c.after) for c in action.changes]
+            if action.mixed:        # each field says where it comes from
+                return self._rows(["Field", "Before", "After", "From"], rows, [c.origin for c in action.changes])
             return self._rows(["Field", "Before", "After"], rows)
         if action.op in ("share", "unshare"):
             shared = ("shared", action.op == "unshare", action.op == "share")
@@ -238,10 +240,12 @@ class _Writer:
             return self._rows(["Field", "Value"], list(_flatten(action.desired)))
         return []
 
-    def _rows(self, header: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
+    def _rows(self, header: list[str], rows: list[tuple[Any, ...]], origins: list[str] | None = None) -> list[str]:
         lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-        for path, *values in rows[:ROWS_PER_ACTION]:
+        for index, (path, *values) in enumerate(rows[:ROWS_PER_ACTION]):
             cells = [self.code(str(path)), *(self.value(v) for v in values)]
+            if origins:
+                cells.append("**drift**" if origins[index] == "drift" else self.text(origins[index]))
             lines.append("| " + " | ".join(cells) + " |")
         if len(rows) > ROWS_PER_ACTION:
             lines += ["", f"_…and {len(rows) - ROWS_PER_ACTION} more fields; {FULL_PLAN_HINT}._"]

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qrvey_iac.core.kinds import KINDS
 
-STATE_VERSION = 4     # 4: records its owner; 3: may have a write-ahead sidecar;
+STATE_VERSION = 5     # 5: a resource may record applied_fields; 4: records its owner;
+                      # 3: may have a write-ahead sidecar;
                       # 2: a journal entry's ``detail`` is a JournalDetail (1: a free dict)
 
 
@@ -29,6 +30,8 @@ class ResourceState(BaseModel):
     applied_hash: str = ""
     source: dict[str, str] | None = None   # views: {address?, datasetId, appId, userId}
     managed: dict[str, list[str]] = {}     # optional keys the manifest manages (so removals show)
+    applied_fields: dict[str, str] = {}    # field -> digest of what was applied (core/field_drift.py);
+                                           # {}: not recorded yet (drift decided for the whole resource)
 
     @field_validator("kind")
     @classmethod
@@ -49,6 +52,7 @@ class JournalDetail(BaseModel):
     protect: bool = False
     applied_hash: str = ""
     managed: dict[str, list[str]] | None = None   # None: not recorded (the record keeps its own)
+    applied_fields: dict[str, str] | None = None  # None: not recorded (the record keeps its own)
     previous_hash: str | None = None              # update: the hash the record had before
     shared: bool | None = None                    # share / unshare: the flag sent
     connectionId: str | None = None               # view create: the source's connection

@@ -18,6 +18,16 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 V1 = FIXTURES / "state-v1-d8bcedc.json"      # written by the release before format 2 (see its README)
 V2 = FIXTURES / "state-v2-11e0275.json"      # written by the release before format 3
 V3 = FIXTURES / "state-v3-0547722.json"      # written by the release before format 4
+V4 = FIXTURES / "state-v4-ab11e30.json"      # written by the release before format 5
+
+
+def without_applied_fields(written: dict) -> dict:
+    """A state as written, less what format 5 added (empty ``applied_fields`` everywhere):
+    older files compare equal to it field for field."""
+    resources = {a: {k: v for k, v in r.items() if k != "applied_fields"} for a, r in written["resources"].items()}
+    journal = [{**e, "detail": {k: v for k, v in e["detail"].items() if k != "applied_fields"}}
+               for e in written["journal"]]
+    return {**written, "resources": resources, "journal": journal}
 
 
 def v1() -> dict:
@@ -26,7 +36,7 @@ def v1() -> dict:
 
 def test_a_state_written_by_the_previous_release_loads_with_its_journal_typed():
     state = decode(V1.read_text(), "state file old.json")
-    assert state.version == STATE_VERSION == 4
+    assert state.version == STATE_VERSION == 5
     assert (state.lineage, state.serial) == (v1()["lineage"], v1()["serial"])
     assert state.resources["dataset.orders"].kind == "Dataset"
     assert state.resources["view.orders-emea"].source["address"] == "dataset.orders"
@@ -49,7 +59,7 @@ def test_the_converted_state_is_written_as_the_current_format_and_reads_back_the
     assert written["version"] == STATE_VERSION
     assert written["journal"][0]["detail"]["connectionId"] == v1()["journal"][0]["detail"]["connectionId"]
     assert decode(text, "new") == state
-    assert written["resources"] == v1()["resources"]          # format 2 changed the journal only
+    assert without_applied_fields(written)["resources"] == v1()["resources"]   # format 2 changed the journal only
 
 
 def test_a_state_written_by_the_release_before_format_3_loads_unchanged():
@@ -58,7 +68,7 @@ def test_a_state_written_by_the_release_before_format_3_loads_unchanged():
     old = json.loads(V2.read_text())
     state = decode(V2.read_text(), "state file old.json")
     assert (old["version"], state.version) == (2, STATE_VERSION)
-    assert {**json.loads(encode(state)), "version": 2, "owner": None} == {**old, "owner": None}
+    assert {**without_applied_fields(json.loads(encode(state))), "version": 2, "owner": None} == {**old, "owner": None}
     assert [(e.op, e.address) for e in state.journal] == [("create", "view.orders-latam"), ("update", "dataset.products")]
 
 
@@ -67,12 +77,26 @@ def test_a_state_written_by_the_release_before_format_4_loads_with_no_owner_reco
     names none, so it is read as unowned (the first write records the writer's)."""
     old = json.loads(V3.read_text())
     state = decode(V3.read_text(), "state file old.json")
-    assert (old["version"], state.version, state.owner) == (3, 4, None)
+    assert (old["version"], state.version, state.owner) == (3, STATE_VERSION, None)
     assert "owner" not in old
     assert (state.lineage, state.serial) == (old["lineage"], old["serial"])
-    written = json.loads(encode(state))
-    assert written == {**old, "version": 4, "owner": None}
+    written = without_applied_fields(json.loads(encode(state)))
+    assert written == {**old, "version": STATE_VERSION, "owner": None}
     assert [(e.op, e.address) for e in state.journal] == [("create", "view.orders-latam"), ("update", "dataset.products")]
+
+
+def test_a_state_written_by_the_release_before_format_5_loads_with_no_field_digests():
+    """Format 5 may record per-field digests of what was applied (``applied_fields``); a
+    format-4 file has none, so drift is decided per resource until its next apply."""
+    old = json.loads(V4.read_text())
+    state = decode(V4.read_text(), "state file old.json")
+    assert (old["version"], state.version) == (4, 5)
+    assert state.owner is not None and state.owner.environment == old["owner"]["environment"]
+    assert all(r.applied_fields == {} for r in state.resources.values())
+    assert all(e.detail.applied_fields is None for e in state.journal)
+    written = json.loads(encode(state))
+    assert without_applied_fields(written) == {**old, "version": 5}
+    assert decode(encode(state), "again") == state
 
 
 def test_the_owner_is_written_and_read_back():
@@ -153,7 +177,7 @@ def test_the_cli_upgrades_an_old_state_file_on_its_first_write_and_keeps_the_old
     assert planned.exit_code == 0, planned.output
     assert planned.stderr.count("note: state file state/local.json recorded no environment") == 1
     written = json.loads(state.read_text())
-    assert (written["version"], written["lineage"], written["journal"]) == (4, v1()["lineage"], [])
+    assert (written["version"], written["lineage"], written["journal"]) == (STATE_VERSION, v1()["lineage"], [])
     assert written["owner"] == {"environment": "local", "endpoint": "embedded"}
     assert written["serial"] == v1()["serial"] + 1
     assert state.with_name("local.json.backup").read_bytes() == V1.read_bytes()

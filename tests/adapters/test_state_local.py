@@ -218,7 +218,7 @@ def test_a_write_with_an_empty_journal_writes_the_whole_file_and_removes_the_sid
     store.write(done, 2)
     assert not path.with_name("local.json.wal").exists()
     assert decode(path.read_text(), "s") == done == LocalStateStore(path).read()
-    assert json.loads(path.read_text())["version"] == STATE_VERSION == 4
+    assert json.loads(path.read_text())["version"] == STATE_VERSION == 5
 
 
 def test_a_long_sidecar_is_folded_into_the_file(tmp_path, monkeypatch):

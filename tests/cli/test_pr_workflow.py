@@ -233,7 +233,8 @@ def test_secrets_stay_masked_when_they_change_are_short_or_look_like_keywords(pr
         changed = [a for a in plan["actions"] if a["op"] == "update"]
         assert [a["address"] for a in changed] == ["dataset.customers"]
         assert changed[0]["changes"] == [
-            {"path": "datasources.Customers.database", "before": "(sensitive)", "after": "(sensitive)"}]
+            {"path": "datasources.Customers.database", "before": "(sensitive)", "after": "(sensitive)",
+             "drift": False, "state_only": False}]
 
 
 EXTERNAL_VIEW = """

@@ -102,8 +102,16 @@ def _v3_to_v4(raw: Raw) -> Raw:
     return raw
 
 
+def _v4_to_v5(raw: Raw) -> Raw:
+    """Version 5 may record a resource's ``applied_fields`` (a digest per field of what was
+    applied), so a plan marks drift field by field. A version-4 state records none: each
+    resource's drift is decided as a whole, as before, until its next create or update."""
+    return raw
+
+
 UPGRADERS: dict[int, Callable[[Raw], Raw]] = {
     1: _v1_to_v2,
     2: _v2_to_v3,
     3: _v3_to_v4,
+    4: _v4_to_v5,
 }

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from qrvey_iac.core.errors import NotFoundError
+from qrvey_iac.core.field_drift import field_digests
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.sealing import PLAIN, Sealer
 
@@ -156,6 +157,11 @@ class Kind:
         holds a secret is keyed by ``sealer`` (core/sealing.py), so the state cannot be used
         to guess the secret."""
         return sealer.digest(self.without_removals(document or {}))
+
+    def applied_fields(self, document: dict[str, Any] | None, sealer: Sealer = PLAIN) -> dict[str, str]:
+        """The per-field digests recorded with ``applied_hash`` (keyed the same way), so a plan
+        tells a hand edit from a manifest change field by field (core/field_drift.py)."""
+        return field_digests(self.without_removals(document or {}), sealer)
 
     def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
         """The part of a live answer planning reads (``rules.read_back``)."""
