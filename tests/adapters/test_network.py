@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -87,6 +88,30 @@ async def test_answers_come_back_over_asyncio_streams_and_connections_are_reused
             assert response.json() == {"ok": 1}
             assert isinstance(response.extensions["network_stream"], network.AsyncioStream)
     assert len(accepted) == 1        # the pool keeps the connection alive between calls
+
+
+class SearchedModules:
+    """A finder first on sys.meta_path that finds nothing and notes every name searched for."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name, path=None, target=None):
+        self.names.append(name)
+        return None
+
+
+async def test_a_request_searches_for_no_module(monkeypatch):
+    # httpcore imports sniffio inside every lock and event it sets up; when sniffio is not
+    # installed, each of those imports fails after a search of sys.path (~0.1 ms, about a
+    # tenth of a call's CPU: docs/performance.md, "Issue 11, the HTTP plan's extra CPU")
+    async with server(answering()) as port, client() as http:
+        await http.get(f"http://127.0.0.1:{port}/warm")     # first-use imports happen here
+        searched = SearchedModules()
+        monkeypatch.setattr(sys, "meta_path", [searched, *sys.meta_path])
+        for _ in range(3):
+            assert (await http.get(f"http://127.0.0.1:{port}/x")).status_code == 200
+    assert searched.names == []
 
 
 async def test_a_body_is_streamed_and_a_connection_busy_with_one_is_not_shared():
