@@ -11,6 +11,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,6 +90,30 @@ async def test_answers_come_back_over_asyncio_streams_and_connections_are_reused
     assert len(accepted) == 1        # the pool keeps the connection alive between calls
 
 
+class SearchedModules:
+    """A finder first on sys.meta_path that finds nothing and notes every name searched for."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def find_spec(self, name, path=None, target=None):
+        self.names.append(name)
+        return None
+
+
+async def test_a_request_searches_for_no_module(monkeypatch):
+    # httpcore imports sniffio inside every lock and event it sets up; when sniffio is not
+    # installed, each of those imports fails after a search of sys.path (~0.1 ms, about a
+    # tenth of a call's CPU: docs/performance.md, "Issue 11, the HTTP plan's extra CPU")
+    async with server(answering()) as port, client() as http:
+        await http.get(f"http://127.0.0.1:{port}/warm")     # first-use imports happen here
+        searched = SearchedModules()
+        monkeypatch.setattr(sys, "meta_path", [searched, *sys.meta_path])
+        for _ in range(3):
+            assert (await http.get(f"http://127.0.0.1:{port}/x")).status_code == 200
+    assert searched.names == []
+
+
 async def test_a_body_is_streamed_and_a_connection_busy_with_one_is_not_shared():
     accepted: list = []
     one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
@@ -100,6 +125,57 @@ async def test_a_body_is_streamed_and_a_connection_busy_with_one_is_not_shared()
                 assert b"".join([part async for part in streamed.aiter_bytes()]) == b'{"ok": 1}\r\n'
             assert (await http.get(f"http://127.0.0.1:{port}/c")).status_code == 200
     assert len(accepted) == 1
+
+
+@pytest.fixture
+def sends(monkeypatch) -> list[str]:
+    """The request targets handed to a connection (httpcore.AsyncHTTPConnection), tries included."""
+    handed: list[str] = []
+    real_send = httpcore.AsyncHTTPConnection.handle_async_request
+
+    async def counting(self, request):
+        handed.append(request.url.target.decode())
+        return await real_send(self, request)
+
+    monkeypatch.setattr(httpcore.AsyncHTTPConnection, "handle_async_request", counting)
+    return handed
+
+
+async def test_requests_arriving_together_each_get_a_free_connection_at_the_first_try(connects, sends):
+    # httpcore's own pool offered the first idle connection to every request waiting at that
+    # moment: all but one found it busy and asked again (a third of a call's CPU at 16 in flight)
+    async with server(answering()) as port, client() as http:
+        for round_ in range(3):
+            answers = await asyncio.gather(*(http.get(f"http://127.0.0.1:{port}/{round_}-{i}") for i in range(4)))
+            assert [answer.status_code for answer in answers] == [200] * 4
+    assert len(sends) == 12
+    assert len(connects) == 4
+
+
+async def test_idle_connections_beyond_the_keepalive_limit_are_closed(connects):
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=1)
+    async with server(answering()) as port:
+        async with httpx.AsyncClient(transport=network.pooled_transport(limits), timeout=2.0) as http:
+            for round_ in range(2):
+                await asyncio.gather(*(http.get(f"http://127.0.0.1:{port}/{round_}-{i}") for i in range(4)))
+    assert len(connects) == 4 + 3        # one kept between the rounds
+
+
+async def test_a_request_cancelled_while_waiting_frees_its_connection_slot():
+    async def first_silent_then_answers(reader, writer):
+        await read_request(reader)
+        await asyncio.sleep(5)
+
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    async with server(first_silent_then_answers) as silent, server(answering()) as port:
+        async with httpx.AsyncClient(transport=network.pooled_transport(one), timeout=2.0) as http:
+            waiting = asyncio.create_task(http.get(f"http://127.0.0.1:{silent}/never"))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            answer = await http.get(f"http://127.0.0.1:{port}/next", timeout=httpx.Timeout(2.0, pool=0.5))
+            assert answer.status_code == 200
 
 
 async def test_the_qrvey_client_uses_it_by_default(connects):

@@ -1,11 +1,12 @@
-"""The HTTP client's transport: httpcore's connection pool on plain asyncio streams.
+"""The HTTP client's transport: httpcore's HTTP/1.1 connections on plain asyncio streams.
 
 httpx reaches the network through httpcore, whose default backend wraps every socket in
-anyio. This module keeps httpcore (HTTP/1.1, pooling, keep-alive) and swaps only the socket
-layer, through public interfaces alone: ``httpx.AsyncBaseTransport`` on top,
-``httpcore.AsyncConnectionPool(network_backend=...)`` with httpcore's
-``AsyncNetworkBackend`` / ``AsyncNetworkStream`` below. What it buys, and what the plain
-httpx transport costs instead: docs/performance.md, "Fourth round".
+anyio. This module keeps httpcore's HTTP/1.1 (``httpcore.AsyncHTTPConnection``: h11, TLS,
+keep-alive) and swaps the socket layer and the pool, through public interfaces alone:
+``httpx.AsyncBaseTransport`` on top, httpcore's ``AsyncNetworkBackend`` /
+``AsyncNetworkStream`` below, and a small pool of our own in between (AsyncioTransport says
+why). What it buys, and what the plain httpx transport costs instead: docs/performance.md,
+"Fourth round" and "Issue 11, the HTTP plan's extra CPU".
 
 Every httpcore failure leaves as the httpx exception httpx itself would raise
 (ConnectError, ReadTimeout, ...): the sender's retry rules read those types.
@@ -17,7 +18,7 @@ import asyncio
 import select
 import ssl
 import urllib.request
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -67,16 +68,24 @@ def httpx_errors() -> Iterator[None]:
 
 
 class AsyncioTransport(httpx.AsyncBaseTransport):
-    """httpx requests through httpcore's pool, whose sockets are asyncio streams."""
+    """httpx requests over httpcore's HTTP/1.1 connections on asyncio streams, pooled here.
+
+    The pool is ours rather than ``httpcore.AsyncConnectionPool``: with 16 calls in flight that
+    pool was most of a call's CPU (it asks every connection whether it is idle, once for each
+    idle one, whenever a request arrives or leaves, and offers one free connection to every
+    waiting request, so all but one try again). Here a request takes one idle connection of
+    its origin, the one used last, or opens one; measured in docs/performance.md, "Issue 11,
+    the HTTP plan's extra CPU".
+    """
 
     def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context or httpx.create_ssl_context(trust_env=True),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=AsyncioBackend(),
-        )
+        self._ssl_context = ssl_context or httpx.create_ssl_context(trust_env=True)
+        self._keepalive_expiry = limits.keepalive_expiry
+        self._max_idle = limits.max_keepalive_connections
+        self._slots = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
+        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTPConnection]] = {}
+        self._backend = AsyncioBackend()
+        self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -87,21 +96,92 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             content=request.stream,
             extensions=request.extensions,       # the timeouts travel here
         )
-        with httpx_errors():
-            response = await self._pool.handle_async_request(core_request)
+        await self._take_slot(request.extensions.get("timeout", {}).get("pool"))
+        try:
+            with httpx_errors():
+                connection, response = await self._send(core_request)
+        except BaseException:
+            self._give_slot()
+            raise
+        origin = _origin_key(core_request)
         return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=ResponseBody(response.stream), extensions=response.extensions)
+                              stream=ResponseBody(response.stream, lambda: self._release(origin, connection)),
+                              extensions=response.extensions)
 
     async def aclose(self) -> None:
+        self._closed = True
+        idle = [connection for connections in self._idle.values() for connection in connections]
+        self._idle.clear()
         with httpx_errors():
-            await self._pool.aclose()
+            for connection in idle:
+                await connection.aclose()
+
+    async def _send(self, request: httpcore.Request) -> tuple[httpcore.AsyncHTTPConnection, httpcore.Response]:
+        """The response, and the connection it holds until its body is closed."""
+        while True:
+            connection = await self._idle_connection(_origin_key(request))
+            reused = connection is not None
+            if connection is None:
+                connection = httpcore.AsyncHTTPConnection(
+                    origin=request.url.origin, ssl_context=self._ssl_context,
+                    keepalive_expiry=self._keepalive_expiry, network_backend=self._backend)
+            try:
+                return connection, await connection.handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                if not reused:
+                    raise
+                await connection.aclose()   # closed by the server since it was checked: take another
+            except BaseException:
+                await connection.aclose()
+                raise
+
+    async def _idle_connection(self, origin: tuple[bytes, bytes, int]) -> httpcore.AsyncHTTPConnection | None:
+        """The idle connection of ``origin`` used last that can still take a request; the ones
+        that expired or that the server closed meanwhile are closed on the way."""
+        idle = self._idle.get(origin)
+        while idle:
+            connection = idle.pop()
+            if connection.is_available() and not connection.has_expired():
+                return connection
+            await connection.aclose()
+        return None
+
+    async def _release(self, origin: tuple[bytes, bytes, int], connection: httpcore.AsyncHTTPConnection) -> None:
+        """A response's body was closed: its connection goes back to the pool when it can take
+        another request, and is closed otherwise."""
+        self._give_slot()
+        idle_now = sum(len(connections) for connections in self._idle.values())
+        if self._closed or not connection.is_available() or (self._max_idle is not None and idle_now >= self._max_idle):
+            await connection.aclose()
+        else:
+            self._idle.setdefault(origin, []).append(connection)
+
+    async def _take_slot(self, timeout: float | None) -> None:
+        if self._slots is None:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout("no connection of the pool became free in time") from None
+
+    def _give_slot(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
+
+def _origin_key(request: httpcore.Request) -> tuple[bytes, bytes, int]:
+    origin = request.url.origin
+    return origin.scheme, origin.host, origin.port
 
 
 class ResponseBody(httpx.AsyncByteStream):
-    """A response body as httpcore streams it, its failures as httpx's."""
+    """A response body as httpcore streams it, its failures as httpx's; closing it hands its
+    connection back (``release``, called once)."""
 
-    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+    def __init__(self, stream: AsyncIterable[bytes], release: Callable[[], Awaitable[None]] | None = None) -> None:
         self._stream = stream
+        self._release = release
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with httpx_errors():
@@ -110,9 +190,15 @@ class ResponseBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         closing = getattr(self._stream, "aclose", None)      # httpcore's streams have it; a plain iterable need not
-        if closing is not None:
-            with httpx_errors():
-                await closing()
+        release, self._release = self._release, None
+        try:
+            if closing is not None:
+                with httpx_errors():
+                    await closing()
+        finally:
+            if release is not None:
+                with httpx_errors():
+                    await release()
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
