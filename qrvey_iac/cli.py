@@ -291,12 +291,17 @@ def destroy(**kwargs):
     console = Console(workspace.secrets())
     options = options_of(kwargs, "destroy")
     applied = run_async(converge(workspace, nothing_wanted, console, options), options.stop)
-    report_applied(applied)
+    report_destroyed(applied)
 
 
 async def nothing_wanted() -> Manifest:
     """destroy's manifest: no resources, so every object in the state is planned for deletion."""
     return Manifest()
+
+
+def report_destroyed(plan: Plan | None) -> None:
+    if plan is not None and plan.has_changes:
+        click.echo(f"\nDestroy complete! Resources: {plan.summary()['delete']} destroyed.")
 
 
 def report_applied(plan: Plan | None) -> None:

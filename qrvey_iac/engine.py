@@ -19,6 +19,7 @@ from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.sealing import PLAIN, Sealer
@@ -478,7 +479,7 @@ class _ApplyRun:
             lines.append(f"done in Qrvey: {len(self.done)}{shown}; each is recorded in the state, or kept in "
                          "its journal where the state could not be written (the next plan or apply settles it)")
         if self.in_flight:
-            cut = sorted(self.in_flight)
+            cut = naturally_sorted(self.in_flight)
             lines.append(f"cut off in flight: {len(cut)} ({', '.join(cut)}): kept in the state's journal; the "
                          "next plan or apply checks Qrvey and records what landed")
         if pending:
