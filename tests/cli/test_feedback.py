@@ -1,7 +1,11 @@
 """What the CLI says while and after it works: the closing line of destroy, lists in natural
 order, waiting for the state lock, retries summarised."""
 
+import os
 import re
+import socket
+import threading
+import time
 
 from tests.cli.test_core_loop import applied
 
@@ -48,3 +52,56 @@ def test_state_list_and_plan_sort_naturally(project):
     assert listed.exit_code == 0, listed.output
     addresses = [line.split("\t")[0] for line in listed.stdout.splitlines()]
     assert [a for a in addresses if a.startswith("dataset.ds-")] == expected
+
+
+def held_lock(project, seconds):
+    """The state lock, taken by another holder (as apply) and released after ``seconds``."""
+    from qrvey_iac.adapters.state.lock import LocalLocker
+
+    taken = threading.Event()
+
+    def hold():
+        with LocalLocker(project.state_path).lock("apply"):
+            taken.set()
+            time.sleep(seconds)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(5)
+    return thread
+
+
+def test_waiting_for_the_lock_says_so_and_names_the_holder(project):
+    holder = held_lock(project, 0.8)
+    try:
+        result = project.run("plan", "--lock-timeout", "30s")
+    finally:
+        holder.join()
+    assert result.exit_code == 0, result.output
+    waiting = re.search(r"Waiting up to 30s for the state lock, held by apply \(pid (\d+) on ([^,]+), since \S+, "
+                        r"lock id [0-9a-f-]{36}\)\.\.\.", result.stderr)
+    assert waiting, result.stderr
+    assert int(waiting.group(1)) == os.getpid() and waiting.group(2) == socket.gethostname()
+    assert re.search(r"Got the state lock after \d+\.\ds", result.stderr)
+    assert result.stderr.index("Waiting up to") < result.stderr.index("Got the state lock")
+
+
+def test_a_wait_that_runs_out_names_the_holder_twice_and_changes_nothing(project):
+    holder = held_lock(project, 2.0)
+    try:
+        result = project.run("apply", "--auto-approve", "--lock-timeout", "300ms")
+    finally:
+        holder.join()
+    assert result.exit_code == 1
+    assert "Waiting up to 0.3s for the state lock, held by apply (pid" in result.stderr
+    assert "Error: state " in result.stderr and "is locked by apply" in result.stderr
+    assert "It was still held after waiting 0.3s: wait for it to finish, or pass a longer --lock-timeout." \
+        in result.stderr
+    assert "Got the state lock" not in result.stderr
+    assert not project.world_path.exists()
+
+
+def test_no_wait_no_waiting_line(project):
+    result = project.run("plan", "--lock-timeout", "30s")
+    assert result.exit_code == 0, result.output
+    assert "Waiting" not in result.stderr and "Got the state lock" not in result.stderr
