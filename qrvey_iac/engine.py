@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
@@ -34,6 +35,27 @@ UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError, Unus
 
 def _quiet(_: str) -> None:
     return None
+
+
+class Meter(Protocol):
+    """Counts of a long operation (a refresh, an apply), for a progress display: ``started``
+    once, ``advanced`` as parts end, ``finished`` once, whatever happened. An ``advanced``
+    after ``finished`` counts for nothing. flows.UI is one."""
+
+    def started(self, total: int, what: str) -> None: ...
+    def advanced(self, count: int = 1) -> None: ...
+    def finished(self) -> None: ...
+
+
+class QuietMeter:
+    def started(self, total: int, what: str) -> None:
+        return None
+
+    def advanced(self, count: int = 1) -> None:
+        return None
+
+    def finished(self) -> None:
+        return None
 
 
 @dataclass
@@ -63,6 +85,7 @@ class Engine:
     qrvey: QrveyPort
     store: StateStore
     progress: Progress = _quiet
+    meter: Meter = field(default_factory=QuietMeter)
     parallelism: int = 10
     stop: Stop = field(default_factory=Stop)
     _version: int = field(default=0, init=False)
@@ -98,7 +121,8 @@ class Engine:
         source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
                         for s in externals.values()]
         try:
-            results = await asyncio.gather(*reads, *source_reads)
+            with _metered(self.meter, [*reads, *source_reads] if addresses else [], "objects refreshed"):
+                results = await asyncio.gather(*reads, *source_reads)
         except BaseException:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
@@ -215,6 +239,24 @@ def _write_failure(exc: Exception) -> str:
     return f"cannot write the state file ({exc.__class__.__name__}: {exc})"
 
 
+@contextlib.contextmanager
+def _metered(meter: Meter, tasks: list[asyncio.Future], what: str) -> Iterator[None]:
+    """``meter`` counts ``tasks`` as they end (those already done at once) while the block
+    runs; nothing when there are none."""
+    if not tasks:
+        yield
+        return
+    meter.started(len(tasks), what)
+    meter.advanced(sum(task.done() for task in tasks))
+    for task in tasks:
+        if not task.done():
+            task.add_done_callback(lambda _: meter.advanced())
+    try:
+        yield
+    finally:
+        meter.finished()
+
+
 async def _cancelled(tasks: list[asyncio.Future]) -> None:
     """Cancel ``tasks`` and wait for them to end, their errors retrieved."""
     for task in tasks:
@@ -282,6 +324,13 @@ class _ApplyRun:
 
     async def execute(self) -> None:
         levels = execution_levels(self.plan)
+        self.engine.meter.started(sum(len(level) for level in levels), "operations")
+        try:
+            await self._execute(levels)
+        finally:
+            self.engine.meter.finished()
+
+    async def _execute(self, levels: list[list[Step]]) -> None:
         try:
             for level in levels:
                 if not self._stopping:
@@ -326,6 +375,12 @@ class _ApplyRun:
             raise
 
     async def _guarded(self, step: Step) -> None:
+        try:
+            await self._step(step)
+        finally:
+            self.engine.meter.advanced()             # done, failed or not started: it is over
+
+    async def _step(self, step: Step) -> None:
         async with self.limit:
             if self._stopping:
                 return                               # not started: reported so

@@ -4,10 +4,20 @@ order, waiting for the state lock, retries summarised."""
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
+import pytest
+
+from qrvey_iac.emulator import EmulatorConfig, parse_faults
+from qrvey_iac.emulator.injector import FaultInjector
+from qrvey_iac.emulator.testing import running_server
 from tests.cli.test_core_loop import applied
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_destroy_ends_with_destroy_complete(project):
@@ -105,3 +115,46 @@ def test_no_wait_no_waiting_line(project):
     result = project.run("plan", "--lock-timeout", "30s")
     assert result.exit_code == 0, result.output
     assert "Waiting" not in result.stderr and "Got the state lock" not in result.stderr
+
+
+@pytest.fixture
+def remote(project, monkeypatch):
+    """The example project against the emulator over real HTTP (faults can be injected)."""
+    monkeypatch.setenv("QI_FEEDBACK_KEY", "feedback-key")
+    with running_server(EmulatorConfig(api_key="feedback-key")) as server:
+        config = project.root / "qrvey-iac.yaml"
+        config.write_text(config.read_text().replace(
+            "  local:\n    endpoint: local\n",
+            f"  local:\n    endpoint: {server.base_url}\n    apiKeyEnv: QI_FEEDBACK_KEY\n"))
+        yield server
+
+
+def inject(server, spec):
+    server.emulator.injector = FaultInjector(parse_faults(spec), 0)
+
+
+def flaky_object(project, server):
+    """The first three reads of one object (dataset.orders) answer 503."""
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    inject(server, f"GET /qollect/dataset/{project.dataset_id('dataset.orders')}: 503@first=3")
+
+
+def test_retries_are_one_line_per_call_not_one_per_attempt(project, remote):
+    flaky_object(project, remote)
+    result = project.run("plan")
+    assert result.exit_code == 0, result.output
+    about = [line for line in result.stderr.splitlines() if "503" in line]
+    assert len(about) == 1, result.stderr
+    assert re.fullmatch(r"\[ *\d+\.\ds\] GET /devapi/v4/user/u-hq-owner/app/a-sales/qollect/dataset/\S+: answered "
+                        r"on attempt 4 of 5 after 3 retries: HTTP 503: .+ \(x3\)", about[0]), about[0]
+    assert "retrying in" not in result.stderr
+
+
+def test_with_debug_every_retry_is_shown(project, remote):
+    flaky_object(project, remote)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", "qrvey_iac", "plan", "--debug"], cwd=project.root, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("retrying in") == 3
+    assert result.stderr.count("answered on attempt 4 of 5 after 3 retries") == 1     # the debug handler's line
