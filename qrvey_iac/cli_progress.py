@@ -23,7 +23,6 @@ handler does.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import click
 PLAIN_EVERY = 5.0        # seconds between count lines in a log
 LIVE_EVERY = 0.1         # seconds between redraws on a terminal
 BAR_WIDTH = 24
+RATE_AFTER = 1.0         # seconds before a rate (and the time left) is worth showing
 
 Clock = Callable[[], float]
 Write = Callable[[str], None]
@@ -49,8 +49,9 @@ class Count:
         self.total, self.what, self.done, self.since = total, what, 0, now
 
     def rate(self, now: float) -> float:
+        """Per second since the start; 0 until RATE_AFTER (a first answer is no rate)."""
         elapsed = now - self.since
-        return self.done / elapsed if elapsed > 0 else 0.0
+        return self.done / elapsed if elapsed >= RATE_AFTER else 0.0
 
     def percent(self) -> int:
         return 100 * self.done // self.total if self.total else 100
@@ -91,7 +92,7 @@ class LiveMeter(PlainMeter):
     def __init__(self, write: Write = to_stderr, clock: Clock = time.monotonic, every: float = LIVE_EVERY,
                  width: Callable[[], int] | None = None) -> None:
         super().__init__(write, clock, every)
-        self.width = width or (lambda: shutil.get_terminal_size((80, 24)).columns)
+        self.width = width or stderr_columns
         self.shown = ""            # the counter line on screen, "" when none
 
     def line(self, text: str) -> None:
@@ -128,13 +129,23 @@ class LiveMeter(PlainMeter):
             self.shown = ""
 
 
+def stderr_columns() -> int:
+    """The width of the terminal stderr is on (stdout is often a file: ``plan > plan.md``)."""
+    try:
+        columns = os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        columns = 0
+    return columns or 80
+
+
 def counter_line(count: Count, now: float) -> str:
     """``objects refreshed [#########---------------]  412/1000  41%  230/s  3s left``"""
     filled = BAR_WIDTH * count.done // count.total if count.total else BAR_WIDTH
     rate = count.rate(now)
+    speed = f"  {rate:.0f}/s" if rate > 0 else ""
     left = f"  {(count.total - count.done) / rate:.0f}s left" if rate > 0 and count.done < count.total else ""
     return (f"{count.what} [{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {count.done:>{len(str(count.total))}}/"
-            f"{count.total}  {count.percent()}%  {rate:.0f}/s{left}")
+            f"{count.total}  {count.percent()}%{speed}{left}")
 
 
 def make_meter(debug: bool = False) -> PlainMeter:

@@ -107,6 +107,16 @@ class Engine:
         addresses = sorted(state.resources)
         started = time.monotonic()
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
+        with _metered(self.meter, reads, "objects refreshed"):    # counted from the first answer
+            manifest, live = await self._refreshed(loading, addresses, reads)
+        if addresses:
+            self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
+        return manifest, live
+
+    async def _refreshed(
+        self, loading: Awaitable[Manifest], addresses: list[str], reads: list[asyncio.Future]
+    ) -> tuple[Manifest, Live]:
+        """refresh_while once its reads are out: the manifest, then the sources it names."""
         try:
             manifest = await loading
         except BaseException:
@@ -121,14 +131,11 @@ class Engine:
         source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
                         for s in externals.values()]
         try:
-            with _metered(self.meter, [*reads, *source_reads] if addresses else [], "objects refreshed"):
-                results = await asyncio.gather(*reads, *source_reads)
+            results = await asyncio.gather(*reads, *source_reads)
         except BaseException:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
         pinned, sources = results[: len(addresses)], results[len(addresses):]
-        if addresses:
-            self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)

@@ -49,15 +49,18 @@ def test_live_redraws_in_place_with_count_rate_and_time_left():
     meter = LiveMeter(write, clock, every=0.1, width=lambda: 200)
     meter.started(1000, "objects refreshed")
     clock.now += 0.5
-    meter.advanced(250)
+    meter.advanced(100)                         # no rate yet: one answer in half a second is no rate
+    clock.now += 0.5
+    meter.advanced(150)
     clock.now += 0.0625
     meter.advanced(10)                          # too soon: not drawn
     clock.now += 0.0625
     meter.advanced(40)
-    assert out[0] == "\robjects refreshed [------------------------]    0/1000  0%  0/s"
-    assert out[1] == "\robjects refreshed [######------------------]  250/1000  25%  500/s  2s left"
-    assert out[2].startswith("\robjects refreshed [#######-----------------]  300/1000  30%  480/s  1s left")
-    assert len(out) == 3
+    assert out[0] == "\robjects refreshed [------------------------]    0/1000  0%"
+    assert out[1] == "\robjects refreshed [##----------------------]  100/1000  10%"
+    assert out[2] == "\robjects refreshed [######------------------]  250/1000  25%  250/s  3s left"
+    assert out[3].startswith("\robjects refreshed [#######-----------------]  300/1000  30%  267/s  3s left")
+    assert len(out) == 4
 
 
 def test_live_message_lines_blank_the_counter_first_and_redraw_it_after():
