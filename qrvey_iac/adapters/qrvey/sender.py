@@ -116,7 +116,7 @@ class Sender:
         """
         retried: list[str] = []      # the reason of each retry, for the summary line
         try:
-            answer = await self._send(request, idempotent, gone_result, retried)
+            answer = await self._send(request, idempotent, gone_result, need_object, retried)
         except QrveyIacError as exc:
             if retried:
                 self._summarise(request, retried, f"failed ({exc.__class__.__name__})")
@@ -125,7 +125,9 @@ class Sender:
             self._summarise(request, retried, "answered")
         return answer
 
-    async def _send(self, request: PreparedRequest, idempotent: bool, gone_result: Any, retried: list[str]) -> Any:
+    async def _send(
+        self, request: PreparedRequest, idempotent: bool, gone_result: Any, need_object: bool, retried: list[str]
+    ) -> Any:
         attempts = self._retry.attempts
         ambiguous = False
         for attempt in range(1, attempts + 1):
