@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
 import sys
@@ -18,6 +19,7 @@ import click
 
 from qrvey_iac import __version__
 from qrvey_iac.adapters.runtime import large_batch
+from qrvey_iac.cli_progress import make_meter
 from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
 from qrvey_iac.cli_tools import emulator, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
@@ -34,17 +36,34 @@ T = TypeVar("T")
 
 
 class Console:
-    """stdout for plans, stderr for progress (with elapsed time) and questions."""
+    """stdout for plans, stderr for progress (with elapsed time) and questions.
 
-    def __init__(self, secrets: frozenset[str] = frozenset(), output: str = "text") -> None:
-        self.started = time.monotonic()
+    Progress goes through a meter (cli_progress): on a terminal a live counter line under
+    the messages, elsewhere plain lines. The summary line of a retried Qrvey call (the
+    ``qrvey_iac.http`` logger's warnings) is shown as a progress line too; ``--debug`` shows
+    every attempt through its own log handler instead.
+    """
+
+    def __init__(self, secrets: frozenset[str] = frozenset(), output: str = "text", debug: bool = False) -> None:
+        self.began = time.monotonic()
         self.secrets = secrets
         self.output = output
+        self.meter = make_meter(debug)
         KNOWN_SECRETS.update(secrets)
+        show_http_warnings(self, debug)
 
     def progress(self, message: str) -> None:
         message = mask_text(message, self.secrets)
-        click.echo(f"[{time.monotonic() - self.started:6.1f}s] {message}", err=True)
+        self.meter.line(f"[{time.monotonic() - self.began:6.1f}s] {message}")
+
+    def started(self, total: int, what: str) -> None:
+        self.meter.started(total, what)
+
+    def advanced(self, count: int = 1) -> None:
+        self.meter.advanced(count)
+
+    def finished(self) -> None:
+        self.meter.finished()
 
     def learn_secrets(self, secrets: frozenset[str]) -> None:
         """Values read from the environment by the manifests: masked from here on."""
@@ -62,6 +81,27 @@ class Console:
         except click.Abort:
             return False
         return answer.strip() == "yes"
+
+
+class _ToConsole(logging.Handler):
+    """The ``qrvey_iac.http`` logger's warnings (one per retried call) as progress lines."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.WARNING)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.progress(record.getMessage())
+
+
+def show_http_warnings(console: Console, debug: bool) -> None:
+    """Send the HTTP warnings to ``console`` (the one of the command now running), or, with
+    ``--debug``, leave them to the debug handler, which shows every attempt."""
+    http = logging.getLogger("qrvey_iac.http")
+    for handler in [h for h in http.handlers if isinstance(h, _ToConsole)]:
+        http.removeHandler(handler)      # an earlier command's (tests run many in one process)
+    if not debug:
+        http.addHandler(_ToConsole(console))
 
 
 def render(plan: Plan, output: str, secrets: frozenset[str]) -> str:
@@ -240,7 +280,7 @@ def plan(**kwargs):
     if kwargs["out"] and (what := workspace.state_file_at(Path(kwargs["out"]))):
         raise ConfigError([Problem("--out", None, "", f"{kwargs['out']} is {what}: a plan saved there would "
                                    "destroy it; save the plan to another file")])
-    console = Console(workspace.secrets(), kwargs["output"])
+    console = Console(workspace.secrets(), kwargs["output"], kwargs["debug"])
     with large_batch():
         options = options_of(kwargs, "plan")
         result = run_async(make_plan(workspace, workspace.manifest_async, console, options), options.stop)
@@ -268,7 +308,7 @@ def apply(plan_file, **kwargs):
     refuse if the state, the manifests or any object it read has changed since.
     """
     workspace = open_workspace(kwargs)
-    console = Console(workspace.secrets())
+    console = Console(workspace.secrets(), debug=kwargs["debug"])
     options = options_of(kwargs, "apply")
     if plan_file:
         from qrvey_iac.adapters.plan_file import load_plan
@@ -288,15 +328,20 @@ def apply(plan_file, **kwargs):
 def destroy(**kwargs):
     """Delete every object in the state, views first (protected ones refuse)."""
     workspace = open_workspace(kwargs)
-    console = Console(workspace.secrets())
+    console = Console(workspace.secrets(), debug=kwargs["debug"])
     options = options_of(kwargs, "destroy")
     applied = run_async(converge(workspace, nothing_wanted, console, options), options.stop)
-    report_applied(applied)
+    report_destroyed(applied)
 
 
 async def nothing_wanted() -> Manifest:
     """destroy's manifest: no resources, so every object in the state is planned for deletion."""
     return Manifest()
+
+
+def report_destroyed(plan: Plan | None) -> None:
+    if plan is not None and plan.has_changes:
+        click.echo(f"\nDestroy complete! Resources: {plan.summary()['delete']} destroyed.")
 
 
 def report_applied(plan: Plan | None) -> None:
@@ -322,7 +367,7 @@ def drift(**kwargs):
     protect alone is recorded in the state only: it is listed, and is not counted.
     """
     workspace = open_workspace(kwargs)
-    console = Console(workspace.secrets(), kwargs["output"])
+    console = Console(workspace.secrets(), kwargs["output"], kwargs["debug"])
     with large_batch():
         options = options_of(kwargs, "drift")
         result, undecided = run_async(read_drift(workspace, workspace.manifest_async, console, options),

@@ -12,6 +12,7 @@ from qrvey_iac.cli_support import environment_options, open_workspace, reports_e
 from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX
+from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.secrets import mask_value
 from qrvey_iac.core.state import State
 
@@ -27,7 +28,7 @@ def state() -> None:
 def state_list(**kwargs):
     """One line per managed resource: address, kind, app and dataset id."""
     current = open_workspace(kwargs).store.read()
-    for address, resource in sorted(current.resources.items()):
+    for address, resource in sorted(current.resources.items(), key=lambda item: natural_key(item[0])):
         shared = " shared" if resource.shared else ""
         click.echo(f"{address}\t{resource.appId}\t{resource.datasetId}{shared}")
     for entry in current.journal:

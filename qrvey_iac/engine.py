@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Protocol
 
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
@@ -19,6 +20,7 @@ from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
+from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.sealing import PLAIN, Sealer
@@ -33,6 +35,27 @@ UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError, Unus
 
 def _quiet(_: str) -> None:
     return None
+
+
+class Meter(Protocol):
+    """Counts of a long operation (a refresh, an apply), for a progress display: ``started``
+    once, ``advanced`` as parts end, ``finished`` once, whatever happened. An ``advanced``
+    after ``finished`` counts for nothing. flows.UI is one."""
+
+    def started(self, total: int, what: str) -> None: ...
+    def advanced(self, count: int = 1) -> None: ...
+    def finished(self) -> None: ...
+
+
+class QuietMeter:
+    def started(self, total: int, what: str) -> None:
+        return None
+
+    def advanced(self, count: int = 1) -> None:
+        return None
+
+    def finished(self) -> None:
+        return None
 
 
 @dataclass
@@ -62,6 +85,7 @@ class Engine:
     qrvey: QrveyPort
     store: StateStore
     progress: Progress = _quiet
+    meter: Meter = field(default_factory=QuietMeter)
     parallelism: int = 10
     stop: Stop = field(default_factory=Stop)
     _version: int = field(default=0, init=False)
@@ -83,6 +107,16 @@ class Engine:
         addresses = sorted(state.resources)
         started = time.monotonic()
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
+        with _metered(self.meter, reads, "objects refreshed"):    # counted from the first answer
+            manifest, live = await self._refreshed(loading, addresses, reads)
+        if addresses:
+            self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
+        return manifest, live
+
+    async def _refreshed(
+        self, loading: Awaitable[Manifest], addresses: list[str], reads: list[asyncio.Future]
+    ) -> tuple[Manifest, Live]:
+        """refresh_while once its reads are out: the manifest, then the sources it names."""
         try:
             manifest = await loading
         except BaseException:
@@ -102,8 +136,6 @@ class Engine:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
         pinned, sources = results[: len(addresses)], results[len(addresses):]
-        if addresses:
-            self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
@@ -214,6 +246,24 @@ def _write_failure(exc: Exception) -> str:
     return f"cannot write the state file ({exc.__class__.__name__}: {exc})"
 
 
+@contextlib.contextmanager
+def _metered(meter: Meter, tasks: list[asyncio.Future], what: str) -> Iterator[None]:
+    """``meter`` counts ``tasks`` as they end (those already done at once) while the block
+    runs; nothing when there are none."""
+    if not tasks:
+        yield
+        return
+    meter.started(len(tasks), what)
+    meter.advanced(sum(task.done() for task in tasks))
+    for task in tasks:
+        if not task.done():
+            task.add_done_callback(lambda _: meter.advanced())
+    try:
+        yield
+    finally:
+        meter.finished()
+
+
 async def _cancelled(tasks: list[asyncio.Future]) -> None:
     """Cancel ``tasks`` and wait for them to end, their errors retrieved."""
     for task in tasks:
@@ -281,6 +331,13 @@ class _ApplyRun:
 
     async def execute(self) -> None:
         levels = execution_levels(self.plan)
+        self.engine.meter.started(sum(len(level) for level in levels), "operations")
+        try:
+            await self._execute(levels)
+        finally:
+            self.engine.meter.finished()
+
+    async def _execute(self, levels: list[list[Step]]) -> None:
         try:
             for level in levels:
                 if not self._stopping:
@@ -325,6 +382,12 @@ class _ApplyRun:
             raise
 
     async def _guarded(self, step: Step) -> None:
+        try:
+            await self._step(step)
+        finally:
+            self.engine.meter.advanced()             # done, failed or not started: it is over
+
+    async def _step(self, step: Step) -> None:
         async with self.limit:
             if self._stopping:
                 return                               # not started: reported so
@@ -478,7 +541,7 @@ class _ApplyRun:
             lines.append(f"done in Qrvey: {len(self.done)}{shown}; each is recorded in the state, or kept in "
                          "its journal where the state could not be written (the next plan or apply settles it)")
         if self.in_flight:
-            cut = sorted(self.in_flight)
+            cut = naturally_sorted(self.in_flight)
             lines.append(f"cut off in flight: {len(cut)} ({', '.join(cut)}): kept in the state's journal; the "
                          "next plan or apply checks Qrvey and records what landed")
         if pending:

@@ -6,8 +6,9 @@ for confirmation and reports progress.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -24,7 +25,13 @@ T = TypeVar("T")
 
 
 class UI(Protocol):
+    """What the flows show and ask. ``progress`` is a message line; ``started`` /
+    ``advanced`` / ``finished`` count a long operation (engine.Meter) for a progress bar."""
+
     def progress(self, message: str) -> None: ...
+    def started(self, total: int, what: str) -> None: ...
+    def advanced(self, count: int = 1) -> None: ...
+    def finished(self) -> None: ...
     def learn_secrets(self, secrets: frozenset[str]) -> None: ...
     def show_plan(self, plan: Plan) -> None: ...
     def confirm(self, command: str) -> bool: ...
@@ -48,7 +55,7 @@ class RunOptions:
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.locker.lock(options.command, options.lock_timeout):
+    with _locked(workspace, ui, options):
         async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _read(engine, workspace, read_manifest, ui)
             return _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
@@ -78,7 +85,7 @@ async def read_drift(
 async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:
     """Plan, show, confirm, apply. Returns the applied plan, or None when nothing changed."""
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.locker.lock(options.command, options.lock_timeout):
+    with _locked(workspace, ui, options):
         async with _engine(workspace, ui, options) as engine:
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             plan = _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
@@ -106,7 +113,7 @@ async def apply_saved(
         raise QrveyIacError(f"the plan was made for environment {saved.environment!r}, "
                             f"not {workspace.environment_name!r}")
     read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with workspace.locker.lock(options.command, options.lock_timeout):
+    with _locked(workspace, ui, options):
         async with _engine(workspace, ui, options) as engine:
             if workspace.store.exists():
                 manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
@@ -129,7 +136,7 @@ async def apply_saved(
 async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
-        yield Engine(qrvey, workspace.store, progress=ui.progress, parallelism=limit, stop=options.stop)
+        yield Engine(qrvey, workspace.store, progress=ui.progress, meter=ui, parallelism=limit, stop=options.stop)
 
 
 async def _read(
@@ -147,6 +154,36 @@ async def _read(
     manifest = await _manifest(read_manifest, ui)
     state = await _settled(engine, workspace, state, manifest)
     return manifest, state, await engine.refresh(manifest, state)
+
+
+@contextmanager
+def _locked(workspace: Workspace, ui: UI, options: RunOptions) -> Iterator[str]:
+    """The state lock for the command; a wait for it says so, naming the holder, and says
+    when it ends (without --lock-timeout the locker refuses at once, naming the holder)."""
+    holder = workspace.locker.holder() if options.lock_timeout > 0 else None
+    if holder is not None:
+        ui.progress(f"Waiting up to {_duration(options.lock_timeout)} for the state lock, held by "
+                    f"{describe_holder(holder)}...")
+    started = time.monotonic()
+    with workspace.locker.lock(options.command, options.lock_timeout) as lock_id:
+        if holder is not None:
+            ui.progress(f"Got the state lock after {time.monotonic() - started:.1f}s")
+        yield lock_id
+
+
+def describe_holder(holder: dict) -> str:
+    """Who holds a lock, from what the locker records (see ports.StateLocker.holder)."""
+    text = (f"{holder.get('command', '?')} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
+            f"since {holder.get('started', '?')}, lock id {holder.get('id', '?')})")
+    if holder.get("ci_run"):
+        text += f" in CI run {holder['ci_run']}"
+    return text
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g}m"
+    return f"{seconds:g}s"
 
 
 async def _before_waiting(workspace: Workspace, read_manifest: ReadManifest, ui: UI) -> ReadManifest:

@@ -12,6 +12,7 @@ from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
 from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
     DRIFT, OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels,
     fingerprint, make_action, update_reason,
@@ -228,5 +229,5 @@ def _in_execution_order(plan: Plan) -> tuple[ActionBase, ...]:
         for step in level:
             rank.setdefault(step.action_index, level_index)
     indexed = list(enumerate(plan.actions))
-    indexed.sort(key=lambda pair: (rank.get(pair[0], 10**9), pair[1].address, pair[0]))
+    indexed.sort(key=lambda pair: (rank.get(pair[0], 10**9), natural_key(pair[1].address), pair[0]))
     return tuple(action for _, action in indexed)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import CHANGING_OPS, OPERATIONS, ActionBase, Plan
 from qrvey_iac.core.render import summary_line
 from qrvey_iac.core.secrets import mask_plan
@@ -100,7 +101,7 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
 
 def _by_address(plan: Plan) -> dict[str, list[ActionBase]]:
     """Changing actions grouped by address: destructive first, then drift, then the rest."""
-    changes = sorted(plan.changes, key=lambda a: (_rank(a), a.address))   # stable within an address
+    changes = sorted(plan.changes, key=lambda a: (_rank(a), natural_key(a.address)))   # stable within an address
     groups: dict[str, list[ActionBase]] = {}
     for action in changes:
         groups.setdefault(action.address, []).append(action)

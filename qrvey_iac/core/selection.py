@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 from qrvey_iac.core.errors import PlanError
 from qrvey_iac.core.plan import ActionBase, Plan
+from qrvey_iac.core.order import naturally_sorted
 
 
 def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()) -> Plan:
@@ -30,12 +31,13 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     kept = set(known)
     if targets:
         kept = _closure(targets, needs)
-        notes += [f"{a} pulled in: needed by a target" for a in sorted(kept - set(targets)) if a in changing]
+        notes += [f"{a} pulled in: needed by a target" for a in naturally_sorted(kept - set(targets)) if a in changing]
     for excluded in excludes:
         dropped = _closure([excluded], needed_by) & kept
         kept -= dropped
-        notes += [f"{a} left out: {_why(plan, a, excluded)}" for a in sorted(dropped - {excluded}) if a in changing]
-    notes += [f"{a} left out: not targeted" for a in sorted(known - kept) if a in changing and a not in excludes
+        notes += [f"{a} left out: {_why(plan, a, excluded)}"
+                  for a in naturally_sorted(dropped - {excluded}) if a in changing]
+    notes += [f"{a} left out: not targeted" for a in naturally_sorted(known - kept) if a in changing and a not in excludes
               and not any(n.startswith(a + " ") for n in notes)]
     actions = tuple(a for a in plan.actions if a.address in kept)
     return plan.model_copy(update={"actions": actions, "notes": (*plan.notes, *notes),

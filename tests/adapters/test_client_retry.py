@@ -172,19 +172,55 @@ async def test_backoff_is_jittered_within_the_ceiling_and_reproducible(make_clie
     assert runs[0] != ceilings
 
 
-async def test_each_attempt_logs_debug_and_each_retry_a_warning(make_client, caplog):
+DATASET_PATH = "/devapi/v4/user/VkRfd5iis/app/9b21hQU3D/qollect/dataset/d1"
+
+
+def http_records(caplog, level):
+    return [r.getMessage() for r in caplog.records if r.name == "qrvey_iac.http" and r.levelno == level]
+
+
+async def test_each_attempt_and_each_retry_log_debug_and_the_call_one_warning(make_client, caplog):
     caplog.set_level(logging.DEBUG, logger="qrvey_iac.http")
     script = Script(qrvey_error(503, "busy"), httpx.ReadError("reset"), ok({}))
     async with make_client(script) as client:
         await client.get_dataset(APP, "d1")
-    records = [r for r in caplog.records if r.name == "qrvey_iac.http"]
-    debug = [r.getMessage() for r in records if r.levelno == logging.DEBUG]
-    warnings = [r.getMessage() for r in records if r.levelno == logging.WARNING]
-    assert len(debug) == 3 and len(warnings) == 2
-    assert "GET /devapi/v4/user/VkRfd5iis/app/9b21hQU3D/qollect/dataset/d1 -> HTTP 503" in debug[0]
-    assert "ReadError: reset" in debug[1] and "(attempt 2 of 5)" in debug[1]
-    assert "-> HTTP 200" in debug[2] and " ms " in debug[2]
-    assert "HTTP 503: busy" in warnings[0] and "retrying in" in warnings[0]
+    debug = http_records(caplog, logging.DEBUG)
+    attempts = [line for line in debug if " -> " in line]
+    retries = [line for line in debug if "retrying in" in line]
+    assert len(debug) == 5 and len(attempts) == 3 and len(retries) == 2
+    assert f"GET {DATASET_PATH} -> HTTP 503" in attempts[0]
+    assert "ReadError: reset" in attempts[1] and "(attempt 2 of 5)" in attempts[1]
+    assert "-> HTTP 200" in attempts[2] and " ms " in attempts[2]
+    assert "HTTP 503: busy" in retries[0] and "attempt 2 of 5" in retries[0]
+    assert http_records(caplog, logging.WARNING) == [
+        f"GET {DATASET_PATH}: answered on attempt 3 of 5 after 2 retries: HTTP 503: busy; ReadError: reset"]
+
+
+async def test_a_call_that_keeps_failing_logs_one_warning_with_its_retries_counted(make_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="qrvey_iac.http")
+    script = Script(*[qrvey_error(503, "busy")] * 5)
+    async with make_client(script) as client:
+        with pytest.raises(ServerError):
+            await client.get_dataset(APP, "d1")
+    assert http_records(caplog, logging.WARNING) == [
+        f"GET {DATASET_PATH}: failed (ServerError) on attempt 5 of 5 after 4 retries: HTTP 503: busy (x4)"]
+
+
+async def test_a_retried_call_that_ends_in_another_error_says_so_once(make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="qrvey_iac.http")
+    script = Script(qrvey_error(429, "slow down"), qrvey_error(404, "Dataset d1 not found"))
+    async with make_client(script) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_dataset(APP, "d1")
+    assert http_records(caplog, logging.WARNING) == [
+        f"GET {DATASET_PATH}: failed (NotFoundError) on attempt 2 of 5 after 1 retry: HTTP 429: slow down"]
+
+
+async def test_a_call_answered_at_once_logs_no_warning(make_client, caplog):
+    caplog.set_level(logging.DEBUG, logger="qrvey_iac.http")
+    async with make_client(Script(ok({}))) as client:
+        await client.get_dataset(APP, "d1")
+    assert http_records(caplog, logging.WARNING) == []
 
 
 # -- deletes after a lost answer ----------------------------------------------------

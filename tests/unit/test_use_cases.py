@@ -127,6 +127,15 @@ class QuietUI:
     def progress(self, message):
         pass
 
+    def started(self, total, what):
+        pass
+
+    def advanced(self, count=1):
+        pass
+
+    def finished(self):
+        pass
+
     def learn_secrets(self, secrets):
         pass
 

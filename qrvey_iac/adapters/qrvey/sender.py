@@ -12,9 +12,12 @@ the answer a size cap; an attempt past its deadline fails as a timeout does (ret
 safe), an answer over the cap is an UnusableAnswerError at once (never retried).
 
 Each attempt holds one of ``parallelism`` slots and, when a rate limit is set,
-one token. Each attempt logs one DEBUG line and each retry one WARNING line on
-the ``qrvey_iac.http`` logger; no line and no error carries the API key or a value read
-through ``${env:X}`` (a path may hold one: an unmanaged source's id).
+one token. On the ``qrvey_iac.http`` logger each attempt logs one DEBUG line and each
+retry another (the wait and its reason); a call that was retried logs one WARNING line
+when it ends, answered or not, summing up its retries: a flaky minute of a 1,000-object
+refresh reads as one line per object, not one per attempt. No line and no error carries
+the API key or a value read through ``${env:X}`` (a path may hold one: an unmanaged
+source's id).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import json
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,6 +114,20 @@ class Sender:
         server may have acted on: a delete whose first answer was lost.
         ``need_object``: a success must answer a JSON object (see ``decode_success``).
         """
+        retried: list[str] = []      # the reason of each retry, for the summary line
+        try:
+            answer = await self._send(request, idempotent, gone_result, need_object, retried)
+        except QrveyIacError as exc:
+            if retried:
+                self._summarise(request, retried, f"failed ({exc.__class__.__name__})")
+            raise
+        if retried:
+            self._summarise(request, retried, "answered")
+        return answer
+
+    async def _send(
+        self, request: PreparedRequest, idempotent: bool, gone_result: Any, need_object: bool, retried: list[str]
+    ) -> Any:
         attempts = self._retry.attempts
         ambiguous = False
         for attempt in range(1, attempts + 1):
@@ -129,6 +147,7 @@ class Sender:
             ambiguous = ambiguous or retry.ambiguous
             if attempt == attempts:
                 raise retry.error
+            retried.append(retry.reason)
             await self._wait(request, attempt, retry)
         raise AssertionError("unreachable: the loop returns or raises")
 
@@ -213,11 +232,20 @@ class Sender:
     async def _wait(self, request: PreparedRequest, attempt: int, retry: _Retry) -> None:
         delay = self._retry.delay(attempt, self._rng, retry.retry_after)
         source = "Retry-After" if retry.retry_after is not None else "backoff"
-        logger.warning(
+        logger.debug(
             "%s %s failed (%s); retrying in %.3f s (%s), attempt %d of %d",
             request.method, self._redact(request.path), retry.reason, delay, source, attempt + 1, self._retry.attempts,
         )
         await self._sleep(delay)
+
+    def _summarise(self, request: PreparedRequest, retried: list[str], outcome: str) -> None:
+        """One WARNING line for a call that was retried: how it ended, after how many attempts,
+        and why each retry was needed (equal reasons counted once)."""
+        reasons = Counter(retried)
+        why = "; ".join(reason if count == 1 else f"{reason} (x{count})" for reason, count in reasons.items())
+        logger.warning("%s %s: %s on attempt %d of %d after %s: %s",
+                       request.method, self._redact(request.path), outcome, len(retried) + 1, self._retry.attempts,
+                       "1 retry" if len(retried) == 1 else f"{len(retried)} retries", why)
 
     def _log_attempt(self, request: PreparedRequest, attempt: int, started: float, outcome: str) -> None:
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -76,7 +76,7 @@ class LocalLocker:
                     quick_retries -= 1      # released between two steps of the attempt: try again at once
                     continue
                 if time.monotonic() >= deadline:
-                    raise StateLockedError(self._held_message())
+                    raise StateLockedError(self._held_message(timeout))
                 time.sleep(POLL_SECONDS)
             try:
                 yield holder["id"]
@@ -185,14 +185,15 @@ class LocalLocker:
         finally:
             os.close(old)
 
-    def _held_message(self) -> str:
+    def _held_message(self, waited: float) -> str:
         lock_path = self.lock_path
         holder = _read_holder(lock_path)
+        advice = ("Wait for it to finish, or pass --lock-timeout to wait." if waited <= 0 else
+                  f"It was still held after waiting {waited:g}s: wait for it to finish, or pass a longer "
+                  "--lock-timeout.")
         if holder is None:
-            return (f"state {self.state_path} is locked (its lock file {lock_path} cannot be read). "
-                    "Wait for it to finish, or pass --lock-timeout to wait.")
-        text = (f"state {self.state_path} is locked by {holder.get('command', '?')} ({_who(holder)}). "
-                "Wait for it to finish, or pass --lock-timeout to wait.")
+            return f"state {self.state_path} is locked (its lock file {lock_path} cannot be read). {advice}"
+        text = f"state {self.state_path} is locked by {holder.get('command', '?')} ({_who(holder)}). {advice}"
         if holder.get("ci_run"):
             text += f" It runs in CI run {holder['ci_run']}."
         if holder.get("host") != socket.gethostname():
