@@ -119,7 +119,7 @@ def environment_options(fn):
 
 
 def open_workspace(kwargs: dict[str, Any]) -> Workspace:
-    from qrvey_iac.adapters.variables import merge_variables
+    from qrvey_iac.adapters.variables import given_variables
 
     KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
     if kwargs.get("debug"):
@@ -128,10 +128,11 @@ def open_workspace(kwargs: dict[str, Any]) -> Workspace:
         logging.basicConfig(level=logging.DEBUG, handlers=[shown],
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
+    variables, given = given_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
     # the workspace adds the manifests' ${env:X} values as it reads them: the Error: line and the
     # --debug traceback mask them too
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note, known_secrets=KNOWN_SECRETS)
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note, known_secrets=KNOWN_SECRETS,
+                          given=given)
 
 
 def _note(message: str) -> None:

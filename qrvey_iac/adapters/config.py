@@ -77,6 +77,7 @@ class Environment:
     rate_limit: float | None = None
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str = DEFAULT_CONFIG
+    declared_variables: tuple[str, ...] = ()    # the names its own ``variables`` gives (before --var)
 
     @property
     def is_local(self) -> bool:
@@ -157,4 +158,5 @@ def load_environment(
         rate_limit=env.rateLimit,
         overrides=dict(env.overrides),
         config_file=str(path),
+        declared_variables=tuple(env.variables),
     )
