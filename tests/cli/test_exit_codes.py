@@ -63,3 +63,42 @@ def test_2_still_means_changes_present_and_drift_present(project):
     assert project.run("drift").exit_code == 0
     project.edit_world(lambda world: next(iter(world["datasets"].values())).update(name="renamed by hand"))
     assert project.run("drift").exit_code == 2
+
+
+def test_an_unknown_var_name_is_refused_with_a_suggestion(project):
+    result = project.run("plan", "--var", "warehouse_conection=conn-other")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: --var: unknown variable 'warehouse_conection' (did you mean 'warehouse_connection'?): no manifest "
+        "uses ${var.warehouse_conection} and the environment's variables do not declare it",
+        "1 problem found; nothing was changed.",
+    ]
+    assert not project.state_path.exists() and not project.world_path.exists()
+
+
+def test_an_unknown_name_in_a_values_file_is_refused_naming_the_file(project):
+    project.root.joinpath("ci.yaml").write_text("warehouse_db: shop\nwarehouse_dbb: shop\n")
+    result = project.run("validate", "--var-file", "ci.yaml")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0].startswith("Error: ci.yaml: unknown variable 'warehouse_dbb' "
+                                                    "(did you mean 'warehouse_db'?)")
+
+
+def test_a_var_that_a_manifest_uses_or_the_environment_declares_is_accepted(project):
+    config = project.root / "qrvey-iac.yaml"
+    config.write_text(config.read_text().replace("      warehouse_db: shop\n  # A real",
+                                                 "      warehouse_db: shop\n      unused_here: x\n  # A real"))
+    project.replace_in("sales.yaml", "${var.warehouse_db}", "${var.only_on_the_command_line}")
+    result = project.run("validate", "--var", "only_on_the_command_line=shop", "--var", "unused_here=y",
+                         "--var", "warehouse_db=other")
+    assert result.exit_code == 0, result.output
+
+
+def test_an_unknown_var_is_one_of_all_the_problems_of_the_run(project):
+    project.replace_in("sales.yaml", "app: sales", "app: nowhere")
+    result = project.run("validate", "--var", "typo=1")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("Error: --var: unknown variable 'typo'")
+    assert "spec.app: unknown app 'nowhere'" in lines[1]
+    assert lines[-1] == "2 problems found; nothing was changed."
