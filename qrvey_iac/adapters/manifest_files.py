@@ -166,7 +166,8 @@ def load_steps(
         if text is None:
             every_file_read = False
             continue
-        used.update(name for name, _ in REFERENCE.findall(text) if name)
+        if given:
+            used.update(name for name, _ in REFERENCE.findall(text) if name)
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
         documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
         problems.extend(parse_problems)
@@ -269,7 +270,7 @@ def _validate_document(
     try:
         parsed = DOCUMENT.validate_python(data)
     except ValidationError as exc:
-        problems.extend(problems_from(exc, document))
+        problems.extend(problems_from(exc, document, reported=unresolved))
         return _failed(data, unresolved)
     return _failed(data, unresolved) if unresolved else parsed
 
@@ -343,7 +344,7 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
         if fields and isinstance(parsed, Failed):
             # its own problems come first; the overrides still count in the checks between documents
             data = {**parsed.data, **fields} if isinstance(parsed.data, dict) else parsed.data
-            unusable = {path for path in parsed.unusable if path[0] not in fields}
+            unusable = {path for path in parsed.unusable if not path or path[0] not in fields}
             spec, broken = salvage(_spec_model(parsed.kind), data, unusable)
             parsed = Failed(parsed.kind, parsed.metadata, spec, broken, data, frozenset(unusable))
         elif fields:

@@ -18,10 +18,14 @@ UNION_LABELS = {"str", "constrained-str", "ExternalSource", "dict[str,any]", *KI
 
 
 def problems_from(
-    exc: ValidationError, document: YamlDocument, prefix: tuple = (), model: type[BaseModel] | None = None
+    exc: ValidationError, document: YamlDocument, prefix: tuple = (), model: type[BaseModel] | None = None,
+    reported: Iterable[tuple] = (),
 ) -> list[Problem]:
     """One problem per field. An unknown field or kind gets a "did you mean" when a known one
-    is close; ``model`` is what the document is validated as (default: a manifest document)."""
+    is close; ``model`` is what the document is validated as (default: a manifest document).
+    A field at or under a ``reported`` path (a value that did not interpolate) has its
+    problem already: it gets no second one."""
+    reported = tuple(reported)
     problems: dict[str, Problem] = {}
     errors = [(tuple(p for p in e["loc"] if not _is_label(p)), e) for e in exc.errors(include_url=False)]
     for loc, error in errors:
@@ -32,6 +36,8 @@ def problems_from(
         path = (*prefix, *loc)
         if path in document.refused and error["type"] != "extra_forbidden":
             continue          # a value JSON cannot carry is already named, with what to write instead
+        if any(path[: len(done)] == done for done in reported):
+            continue
         shown = format_path(path)
         if shown in problems:
             continue          # one line per field, even when a union tried several shapes

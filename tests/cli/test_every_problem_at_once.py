@@ -152,6 +152,9 @@ NO_FOLLOW_UP = {   # a field already reported brings no second problem in the ch
     "an unset variable in the app": (
         [dataset("orders", app="${var.nope}")],
         ["spec.app: unknown variable 'nope' (known: crm_connection, warehouse_connection, warehouse_db)"]),
+    "an unset variable where a reference goes": (
+        [view("v", "'${var.nope}'")],
+        ["spec.source: unknown variable 'nope' (known: "]),
     "a reference in dependsOn": (
         [dataset("orders", depends="Dataset.x")],
         ["metadata.dependsOn[0]: 'Dataset.x' does not match the pattern"]),
