@@ -31,7 +31,7 @@ from qrvey_iac.adapters.validation import problems_from, salvage
 from qrvey_iac.adapters.yaml_source import (
     YamlDocument, format_path, not_regular, parse_steps, read_text, run_steps, shown_path, unreadable,
 )
-from qrvey_iac.core.errors import ManifestError, Problem, closest, did_you_mean
+from qrvey_iac.core.errors import ManifestError, Problem, did_you_mean, did_you_mean_address
 from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
@@ -336,7 +336,7 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
     addresses = {KINDS[p.kind].address(p.metadata.name) for p, _ in located}
     for address in sorted(set(overrides) - addresses):
         problems.append(Problem(origin, None, f"overrides.{address}",
-                                f"no manifest has this address{_address_hint(address, addresses)}"))
+                                f"no manifest has this address{did_you_mean_address(address, addresses)}"))
     result = []
     for parsed, document in located:
         address = KINDS[parsed.kind].address(parsed.metadata.name)
@@ -414,7 +414,7 @@ def _check_references(nodes: dict[str, Resource | Salvaged], where, problems: li
             field = ("spec", "source") if is_source else ("metadata", "dependsOn", index - bool(node.source_address))
             if needed not in nodes:
                 problems.append(Problem(document.file, document.line_of(field), format_path(field),
-                                        f"unknown reference {needed}{_address_hint(needed, nodes)}"))
+                                        f"unknown reference {needed}{did_you_mean_address(needed, nodes)}"))
             elif is_source:
                 for path, message in node.definition.check_source(node, nodes[needed]):
                     problems.append(Problem(document.file, document.line_of(path), format_path(path), message))
@@ -424,13 +424,3 @@ def _check_references(nodes: dict[str, Resource | Salvaged], where, problems: li
         problems.append(Problem(first.file, first.line, "metadata.dependsOn",
                                 "dependency cycle: " + " -> ".join(cycle)))
 
-
-def _address_hint(address: str, addresses: Collection[str]) -> str:
-    """"did you mean" for an unknown address: a close name of the same kind (the shared prefix
-    would make every name look close), else, for a prefix no address has, a close address."""
-    prefix, _, name = address.partition(".")
-    same_kind = {known.partition(".")[2]: known for known in addresses if known.partition(".")[0] == prefix}
-    if same_kind:
-        close = closest(name, same_kind)
-        return f" (did you mean {same_kind[close]!r}?)" if close else ""
-    return did_you_mean(address, addresses)

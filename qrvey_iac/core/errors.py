@@ -45,6 +45,19 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {close!r}?)" if close else ""
 
 
+def did_you_mean_address(address: str, addresses: Iterable[str]) -> str:
+    """"did you mean" for an unknown address (``kind.name``): a close name of the same kind
+    (the shared prefix would make every name of it look close), else, for a prefix no address
+    has, a close address."""
+    prefix, _, name = address.partition(".")
+    addresses = set(addresses)
+    same_kind = {known.partition(".")[2]: known for known in addresses if known.partition(".")[0] == prefix}
+    if same_kind:
+        close = closest(name, same_kind)
+        return f" (did you mean {same_kind[close]!r}?)" if close else ""
+    return did_you_mean(address, addresses)
+
+
 class InputError(QrveyIacError):
     """Bad manifests, config, variables: carries every problem found at once."""
 

@@ -205,3 +205,15 @@ def test_unknown_fields_and_kinds_get_a_suggestion_when_one_is_close(project):
 def test_an_unknown_field_far_from_any_gets_no_suggestion(project):
     write(project, dataset("orders") + "  colour: red\n")
     assert [line.split(": ", 2)[2] for line in problems(project)] == ["spec.colour: unknown field"]
+
+
+def test_an_unknown_address_on_the_command_line_gets_a_suggestion(project):
+    result = project.run("plan", "--target", "dataset.ordres")
+    assert result.exit_code == 1
+    assert "Error: unknown address dataset.ordres (did you mean 'dataset.orders'?)" in result.stderr
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    result = project.run("state", "show", "view.orders-emae")
+    assert result.exit_code == 1
+    assert "Error: view.orders-emae is not in the state (did you mean 'view.orders-emea'?)" in result.stderr
+    result = project.run("state", "show", "view.elsewhere")
+    assert "is not in the state (see `qrvey-iac state list`)" in result.stderr     # nothing close: no guess
