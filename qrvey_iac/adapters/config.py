@@ -129,7 +129,7 @@ def read_config(path: Path) -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(documents[0].data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc, documents[0])) from None
+        raise ConfigError(problems_from(exc, documents[0], model=ProjectConfig)) from None
 
 
 def load_environment(

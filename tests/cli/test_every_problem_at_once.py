@@ -217,3 +217,15 @@ def test_an_unknown_address_on_the_command_line_gets_a_suggestion(project):
     assert "Error: view.orders-emae is not in the state (did you mean 'view.orders-emea'?)" in result.stderr
     result = project.run("state", "show", "view.elsewhere")
     assert "is not in the state (see `qrvey-iac state list`)" in result.stderr     # nothing close: no guess
+
+
+def test_an_unknown_key_of_the_config_gets_a_suggestion(project):
+    config = project.root / "qrvey-iac.yaml"
+    config.write_text(config.read_text().replace("defaultEnvironment:", "defaultEnviroment:").replace(
+        "    apiKeyEnv: QRVEY_API_KEY", "    apiKeyEnvv: QRVEY_API_KEY"))
+    result = project.run("validate")
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert "Error: qrvey-iac.yaml:3: defaultEnviroment: unknown field (did you mean 'defaultEnvironment'?)" in lines
+    assert any(line.endswith("environments.prod.apiKeyEnvv: unknown field (did you mean 'apiKeyEnv'?)")
+               for line in lines), lines
