@@ -20,7 +20,7 @@ import click
 from qrvey_iac import __version__
 from qrvey_iac.adapters.runtime import large_batch
 from qrvey_iac.cli_progress import make_meter
-from qrvey_iac.cli_support import KNOWN_SECRETS, environment_options, open_workspace, reports_errors
+from qrvey_iac.cli_support import KNOWN_SECRETS, Commands, environment_options, open_workspace, reports_errors
 from qrvey_iac.cli_tools import emulator, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
@@ -238,7 +238,7 @@ def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
     )
 
 
-@click.group(context_settings=CONTEXT)
+@click.group(cls=Commands, context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="qrvey-iac")
 def cli() -> None:
     """Qrvey datasets, shared datasets and dataset views as code.
@@ -247,7 +247,8 @@ def cli() -> None:
     With `endpoint: local` (the example config) everything runs against an
     embedded Qrvey emulator: no account needed.
 
-    Exit codes: 0 ok, 1 error, 2 changes present (plan --detailed-exitcode, drift),
+    Exit codes: 0 ok, 1 error (a usage error too, and a reader of stdout that went
+    away), 2 changes present (plan --detailed-exitcode) or drift present (drift),
     130 / 143 stopped by SIGINT / SIGTERM (calls in flight finish, the state is saved).
     """
 

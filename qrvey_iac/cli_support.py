@@ -8,6 +8,8 @@ import functools
 import logging
 import sys
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -28,6 +30,36 @@ class MaskingFilter(logging.Filter):
         if masked != message:
             record.msg, record.args = masked, None
         return True
+
+
+USAGE_EXIT_CODE = 1     # click's is 2, which qrvey-iac keeps for "changes present" and "drift present"
+
+
+class Commands(click.Group):
+    """A command group whose usage errors (an unknown command or option, a bad option value,
+    a missing argument, no command at all) exit 1 like every other error: CI reads exit 2 as
+    "changes present" (``plan --detailed-exitcode``) or "drift present" (``drift``) only.
+
+    The group parses its own options in ``make_context`` and its sub-commands' (nested groups
+    included) in ``invoke``: a usage error raised in either leaves here with exit code 1, and
+    click reports it as usual (usage line, hint, ``Error: ...``)."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with usage_errors_exit_1():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with usage_errors_exit_1():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def usage_errors_exit_1() -> Iterator[None]:
+    try:
+        yield
+    except click.UsageError as exc:
+        exc.exit_code = USAGE_EXIT_CODE
+        raise
 
 
 def reports_errors(fn):
@@ -87,7 +119,7 @@ def environment_options(fn):
 
 
 def open_workspace(kwargs: dict[str, Any]) -> Workspace:
-    from qrvey_iac.adapters.variables import merge_variables
+    from qrvey_iac.adapters.variables import given_variables
 
     KNOWN_SECRETS.clear()            # a new command (tests run many in one process)
     if kwargs.get("debug"):
@@ -96,10 +128,11 @@ def open_workspace(kwargs: dict[str, Any]) -> Workspace:
         logging.basicConfig(level=logging.DEBUG, handlers=[shown],
                             format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
-    variables = merge_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
+    variables, given = given_variables(kwargs.get("var_files", ()), kwargs.get("variables", ()))
     # the workspace adds the manifests' ${env:X} values as it reads them: the Error: line and the
     # --debug traceback mask them too
-    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note, known_secrets=KNOWN_SECRETS)
+    return Workspace.open(kwargs["config"], kwargs.get("env"), variables, notify=_note, known_secrets=KNOWN_SECRETS,
+                          given=given)
 
 
 def _note(message: str) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from qrvey_iac.cli_support import environment_options, open_workspace, reports_errors
-from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError
+from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError, did_you_mean_address
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX
 from qrvey_iac.core.order import natural_key
@@ -47,7 +47,8 @@ def state_show(address, **kwargs):
     workspace = open_workspace(kwargs)
     current = workspace.store.read()
     if address not in current.resources:
-        raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
+        raise StateError(f"{address} is not in the state{did_you_mean_address(address, current.resources)} "
+                             "(see `qrvey-iac state list`)")
     recorded = current.resources[address].model_dump(mode="json")
     click.echo(json.dumps(mask_value(recorded, _manifest_secrets(workspace)), indent=2, sort_keys=True))
 
@@ -72,7 +73,8 @@ def state_rm(address, **kwargs):
     with workspace.locker.lock("state rm"):
         current = _settled_state(workspace)
         if address not in current.resources:
-            raise StateError(f"{address} is not in the state (see `qrvey-iac state list`)")
+            raise StateError(f"{address} is not in the state{did_you_mean_address(address, current.resources)} "
+                             "(see `qrvey-iac state list`)")
         workspace.store.write(current.without_resource(address).bumped(), current.serial)
     click.echo(f"Removed {address} from the state; it still exists in Qrvey.")
 
@@ -88,7 +90,7 @@ def state_mv(source, destination, **kwargs):
     with workspace.locker.lock("state mv"):
         current = _settled_state(workspace)
         if source not in current.resources:
-            raise StateError(f"{source} is not in the state")
+            raise StateError(f"{source} is not in the state{did_you_mean_address(source, current.resources)}")
         if destination in current.resources:
             raise StateError(f"{destination} is already in the state")
         kind = KINDS[current.resources[source].kind]

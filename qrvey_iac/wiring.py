@@ -38,11 +38,15 @@ class Workspace:
     # once read, and the API key the CLI adds; the manifests' values alone key the sealer
     known_secrets: set[str] = field(default_factory=set)
     manifest_secrets: set[str] = field(default_factory=set)
+    given_variables: Mapping[str, str] = field(default_factory=dict)   # name -> "--var" or the values file
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
-             notify: Callable[[str], None] | None = None, known_secrets: set[str] | None = None) -> Workspace:
-        """``notify`` receives notes for the user (a state recorded as this environment's)."""
+             notify: Callable[[str], None] | None = None, known_secrets: set[str] | None = None,
+             given: Mapping[str, str] | None = None) -> Workspace:
+        """``notify`` receives notes for the user (a state recorded as this environment's);
+        ``given`` says where each of ``variables`` came from (``--var`` or a values file): the
+        manifest load refuses one that no manifest uses and the environment does not declare."""
         environment = load_environment(Path(config), env, variables)
         path = resolved_state_path(environment.state_path)
         claim = f"qrvey-iac state claim --env {environment.name}"
@@ -51,7 +55,8 @@ class Workspace:
         store = OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
                            claim, notify)
         known = set() if known_secrets is None else known_secrets
-        return cls(environment, store, dict(os.environ), LocalLocker(path), path, known)
+        return cls(environment, store, dict(os.environ), LocalLocker(path), path, known,
+                   given_variables=dict(given or {}))
 
     @property
     def emulator_data(self) -> Path:
@@ -121,7 +126,8 @@ class Workspace:
 
     def _manifest_source(self) -> tuple:
         env = self.environment
-        return (env.manifests_dir, env.apps, env.variables, self.environ, Path.cwd(), env.overrides, env.config_file)
+        return (env.manifests_dir, env.apps, env.variables, self.environ, Path.cwd(), env.overrides, env.config_file,
+                self.given_variables, env.declared_variables)
 
     def secrets(self) -> frozenset[str]:
         if self.environment.is_local:

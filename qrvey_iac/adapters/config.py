@@ -127,6 +127,7 @@ class Environment:
     config_file: str = DEFAULT_CONFIG
     call_deadline: float = 120.0
     max_answer_bytes: int = 64 * 1024 * 1024
+    declared_variables: tuple[str, ...] = ()    # the names its own ``variables`` gives (before --var)
 
     @property
     def is_local(self) -> bool:
@@ -178,7 +179,7 @@ def read_config(path: Path) -> ProjectConfig:
     try:
         return ProjectConfig.model_validate(documents[0].data)
     except ValidationError as exc:
-        raise ConfigError(problems_from(exc, documents[0])) from None
+        raise ConfigError(problems_from(exc, documents[0], model=ProjectConfig)) from None
 
 
 def load_environment(
@@ -209,4 +210,5 @@ def load_environment(
         config_file=str(path),
         call_deadline=env.callDeadline,
         max_answer_bytes=env.maxAnswerMiB * 1024 * 1024,
+        declared_variables=tuple(env.variables),
     )

@@ -20,21 +20,23 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Generator, Mapping
+from collections.abc import Collection, Generator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from qrvey_iac.adapters.validation import problems_from
+from qrvey_iac.adapters.validation import problems_from, salvage
 from qrvey_iac.adapters.yaml_source import (
     YamlDocument, format_path, not_regular, parse_steps, read_text, run_steps, shown_path, unreadable,
 )
-from qrvey_iac.core.errors import ManifestError, Problem
+from qrvey_iac.core.errors import ManifestError, Problem, did_you_mean, did_you_mean_address
 from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.kinds.base import Metadata
+from qrvey_iac.core.manifest import Manifest, Resource, Salvaged
 
 DOCUMENT = TypeAdapter(KINDS.document_union())
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
@@ -133,10 +135,17 @@ def load_steps(
     shown_base: Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     overrides_origin: str = "qrvey-iac.yaml",
+    given: Mapping[str, str] | None = None,
+    declared: Collection[str] = (),
 ) -> Generator[None, None, Manifest]:
     """load_manifest as a generator that pauses after listing the folder and after each
     document (see parse_steps). When an entry cannot be read the load is bound to fail: it
-    then runs to its end without pausing, so that failure comes before anything else runs."""
+    then runs to its end without pausing, so that failure comes before anything else runs.
+
+    Every problem is collected and raised at once: a document that fails validation still
+    takes part, as far as it is valid, in the checks between documents (see Salvaged).
+    ``given`` names the variables set by ``--var`` or a values file (name -> where): one that
+    no manifest uses and the environment does not ``declare`` is a problem."""
     missing = _not_a_folder(folder)
     if missing:
         raise ManifestError([Problem(_shown(folder, shown_base), None, "", missing)])
@@ -147,13 +156,18 @@ def load_steps(
         yield
     located: list[tuple[Any, YamlDocument]] = []
     secrets: set[str] = set()
+    used: set[str] = set()            # every ${var.NAME} of every file, in any document
+    every_file_read = not refused
     digest = hashlib.sha256()
     for path in files:
         shown = _shown(path, shown_base)
         text, read_problems = read_text(path, shown)
         problems.extend(read_problems)
         if text is None:
+            every_file_read = False
             continue
+        if given:
+            used.update(name for name, _ in REFERENCE.findall(text) if name)
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
         documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
         problems.extend(parse_problems)
@@ -163,12 +177,25 @@ def load_steps(
                 located.append((parsed, _slimmed(document)))
             if pause:
                 yield
+    if every_file_read:
+        problems.extend(_unknown_given(given or {}, used, declared))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
     resources = yield from _steps(_resolve(located, apps, problems), pause)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+
+
+def _unknown_given(given: Mapping[str, str], used: set[str], declared: Collection[str]) -> list[Problem]:
+    """A variable set on the command line or in a values file that nothing reads: a typo
+    (``--var warehouse_conection=...``) would otherwise leave the value it meant to replace."""
+    known = used | set(declared)
+    return [
+        Problem(origin, None, "", f"unknown variable {name!r}{did_you_mean(name, known)}: no manifest uses "
+                f"${{var.{name}}} and the environment's variables do not declare it")
+        for name, origin in sorted(given.items(), key=lambda item: (item[1], item[0])) if name not in known
+    ]
 
 
 def _steps(steps: Generator[None, None, T], pause: bool) -> Generator[None, None, T]:
@@ -214,30 +241,69 @@ def _not_a_folder(folder: Path) -> str | None:
     return None if stat.S_ISDIR(info.st_mode) else "manifests folder: not a folder"
 
 
+@dataclass(frozen=True)
+class Failed:
+    """A document that failed validation, as far as it is valid (see validation.salvage):
+    what the checks between documents read of it. ``data`` is its interpolated spec, kept
+    to salvage it again with an environment's overrides."""
+
+    kind: str
+    metadata: Metadata
+    spec: BaseModel
+    broken: frozenset[tuple]
+    data: Any
+    unusable: frozenset[tuple]
+
+
 def _validate_document(
     document: YamlDocument, variables, environ, secrets: set[str], problems: list[Problem]
 ) -> Any | None:
+    """The validated document; a Failed one when it has problems (reported here), as long as
+    its kind and metadata.name are valid (it has an address); else None."""
     if document.data is None:
         return None
     if not isinstance(document.data, dict):
         problems.append(Problem(document.file, document.line, "", "expected a mapping (a manifest document)"))
         return None
-    before = len(problems)
-    data = _interpolate(document.data, (), document, variables, environ, secrets, problems)
-    unresolved = len(problems) > before
+    unresolved: set[tuple] = set()
+    data = _interpolate(document.data, (), document, variables, environ, secrets, problems, unresolved)
     try:
         parsed = DOCUMENT.validate_python(data)
-        return None if unresolved else parsed
     except ValidationError as exc:
-        problems.extend(problems_from(exc, document))
+        problems.extend(problems_from(exc, document, reported=unresolved))
+        return _failed(data, unresolved)
+    return _failed(data, unresolved) if unresolved else parsed
+
+
+def _failed(data: dict[str, Any], unresolved: set[tuple]) -> Failed | None:
+    kind = data.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS.names:
         return None
+    metadata, broken = salvage(Metadata, data.get("metadata"), _under("metadata", unresolved))
+    if ("name",) in broken:
+        return None           # no address: nothing can refer to it
+    unusable = frozenset(_under("spec", unresolved))
+    spec, broken = salvage(_spec_model(kind), data.get("spec"), unusable)
+    return Failed(kind, metadata, spec, broken, data.get("spec"), unusable)
 
 
-def _interpolate(value, path, document, variables, environ, secrets, problems):
+def _under(field: str, paths: set[tuple]) -> set[tuple]:
+    return {path[1:] for path in paths if path[:1] == (field,)}
+
+
+def _spec_model(kind: str) -> type[BaseModel]:
+    return KINDS[kind].document.model_fields["spec"].annotation
+
+
+def _interpolate(value, path, document, variables, environ, secrets, problems, unresolved: set[tuple]):
+    """``value`` with its ${var.X} and ${env:X} replaced; the path of each that cannot be goes
+    into ``unresolved`` (and a problem into ``problems``)."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, (*path, k), document, variables, environ, secrets, problems) for k, v in value.items()}
+        return {k: _interpolate(v, (*path, k), document, variables, environ, secrets, problems, unresolved)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, (*path, i), document, variables, environ, secrets, problems) for i, v in enumerate(value)]
+        return [_interpolate(v, (*path, i), document, variables, environ, secrets, problems, unresolved)
+                for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -248,13 +314,15 @@ def _interpolate(value, path, document, variables, environ, secrets, problems):
                 return variables[name]
             known = ", ".join(sorted(variables)) or "none"
             problems.append(Problem(document.file, document.line_of(path), format_path(path),
-                                    f"unknown variable {name!r} (known: {known})"))
+                                    f"unknown variable {name!r}{did_you_mean(name, variables)} (known: {known})"))
+            unresolved.add(path)
             return match.group(0)
         if env in environ:
             secrets.add(environ[env])
             return environ[env]
         problems.append(Problem(document.file, document.line_of(path), format_path(path),
                                 f"environment variable {env} is not set"))
+        unresolved.add(path)
         return match.group(0)
 
     whole = REFERENCE.fullmatch(value)
@@ -267,12 +335,19 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
     """Apply an environment's per-resource spec fields (protect, name, ...)."""
     addresses = {KINDS[p.kind].address(p.metadata.name) for p, _ in located}
     for address in sorted(set(overrides) - addresses):
-        problems.append(Problem(origin, None, f"overrides.{address}", "no manifest has this address"))
+        problems.append(Problem(origin, None, f"overrides.{address}",
+                                f"no manifest has this address{did_you_mean_address(address, addresses)}"))
     result = []
     for parsed, document in located:
         address = KINDS[parsed.kind].address(parsed.metadata.name)
         fields = overrides.get(address)
-        if fields:
+        if fields and isinstance(parsed, Failed):
+            # its own problems come first; the overrides still count in the checks between documents
+            data = {**parsed.data, **fields} if isinstance(parsed.data, dict) else parsed.data
+            unusable = {path for path in parsed.unusable if not path or path[0] not in fields}
+            spec, broken = salvage(_spec_model(parsed.kind), data, unusable)
+            parsed = Failed(parsed.kind, parsed.metadata, spec, broken, data, frozenset(unusable))
+        elif fields:
             data = {**parsed.spec.model_dump(exclude_unset=True), **fields}
             try:
                 parsed = parsed.model_copy(update={"spec": type(parsed.spec).model_validate(data)})
@@ -280,7 +355,8 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
                 for error in exc.errors(include_url=False):
                     where = ".".join(str(p) for p in error["loc"])
                     problems.append(Problem(origin, None, f"overrides.{address}.{where}", error["msg"]))
-                continue
+                spec, broken = salvage(_spec_model(parsed.kind), data)
+                parsed = Failed(parsed.kind, parsed.metadata, spec, broken, data, frozenset())
         result.append((parsed, document))
     return result
 
@@ -288,48 +364,63 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
 def _resolve(
     located, apps: Mapping[str, AppRef], problems: list[Problem]
 ) -> Generator[None, None, dict[str, Resource]]:
-    """Resources by address, each with its managed document (made here, one per turn)."""
+    """Resources by address, each with its managed document (made here, one per turn).
+
+    A document that failed validation (Failed) becomes no resource, but takes part in the
+    checks: duplicate addresses, its app, references to it and from it, cycles."""
     resources: dict[str, Resource] = {}
+    nodes: dict[str, Resource | Salvaged] = {}
     where: dict[str, YamlDocument] = {}
     for parsed, document in located:
         kind = KINDS[parsed.kind]
         address = kind.address(parsed.metadata.name)
-        if address in resources:
+        if address in nodes:
             first = where[address]
             problems.append(Problem(document.file, document.line_of(("metadata", "name")), "metadata.name",
                                     f"duplicate address {address} (first defined at {first.file}:{first.line})"))
             continue
-        app = apps.get(parsed.spec.app)
-        if app is None:
-            known = ", ".join(sorted(apps)) or "none"
-            problems.append(Problem(document.file, document.line_of(("spec", "app")), "spec.app",
-                                    f"unknown app {parsed.spec.app!r} (apps of this environment: {known})"))
-            app = AppRef("", "")
-        depends = [*kind.dependencies(parsed.spec), *parsed.metadata.dependsOn]
-        resources[address] = Resource(
-            address=address, kind=parsed.kind, app=app, app_alias=parsed.spec.app, spec=parsed.spec,
-            depends_on=tuple(dict.fromkeys(depends)), file=document.file, line=document.line,
-        )
+        broken = parsed.broken if isinstance(parsed, Failed) else frozenset()
+        app = AppRef("", "")
+        if ("app",) not in broken:
+            app = apps.get(parsed.spec.app) or app
+            if parsed.spec.app not in apps:
+                known = ", ".join(sorted(apps)) or "none"
+                problems.append(Problem(document.file, document.line_of(("spec", "app")), "spec.app",
+                                        f"unknown app {parsed.spec.app!r}{did_you_mean(parsed.spec.app, apps)} "
+                                        f"(apps of this environment: {known})"))
+        references_valid = not any(path[0] in kind.reference_fields for path in broken)
+        depends = [*(kind.dependencies(parsed.spec) if references_valid else ()), *parsed.metadata.dependsOn]
+        depends_on = tuple(dict.fromkeys(depends))
+        if isinstance(parsed, Failed):
+            source = kind.source(parsed.spec) if references_valid else None
+            nodes[address] = Salvaged(address, parsed.kind, parsed.spec, broken, depends_on,
+                                      source.address if source else None)
+        else:
+            nodes[address] = resources[address] = Resource(
+                address=address, kind=parsed.kind, app=app, app_alias=parsed.spec.app, spec=parsed.spec,
+                depends_on=depends_on, file=document.file, line=document.line,
+            )
         where[address] = document
         yield
-    _check_references(resources, where, problems)
+    _check_references(nodes, where, problems)
     return resources
 
 
-def _check_references(resources: dict[str, Resource], where, problems: list[Problem]) -> None:
-    for address, resource in resources.items():
+def _check_references(nodes: dict[str, Resource | Salvaged], where, problems: list[Problem]) -> None:
+    for address, node in nodes.items():
         document = where[address]
-        for index, needed in enumerate(resource.depends_on):
-            is_source = needed == resource.source_address
-            field = ("spec", "source") if is_source else ("metadata", "dependsOn", index - bool(resource.source_address))
-            if needed not in resources:
+        for index, needed in enumerate(node.depends_on):
+            is_source = needed == node.source_address
+            field = ("spec", "source") if is_source else ("metadata", "dependsOn", index - bool(node.source_address))
+            if needed not in nodes:
                 problems.append(Problem(document.file, document.line_of(field), format_path(field),
-                                        f"unknown reference {needed}"))
+                                        f"unknown reference {needed}{did_you_mean_address(needed, nodes)}"))
             elif is_source:
-                for path, message in resource.definition.check_source(resource, resources[needed]):
+                for path, message in node.definition.check_source(node, nodes[needed]):
                     problems.append(Problem(document.file, document.line_of(path), format_path(path), message))
-    cycle = find_cycle({a: [d for d in r.depends_on if d in resources] for a, r in resources.items()})
+    cycle = find_cycle({a: [d for d in r.depends_on if d in nodes] for a, r in nodes.items()})
     if cycle:
         first = where[cycle[0]]
         problems.append(Problem(first.file, first.line, "metadata.dependsOn",
                                 "dependency cycle: " + " -> ".join(cycle)))
+

@@ -7,6 +7,8 @@ them into ``Error: ...`` lines.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -29,6 +31,31 @@ class Problem:
         where = f"{self.file}:{self.line}" if self.line else self.file
         field = f" {self.field}:" if self.field else ""
         return f"{where}:{field} {self.message}"
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The one of ``candidates`` close enough to ``word`` to be what was meant, or None."""
+    close = difflib.get_close_matches(word, sorted(set(candidates) - {word}), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` when one of ``candidates`` is close to ``word``, else ``""``."""
+    close = closest(word, candidates)
+    return f" (did you mean {close!r}?)" if close else ""
+
+
+def did_you_mean_address(address: str, addresses: Iterable[str]) -> str:
+    """"did you mean" for an unknown address (``kind.name``): a close name of the same kind
+    (the shared prefix would make every name of it look close), else, for a prefix no address
+    has, a close address."""
+    prefix, _, name = address.partition(".")
+    addresses = set(addresses)
+    same_kind = {known.partition(".")[2]: known for known in addresses if known.partition(".")[0] == prefix}
+    if same_kind:
+        close = closest(name, same_kind)
+        return f" (did you mean {same_kind[close]!r}?)" if close else ""
+    return did_you_mean(address, addresses)
 
 
 class InputError(QrveyIacError):

@@ -50,6 +50,35 @@ class Resource:
         source = self.source
         return source.external if source else None
 
+    @property
+    def broken(self) -> frozenset[tuple]:
+        """Spec paths that failed validation: none (see Salvaged)."""
+        return frozenset()
+
+
+@dataclass(frozen=True)
+class Salvaged:
+    """A manifest document that failed validation, kept as far as it is valid, for the checks
+    between documents only (it never reaches a plan): its address exists, so a view of it is
+    checked against it rather than told its source is unknown, and its own valid references
+    are checked too.
+
+    ``spec`` holds the fields that are valid on their own (list items too), ``broken`` the
+    spec paths that are not (``("shared",)``, ``("columns", 1)``): a check reads a field only
+    when it is not broken, so a field already reported brings no second, follow-up problem.
+    """
+
+    address: str
+    kind: str
+    spec: Any                       # the kind's spec model, built from its valid fields only
+    broken: frozenset[tuple]
+    depends_on: tuple[str, ...]     # the valid references: source (when valid) and metadata.dependsOn
+    source_address: str | None
+
+    @property
+    def definition(self) -> Kind:
+        return KINDS[self.kind]
+
 
 @dataclass(frozen=True)
 class Manifest:

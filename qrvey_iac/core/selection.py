@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from qrvey_iac.core.errors import PlanError
+from qrvey_iac.core.errors import PlanError, did_you_mean_address
 from qrvey_iac.core.plan import ActionBase, Plan
 from qrvey_iac.core.order import naturally_sorted
 
@@ -24,7 +24,8 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     known = {a.address for a in plan.actions}
     unknown = [a for a in [*targets, *excludes] if a not in known]
     if unknown:
-        raise PlanError(f"unknown address {', '.join(unknown)}: nothing in the manifests or the state has it")
+        named = ", ".join(a + did_you_mean_address(a, known) for a in unknown)
+        raise PlanError(f"unknown address {named}: nothing in the manifests or the state has it")
     needs, needed_by = _graph(plan.actions)
     changing = {a.address for a in plan.actions if a.changing}
     notes: list[str] = []

@@ -43,7 +43,7 @@ CASES = {
     "typo in a key": (
         DATASET.replace("{columnName: Total, columnType: NUMBER}", "{columnName: Total, columnTyp: NUMBER}"),
         ["Error: manifests/test.yaml:16: spec.columns[1].columnType: required field is missing",
-         "Error: manifests/test.yaml:16: spec.columns[1].columnTyp: unknown field"],
+         "Error: manifests/test.yaml:16: spec.columns[1].columnTyp: unknown field (did you mean 'columnType'?)"],
     ),
     "wrong type": (
         DATASET.replace("shared: true", "shared: [yes]"),
@@ -66,7 +66,7 @@ CASES = {
                   "spec:\n  app: emea\n  source: dataset.orders\n  name: V\n"
                   "  columns:\n    - {column: Totl, columnName: T}\n",
         ["Error: manifests/test.yaml:26: spec.columns[0].column: dataset.orders has no column 'Totl' "
-         "(its columns: Id, Total)"],
+         "(did you mean 'Total'?) (its columns: Id, Total)"],
     ),
     "cycle": (
         DATASET.replace("  name: orders\n", "  name: orders\n  dependsOn: [view.v]\n")
@@ -187,7 +187,7 @@ def test_every_value_json_cannot_carry_is_reported_with_the_other_problems(proje
         ["manifests/test.yaml:8", "spec.shared"],       # the date only: not also "expected true or false"
         ["manifests/test.yaml:17", "spec.customAttributes.a"], ["manifests/test.yaml:17", "spec.customAttributes.b"],
         ["manifests/test.yaml:18", "spec.colums"]]
-    assert lines[-2] == "Error: manifests/test.yaml:18: spec.colums: unknown field"
+    assert lines[-2] == "Error: manifests/test.yaml:18: spec.colums: unknown field (did you mean 'columns'?)"
     assert lines[-1] == "4 problems found; nothing was changed."
 
 

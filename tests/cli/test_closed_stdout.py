@@ -31,3 +31,26 @@ def test_a_closed_stdout_ends_the_command_quietly(tmp_path, command):
     finally:
         os.close(write_end)
     assert (done.returncode, done.stderr.decode()) == (1, "")
+
+
+def test_state_list_piped_into_head_ends_quietly(project):
+    """``qrvey-iac state list | head -1`` on a state far larger than a pipe's buffer: the reader
+    takes one line and goes away while the command is still writing."""
+    from qrvey_iac.adapters.state.local import LocalStateStore
+
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    store = LocalStateStore(project.state_path)
+    current = store.read()
+    recorded = current.resources["dataset.orders"]
+    grown = current
+    for index in range(3000):
+        grown = grown.with_resource(f"dataset.copy-{index}", recorded)
+    store.write(grown.bumped(), current.serial)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = subprocess.Popen([sys.executable, "-m", "qrvey_iac", "state", "list"], cwd=project.root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    first = command.stdout.readline()
+    command.stdout.close()              # as head does after its line
+    stderr = command.stderr.read().decode()
+    assert command.wait(timeout=60) == 1
+    assert first.startswith(b"dataset.") and stderr == ""

@@ -114,5 +114,5 @@ def test_the_cli_server_saves_on_sigterm(tmp_path):
 def test_save_interval_must_be_positive_on_the_command_line():
     done = subprocess.run([sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--save-interval", "0"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 2 and "--save-interval" in done.stderr
+    assert done.returncode == 1 and "--save-interval" in done.stderr     # a usage error: 2 is "changes present"
 

@@ -22,7 +22,7 @@ from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.sealing import PLAIN, Sealer
 
 if TYPE_CHECKING:   # names for annotations only: manifest and state import the registry
-    from qrvey_iac.core.manifest import Resource
+    from qrvey_iac.core.manifest import Resource, Salvaged
     from qrvey_iac.core.state import JournalEntry, ResourceState, State
 
 API_VERSION = "qrvey-iac/v1"
@@ -113,6 +113,7 @@ class Kind:
     shareable: ClassVar[bool] = False      # has a share flag (publishVersion isPublic)
     client_minted_id: ClassVar[bool] = True    # the create sends the id; False: Qrvey mints it
     checked_spec_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()   # spec lines kept for later checks
+    reference_fields: ClassVar[tuple[str, ...]] = ()   # spec fields source() and dependencies() read
 
     # -- addresses and dependencies ---------------------------------------------------------
 
@@ -131,8 +132,10 @@ class Kind:
     def is_shared(self, spec: Any) -> bool:
         return self.shareable and bool(getattr(spec, "shared", False))
 
-    def check_source(self, resource: Resource, source: Resource) -> list[tuple[tuple, str]]:
-        """Problems of using managed ``source`` as this resource's source: (spec path, message)."""
+    def check_source(self, resource: Resource | Salvaged, source: Resource | Salvaged) -> list[tuple[tuple, str]]:
+        """Problems of using managed ``source`` as this resource's source: (spec path, message).
+        Either may be a document that failed validation (``Salvaged``): a check reads only
+        fields outside its ``broken`` paths, which are reported already."""
         return []
 
     # -- documents ----------------------------------------------------------------------------

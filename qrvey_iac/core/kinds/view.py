@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
-from qrvey_iac.core.errors import ApplyError, UndecidedError
+from qrvey_iac.core.errors import ApplyError, UndecidedError, did_you_mean
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
     OWNER_ATTRIBUTE, ExternalSource, FieldRules, Frozen, Kind, Metadata, QrveyApi, SourceRef, app_changed,
@@ -22,7 +22,7 @@ from qrvey_iac.core.kinds.dataset import base_update_body
 from qrvey_iac.core.sealing import Sealer
 
 if TYPE_CHECKING:
-    from qrvey_iac.core.manifest import Resource
+    from qrvey_iac.core.manifest import Resource, Salvaged
     from qrvey_iac.core.state import JournalEntry, ResourceState, State
 
 VIEW_COLUMN_READ = ("origColumnSourceName", "columnName", "visible")
@@ -60,6 +60,15 @@ class DatasetViewDocument(Frozen):
     spec: DatasetViewSpec
 
 
+def _column_names(source: Resource | Salvaged) -> set[str] | None:
+    """The names a view of ``source`` may override, or None when they cannot be told: the
+    source's columns, or the name of one of them, failed validation."""
+    naming = ("columnName", "origColumnSourceName")
+    if any(path[0] == "columns" and (len(path) < 3 or path[2] in naming) for path in source.broken):
+        return None
+    return {c.origColumnSourceName or c.columnName for c in getattr(source.spec, "columns", ())}
+
+
 def _source_recreated(
     resource: Resource, current: ResourceState, live: Mapping[str, Any], recreated: set[str], sealer: Sealer
 ):
@@ -94,23 +103,30 @@ class DatasetViewKind(Kind):
     teardown_phase = 0            # a view goes before the dataset it is a view of
     client_minted_id = False
     checked_spec_paths = (("spec", "columns"),)   # overrides are checked against the source later
+    reference_fields = ("source",)
 
     def source(self, spec: DatasetViewSpec) -> SourceRef:
         if isinstance(spec.source, str):
             return SourceRef(address=spec.source)
         return SourceRef(external=spec.source)
 
-    def check_source(self, resource: Resource, source: Resource) -> list[tuple[tuple, str]]:
-        if not source.definition.is_shared(source.spec):
-            return [(("spec", "source"),
-                     f"{source.address} is not shared: set shared: true on it to use it as a view's source")]
-        columns = getattr(source.spec, "columns", ())
-        known = {c.origColumnSourceName or c.columnName for c in columns}
-        return [
-            (("spec", "columns", index, "column"),
-             f"{source.address} has no column {override.column!r} (its columns: {', '.join(sorted(known))})")
-            for index, override in enumerate(resource.spec.columns) if override.column not in known
-        ]
+    def check_source(self, resource: Resource | Salvaged, source: Resource | Salvaged) -> list[tuple[tuple, str]]:
+        """Its source is shared, and has every column it overrides. Both are reported in one
+        run; a field that failed validation (``broken``, reported already) is not checked."""
+        problems: list[tuple[tuple, str]] = []
+        if ("shared",) not in source.broken and not source.definition.is_shared(source.spec):
+            problems.append((("spec", "source"),
+                             f"{source.address} is not shared: set shared: true on it to use it as a view's source"))
+        known = _column_names(source)
+        if known is None:
+            return problems
+        for index, override in enumerate(resource.spec.columns):
+            column = getattr(override, "column", None)      # None: this override is broken itself
+            if column is not None and column not in known:
+                problems.append((("spec", "columns", index, "column"),
+                                 f"{source.address} has no column {column!r}{did_you_mean(column, known)} "
+                                 f"(its columns: {', '.join(sorted(known))})"))
+        return problems
 
     def desired(self, address: str, spec: DatasetViewSpec) -> dict[str, Any]:
         columns = spec.model_dump(include={"columns"})["columns"]
