@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan
-from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
+from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import State
@@ -84,6 +84,7 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             plan = _narrowed(build_plan(manifest, state, live, environment=workspace.environment_name), options)
             ui.show_plan(plan)
+            refuse_blocked(plan, options.command)
             if not plan.has_changes:
                 return None
             if not options.auto_approve and not ui.confirm(options.command):
@@ -121,6 +122,7 @@ async def apply_saved(
             plan = as_reviewed(saved, select(again, saved.targets, saved.excludes), manifest.secrets,
                                manifest.sealer.digest)
             ui.show_plan(plan)
+            refuse_blocked(plan, options.command, saved=True)
             if plan.has_changes:
                 await engine.apply(plan, state, manifest.sealer)
             return plan

@@ -23,6 +23,8 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace, {counts['delete']} to delete"
     )
     extras = [f"{counts[op]} to {op}" for op in ("share", "unshare") if counts[op]]
+    if counts["blocked"]:
+        extras.append(f"{counts['blocked']} blocked (apply refuses until fixed or excluded)")
     return line + "".join(f", {e}" for e in extras) + "."
 
 

@@ -86,7 +86,7 @@ def test_empty_state_creates_datasets_then_shares_then_views():
     assert ops(plan) == [("create", "dataset.orders"), ("share", "dataset.orders"), ("create", "view.orders-emea")]
     levels = [[s.key for s in level] for level in execution_levels(plan)]
     assert levels == [["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"]]
-    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0}
+    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0, "blocked": 0}
 
 
 def test_converged_world_is_no_op():
@@ -301,3 +301,64 @@ def test_a_plan_over_the_compared_part_equals_a_plan_over_whole_answers():
             ("update", "columns.Total.accessRoles.0"), ("update", "columns.Total.origColumnSourceName"),
             ("update", "columns.Extra"), ("update", "datasources.Orders.database"),
             ("update", "columns.Tax.visible"), ("update", "columns.Total.columnName"), ("replace", "")} <= paths
+
+
+# -- views over unmanaged sources: a source gone or unshared blocks only its views ---------------
+
+PARTNER_SOURCE = {"appId": "a-partner", "userId": "u-partner", "datasetId": "d-partner"}
+
+
+def partner_view(datasetId="d-partner"):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": {**PARTNER_SOURCE, "datasetId": datasetId},
+                                           "name": "Partner"})
+    return Resource("view.partner", "DatasetView", EMEA, "emea", spec, ())
+
+
+def partner_plan(view, source_answer, recorded_source=PARTNER_SOURCE):
+    orders = make_dataset()
+    state = State(resources={orders.address: recorded(orders),
+                             view.address: recorded(view, "v1", source=recorded_source)})
+    objects = {orders.address: live_dataset(orders), view.address: live_view(view, source_id="d-partner")}
+    renamed = make_dataset(display="Orders v2")
+    return build_plan(make_manifest(renamed, view), state,
+                      Live(objects=objects, sources={view.external_source.datasetId: source_answer}))
+
+
+@pytest.mark.parametrize("answer, said", [
+    (None, "was deleted in Qrvey: restore it"),
+    ({"datasetId": "d-partner", "isPublic": False}, "is no longer shared in Qrvey: share it again"),
+])
+def test_a_gone_or_unshared_source_blocks_its_view_as_drift_and_the_rest_still_plans(answer, said):
+    plan = partner_plan(partner_view(), answer)
+    assert ops(plan) == [("update", "dataset.orders"), ("blocked", "view.partner")]
+    (blocked,) = plan.refused
+    assert blocked.drift is True and blocked.dataset_id == "v1" and not blocked.changes
+    assert blocked.reason == (f"its source dataset d-partner in app a-partner {said}, or point the view at "
+                              "another shared dataset, or leave it out with --exclude view.partner")
+
+
+def test_a_shared_source_plans_the_view_as_usual():
+    plan = partner_plan(partner_view(), {"datasetId": "d-partner", "isPublic": True})
+    assert ops(plan) == [("update", "dataset.orders")] and not plan.refused
+
+
+def test_a_source_changed_in_the_manifest_to_a_missing_one_is_blocked_but_not_drift():
+    plan = partner_plan(partner_view("d-typo"), None)
+    (blocked,) = plan.refused
+    assert blocked.drift is False
+    assert blocked.reason.startswith("its source dataset d-typo in app a-partner does not exist: check "
+                                     "spec.source.datasetId, or point")
+
+
+def test_apply_refuses_a_plan_with_blocked_views_unless_they_are_excluded():
+    from qrvey_iac.core.errors import PlanError
+    from qrvey_iac.core.planner import refuse_blocked
+    from qrvey_iac.core.selection import select
+
+    plan = partner_plan(partner_view(), None)
+    with pytest.raises(PlanError, match=r"apply refused: 1 resource\(s\) cannot be planned \(view.partner; .*"
+                                        r"run apply --exclude view.partner to apply the rest"):
+        refuse_blocked(plan, "apply")
+    rest = select(plan, excludes=["view.partner"])
+    refuse_blocked(rest, "apply")
+    assert ops(rest) == [("update", "dataset.orders")]

@@ -353,3 +353,22 @@ def test_json_round_trips_to_an_equal_plan():
 
 def test_json_masks_secrets():
     assert SECRET not in render_json(make_mixed_plan(), frozenset({SECRET}))
+
+
+def test_blocked_views_come_first_in_markdown_and_are_counted_in_text():
+    blocked = make_action("blocked", "view.partner", drift=True,
+                          reason="its source dataset d-9 in app a-p was deleted in Qrvey: restore it")
+    plan = make_plan(make_action("delete", "dataset.old", reason="removed from the manifests"), blocked)
+    markdown = render_markdown(plan)
+    assert section(markdown, "Blocked: apply refuses these until fixed or excluded") == [
+        "- <code>view.partner</code> **blocked**: its source dataset d-9 in app a-p was deleted in Qrvey: "
+        "restore it · drift"]
+    lines = markdown.splitlines()
+    assert lines[lines.index("| create | update | replace | delete | share | unshare | blocked |") + 2] == (
+        "| 0 | 0 | 0 | 1 | 0 | 0 | 1 |")
+    assert markdown.index("#### Blocked") < markdown.index("#### Destructive actions")
+    text = render_text(plan)
+    assert "  # view.partner cannot be planned (its source dataset d-9 in app a-p was deleted in Qrvey: " \
+           "restore it) [drift]\n  ! view.partner\n" in text
+    assert text.endswith("Plan: 0 to create, 0 to update, 0 to replace, 1 to delete, "
+                         "1 blocked (apply refuses until fixed or excluded).\n")
