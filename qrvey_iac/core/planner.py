@@ -151,7 +151,8 @@ def _update_or_noop(
     kind = resource.definition
     desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
-    changes = diff_documents(kind.live_document(obj, desired), desired)
+    changes = diff_documents(*kind.compared_documents(kind.live_document(obj, desired), desired),
+                             renamable=kind.rules.renamable)
     applied = kind.applied_hash(desired, sealer)
     if not changes and applied != current.applied_hash:
         changes = _write_only_changes(kind, desired)

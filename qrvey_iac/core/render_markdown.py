@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import CHANGING_OPS, OPERATIONS, ActionBase, Plan
-from qrvey_iac.core.render import summary_line
+from qrvey_iac.core.render import replacement_note, summary_line
 from qrvey_iac.core.secrets import mask_plan
 
 COMMENT_MARKER = "<!-- qrvey-iac plan"
@@ -230,6 +229,9 @@ class _Writer:
         if action.source:
             source = action.source.get("address") or action.source.get("datasetId") or "?"
             parts.append(f"source {self.code(source)}")
+        note = replacement_note(action)
+        if note:
+            parts.append(self.text(note))
         return " · ".join(parts)
 
     def _table(self, action: ActionBase) -> list[str]:
@@ -240,7 +242,7 @@ class _Writer:
             shared = ("shared", action.op == "unshare", action.op == "share")
             return self._rows(["Field", "Before", "After"], [shared])
         if action.op in ("create", "replace") and action.desired:
-            return self._rows(["Field", "Value"], list(_flatten(action.desired)))
+            return self._rows(["Field", "Value"], KINDS[action.kind].create_fields(action.desired))
         return []
 
     def _rows(self, header: list[str], rows: list[tuple[Any, ...]]) -> list[str]:
@@ -251,14 +253,3 @@ class _Writer:
         if len(rows) > ROWS_PER_ACTION:
             lines += ["", f"_…and {len(rows) - ROWS_PER_ACTION} more fields; {FULL_PLAN_HINT}._"]
         return [*lines, ""]
-
-
-def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """``{"columns": {"Total": {"columnType": "NUMBER"}}}`` -> ``columns.Total.columnType``."""
-    if isinstance(value, dict) and value:
-        for key in sorted(value):
-            if prefix == "customAttributes" and key == OWNER_ATTRIBUTE:
-                continue   # the owner marker qrvey-iac adds to everything it creates
-            yield from _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
-    elif value is not None:
-        yield prefix, value

@@ -217,7 +217,7 @@ def test_added_and_removed_columns_are_named_by_column():
     plan = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)}))
     (action,) = plan.changes
     assert [(c.path, c.before, c.after) for c in action.changes] == [
-        ("columns.New", None, {"columnType": "DATE"}), ("columns.Old", {"columnType": "STRING"}, None),
+        ("columns.New.columnType", None, "DATE"), ("columns.Old.columnType", "STRING", None),
     ]
 
 
@@ -299,7 +299,7 @@ def test_a_plan_over_the_compared_part_equals_a_plan_over_whole_answers():
     assert {("update", "name"), ("unshare", "shared"), ("update", "dataSync.type"), ("update", "customAttributes.k"),
             ("update", "columns.Total.origColumnType"), ("update", "columns.Total.visible"),
             ("update", "columns.Total.accessRoles.0"), ("update", "columns.Total.origColumnSourceName"),
-            ("update", "columns.Extra"), ("update", "datasources.Orders.database"),
+            ("update", "columns.Extra.columnType"), ("update", "datasources.Orders.database"),
             ("update", "columns.Tax.visible"), ("update", "columns.Total.columnName"), ("replace", "")} <= paths
 
 
@@ -362,3 +362,77 @@ def test_apply_refuses_a_plan_with_blocked_views_unless_they_are_excluded():
     rest = select(plan, excludes=["view.partner"])
     refuse_blocked(rest, "apply")
     assert ops(rest) == [("update", "dataset.orders")]
+
+
+# -- changes read per field -----------------------------------------------------------------------
+
+def with_datasources(*datasources):
+    spec = make_dataset().spec.model_copy(update={"datasources": tuple(
+        make_dataset().spec.datasources[0].model_copy(update=d) for d in datasources)})
+    return Resource("dataset.orders", "Dataset", SALES, "sales", spec, ())
+
+
+def planned_changes(before, after):
+    state = State(resources={before.address: recorded(before)})
+    (action,) = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)})).changes
+    return [(c.path, c.before, c.after) for c in action.changes]
+
+
+def test_a_renamed_datasource_is_diffed_field_by_field():
+    before = with_datasources({})
+    renamed = with_datasources({"name": "OrdersTable", "tableName": "orders_v2"})
+    assert planned_changes(before, renamed) == [
+        ("datasources.OrdersTable.name", "Orders", "OrdersTable"),
+        ("datasources.OrdersTable.tableName", "orders", "orders_v2"),
+    ]
+    assert planned_changes(before, with_datasources({"name": "OrdersTable"})) == [
+        ("datasources.OrdersTable.name", "Orders", "OrdersTable")]
+
+
+def test_a_datasource_switched_from_table_to_query_and_an_added_one_read_per_field():
+    before = with_datasources({})
+    after = with_datasources({"tableName": None, "query": "select 1"},
+                             {"name": "Returns", "tableName": "returns", "database": None})
+    assert planned_changes(before, after) == [
+        ("datasources.Orders.query", None, "select 1"),
+        ("datasources.Orders.tableName", "orders", None),
+        ("datasources.Returns.connectionId", None, "c1"),
+        ("datasources.Returns.connectorType", None, "MSSQL_LIVE"),
+        ("datasources.Returns.tableName", None, "returns"),
+    ]
+
+
+def test_two_renamed_datasources_are_not_guessed_apart():
+    before = with_datasources({}, {"name": "Returns", "tableName": "returns"})
+    after = with_datasources({"name": "A"}, {"name": "B", "tableName": "returns"})
+    paths = [path for path, _, _ in planned_changes(before, after)]
+    assert "datasources.A.name" not in paths and "datasources.B.name" not in paths
+    assert {"datasources.A.tableName", "datasources.Orders.tableName", "datasources.Returns.tableName"} <= set(paths)
+
+
+def view_with(columns):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": "dataset.orders", "name": "Orders (EMEA)",
+                                           "columns": columns})
+    return Resource("view.orders-emea", "DatasetView", EMEA, "emea", spec, ("dataset.orders",))
+
+
+def test_removing_a_view_column_override_says_what_qrvey_will_show():
+    orders = make_dataset(shared=True)
+    before = view_with([{"column": "Total", "columnName": "Order total"}, {"column": "Tax", "visible": False}])
+    recorded_view = recorded(before, "v1", source={"address": "dataset.orders"})
+    recorded_view = recorded_view.model_copy(update={"managed": KINDS["DatasetView"].managed_fields(before.desired)})
+    state = State(resources={orders.address: recorded(orders), before.address: recorded_view})
+    columns = [{"columnName": "Order total", "origColumnSourceName": "Total", "columnType": "NUMBER", "visible": True},
+               {"columnName": "Tax", "origColumnSourceName": "Tax", "columnType": "NUMBER", "visible": False}]
+    objects = {orders.address: live_dataset(orders), before.address: live_view(before, columns=columns)}
+    plan = build_plan(make_manifest(orders, view_with([])), state, Live(objects=objects))
+    (action,) = plan.changes
+    # the update sends each column back under its source's name, shown: the plan says exactly that
+    assert [(c.path, c.before, c.after) for c in action.changes] == [
+        ("columns.Tax.visible", False, True),
+        ("columns.Total.columnName", "Order total", "Total"),
+    ]
+    assert action.desired["columns"] == {"Tax": None, "Total": None}      # what apply sends is unchanged
+    at_source = [{**c, "columnName": c["origColumnSourceName"], "visible": True} for c in columns]
+    converged = {**objects, before.address: live_view(before, columns=at_source)}
+    assert not build_plan(make_manifest(orders, view_with([])), state, Live(objects=converged)).changes
