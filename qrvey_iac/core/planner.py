@@ -12,8 +12,8 @@ from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.plan import (
-    OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, NoOp, Plan, Replace, Update, execution_levels, fingerprint,
-    make_action,
+    OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, NoOp, Plan, Replace, Update, execution_levels,
+    fingerprint, make_action,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import ResourceState, State

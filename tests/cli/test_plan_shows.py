@@ -61,8 +61,8 @@ def test_a_datasource_rename_is_diffed_per_field(project):
 def test_removing_a_view_column_override_says_what_qrvey_will_show(project):
     applied(project)
     view_id = project.dataset_id("view.orders-emea")
-    project.replace_in("regions.yaml", "  name: Orders (EMEA)\n  columns:\n    - {column: Total, columnName: Order total}\n",
-                       "  name: Orders (EMEA)\n")
+    override = "  columns:\n    - {column: Total, columnName: Order total}\n"
+    project.replace_in("regions.yaml", "  name: Orders (EMEA)\n" + override, "  name: Orders (EMEA)\n")
     result = project.run("plan")
     assert result.exit_code == 0, result.output
     assert ("  # view.orders-emea will be updated in place (changed in the manifests)\n"

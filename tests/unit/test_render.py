@@ -103,8 +103,8 @@ def make_mixed_plan():
     targets = make_dataset("targets", app=AppRef("u-sales", "a-forecast"))
     products = make_dataset("products")
     campaigns = make_campaigns()
-    view = make_view("campaigns-emea", "dataset.campaigns",
-                     columns=[{"column": "Budget", "columnName": "Budget (EUR)"}, {"column": "Owner", "visible": False}])
+    overrides = [{"column": "Budget", "columnName": "Budget (EUR)"}, {"column": "Owner", "visible": False}]
+    view = make_view("campaigns-emea", "dataset.campaigns", columns=overrides)
     existing = {orders_before: "d-orders", customers: "d-customers", targets_before: "d-targets", products: "d-products"}
     state = State(lineage="5f0c3d52-0000-4000-8000-000000000001", serial=7,
                   resources={r.address: make_recorded(r, i) for r, i in existing.items()})
