@@ -48,9 +48,9 @@ def test_a_datasource_rename_is_diffed_per_field(project):
             '      ~ datasources.OrdersTable.tableName: "orders" → "orders_v2"\n') in result.stdout
     plan = json.loads(project.run("plan", "--format", "json").stdout)
     (orders,) = [a for a in plan["actions"] if a["address"] == "dataset.orders"]
-    assert orders["changes"] == [
-        {"path": "datasources.OrdersTable.name", "before": "Orders", "after": "OrdersTable"},
-        {"path": "datasources.OrdersTable.tableName", "before": "orders", "after": "orders_v2"},
+    assert [(c["path"], c["before"], c["after"]) for c in orders["changes"]] == [
+        ("datasources.OrdersTable.name", "Orders", "OrdersTable"),
+        ("datasources.OrdersTable.tableName", "orders", "orders_v2"),
     ]
     applied(project)
     (source,) = project.world()["datasets"][project.dataset_id("dataset.orders")]["datasources"]
