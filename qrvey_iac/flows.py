@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, drift_part
-from qrvey_iac.core.planner import Live, build_plan, fingerprints_of
+from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine, Stop
@@ -90,6 +90,7 @@ async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, op
             manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             plan = _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
             ui.show_plan(plan)
+            refuse_blocked(plan, options.command)
             if not plan.has_changes:
                 return None
             if not options.auto_approve and not ui.confirm(options.command):
@@ -127,6 +128,7 @@ async def apply_saved(
             plan = as_reviewed(saved, again, manifest.secrets,
                                manifest.sealer.digest)
             ui.show_plan(plan)
+            refuse_blocked(plan, options.command, saved=True)
             if plan.has_changes:
                 await engine.apply(plan, state, manifest.sealer)
             return plan

@@ -32,6 +32,7 @@ class Operation:
     steps: tuple[str, ...]         # the call-level steps apply runs for it, in order
     progress: tuple[str, str] = ("", "")   # ("Creating", "created") for each step's lines
     destructive: bool = False      # deletes something (a replace deletes first)
+    refused: bool = False          # apply refuses a plan holding it (no steps): fix it or --exclude it
 
 
 # The list of operations, written down once. A no-op changes nothing and is not counted.
@@ -42,6 +43,8 @@ OPERATIONS: dict[str, Operation] = {
     "delete": Operation("-", "will be destroyed", ("delete",), ("Destroying", "destroyed"), destructive=True),
     "share": Operation("~", "will be shared", ("share",), ("Sharing", "shared")),
     "unshare": Operation("~", "will be unshared", ("unshare",), ("Unsharing", "unshared")),
+    # a view whose unmanaged source is gone or no longer shared: reported, never applied
+    "blocked": Operation("!", "cannot be planned", (), refused=True),
 }
 CHANGING_OPS = tuple(OPERATIONS)
 STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare")}
@@ -150,12 +153,19 @@ class Unshare(ActionBase):
     op: Literal["unshare"] = "unshare"
 
 
+class Blocked(ActionBase):
+    """A resource that cannot be planned (its unmanaged source is gone or unshared in Qrvey);
+    the rest of the plan goes on, and apply refuses until it is fixed or excluded."""
+
+    op: Literal["blocked"] = "blocked"
+
+
 class NoOp(ActionBase):
     changing: ClassVar[bool] = False
     op: Literal["no-op"] = "no-op"
 
 
-Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, NoOp], Field(discriminator="op")]
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp], Field(discriminator="op")]
 
 
 class Plan(Frozen):
@@ -180,6 +190,11 @@ class Plan(Frozen):
     @property
     def has_changes(self) -> bool:
         return bool(self.changes)
+
+    @property
+    def refused(self) -> tuple[ActionBase, ...]:
+        """The actions apply refuses (``blocked``): fixed in Qrvey or the manifests, or excluded."""
+        return tuple(a for a in self.changes if OPERATIONS[a.op].refused)
 
     def summary(self) -> dict[str, int]:
         counts = {op: 0 for op in CHANGING_OPS}
@@ -255,7 +270,7 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
 
 
 ACTION_TYPES: dict[str, type[ActionBase]] = {
-    cls.model_fields["op"].default: cls for cls in (Create, Update, Replace, Delete, Share, Unshare, NoOp)
+    cls.model_fields["op"].default: cls for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp)
 }
 
 

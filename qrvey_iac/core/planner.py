@@ -14,8 +14,8 @@ from qrvey_iac.core.kinds import Kind
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
-    DRIFT, OPERATIONS, ActionBase, AppTarget, Create, Delete, NoOp, Plan, Replace, Update, execution_levels,
-    fingerprint, make_action, update_reason,
+    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, NoOp, Plan, Replace, Update,
+    execution_levels, fingerprint, make_action, update_reason,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.selection import select
@@ -50,7 +50,6 @@ def build_plan(
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
-    _check_external_sources(actions, live)
     plan = Plan(
         environment=environment,
         lineage=state.lineage,
@@ -77,27 +76,49 @@ def fingerprints_of(state: State, live: Live, sealer: Sealer = PLAIN) -> dict[st
     return pins
 
 
-def _check_external_sources(actions: list[ActionBase], live: Live) -> None:
-    """A view to be created over an unmanaged source needs that source present and shared."""
-    problems = []
-    for action in actions:
-        source = action.source or {}
-        if action.op not in ("create", "replace") or "datasetId" not in source:
-            continue
-        found = live.sources.get(source["datasetId"])
-        where = f"dataset {source['datasetId']} in app {source.get('appId')}"
-        if found is None:
-            problems.append(f"{action.address}: its source {where} does not exist")
-        elif not found.get("isPublic", False):
-            problems.append(f"{action.address}: its source {where} is not shared (publishVersion isPublic)")
-    if problems:
-        raise PlanError("cannot plan views over these unmanaged sources:\n" + "\n".join(f"- {p}" for p in problems))
+def _blocked_by_source(resource: Resource, current: ResourceState | None, live: Live, sealer: Sealer) -> Blocked | None:
+    """A view over an unmanaged source that is gone, or no longer shared, in Qrvey: that view
+    alone is blocked (reported with what to do; apply refuses it until it is fixed or excluded),
+    and every other resource still plans. Drift when the view was applied over that source."""
+    external = resource.external_source
+    if external is None:
+        return None
+    found = live.sources.get(external.datasetId)     # refresh reads every source the manifests name
+    if found is not None and found.get("isPublic", False):
+        return None
+    recorded = (current.source or {}) if current else {}
+    drift = current is not None and sealer.same(recorded.get("datasetId"), external.datasetId)
+    where = f"dataset {external.datasetId} in app {external.appId}"
+    if found is None:
+        problem = "was deleted in Qrvey: restore it" if drift else "does not exist: check spec.source.datasetId"
+    else:
+        problem = "is no longer shared in Qrvey: share it again" if drift else "is not shared: share it"
+    reason = (f"its source {where} {problem}, or point the view at another shared dataset, "
+              f"or leave it out with --exclude {resource.address}")
+    base = _base(resource)
+    return Blocked(reason=reason, drift=drift, dataset_id=current.datasetId if current else None, **base)
+
+
+def refuse_blocked(plan: Plan, command: str, saved: bool = False) -> None:
+    """Apply does what the plan shows or nothing: a plan holding blocked resources is refused
+    as a whole (as Terraform refuses a plan with errors), naming the --exclude that applies
+    the rest."""
+    blocked = [a.address for a in plan.refused]
+    if not blocked:
+        return
+    excludes = " ".join(f"--exclude {a}" for a in blocked)
+    again = f"plan again with {excludes} --out FILE and apply that" if saved else f"run {command} {excludes}"
+    raise PlanError(f"{command} refused: {len(blocked)} resource(s) cannot be planned ({', '.join(blocked)}; "
+                    f"the plan above says why); nothing was changed. Fix them, or {again} to apply the rest")
 
 
 def _plan_resource(
     resource: Resource, state: State, live: Live, recreated: set[str], sealer: Sealer
 ) -> list[ActionBase]:
     current = state.resources.get(resource.address)
+    blocked = _blocked_by_source(resource, current, live, sealer)
+    if blocked is not None:
+        return [blocked]
     obj = live.objects.get(resource.address) if current else None
     base = _base(resource)
     if current is None or obj is None:
@@ -136,7 +157,8 @@ def _update_or_noop(
     kind = resource.definition
     desired = kind.with_removals(base["desired"], current.managed)
     base = {**base, "desired": desired}
-    changes = diff_documents(kind.live_document(obj, desired), desired)
+    changes = diff_documents(*kind.compared_documents(kind.live_document(obj, desired), desired),
+                             renamable=kind.rules.renamable)
     manifest_moved = kind.applied_hash(desired, sealer) != current.applied_hash
     if not changes and manifest_moved:
         changes = _write_only_changes(kind, desired)

@@ -10,8 +10,9 @@ from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import OPERATIONS, ActionBase, Plan
 from qrvey_iac.core.secrets import MASK, mask_plan, mask_text
 
-__all__ = ["MASK", "mask", "render_json", "render_text", "summary_line"]
+__all__ = ["MASK", "mask", "render_json", "render_text", "replacement_note", "summary_line"]
 
+CREATE_LABEL_WIDTH = 44     # a create's field paths are padded to this width at most
 
 
 def summary_line(plan: Plan) -> str:
@@ -23,6 +24,8 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace, {counts['delete']} to delete"
     )
     extras = [f"{counts[op]} to {op}" for op in ("share", "unshare") if counts[op]]
+    if counts["blocked"]:
+        extras.append(f"{counts['blocked']} blocked (apply refuses until fixed or excluded)")
     return line + "".join(f", {e}" for e in extras) + "."
 
 
@@ -63,7 +66,10 @@ def _action_lines(action: ActionBase) -> list[str]:
     header = f"  # {action.address} {action.phrase} ({action.reason}){drift}"
     ident = f" [id={action.dataset_id}]" if action.dataset_id else ""
     lines = [header, f"  {operation.symbol} {action.address}{ident}"]
-    if action.op == "create" and action.desired:
+    note = replacement_note(action)
+    if note:
+        lines.append(f"      ! {note}")
+    if action.op in ("create", "replace") and action.desired:
         lines.extend(_create_lines(action))
     elif action.op in ("share", "unshare") and not action.changes:
         lines.append(f"      ~ shared: {_value(action.op == 'unshare')} → {_value(action.op == 'share')}")
@@ -73,16 +79,22 @@ def _action_lines(action: ActionBase) -> list[str]:
     return lines
 
 
+def replacement_note(action: ActionBase) -> str | None:
+    """What a replace does to the object's id, for the text and markdown plans."""
+    if action.op != "replace" or not action.dataset_id:
+        return None
+    return (f"a new id replaces {action.dataset_id}: anything that points at the old id "
+            "(dashboards, charts, links, other apps' content) will lose it")
+
+
 def _create_lines(action: ActionBase) -> list[str]:
-    desired = action.desired or {}
-    app = action.app.alias if action.app else "?"
-    lines = [f"      app     = {app}", f"      name    = {_value(desired.get('name'))}"]
+    """Every field the create sends (secrets already masked), one per line, aligned."""
+    rows = [("app", action.app.alias if action.app else "?")]
     if action.source:
-        source = action.source.get("address") or action.source.get("datasetId")
-        lines.append(f"      source  = {source}")
-    for label, headline, detail in KINDS[action.kind].create_summary(desired):
-        lines.append(f"      {label:<7} = {headline} ({_clip(detail, 100)})")
-    return lines
+        rows.append(("source", action.source.get("address") or action.source.get("datasetId") or "?"))
+    rows += [(path, _value(value)) for path, value in KINDS[action.kind].create_fields(action.desired or {})]
+    width = min(max(len(label) for label, _ in rows), CREATE_LABEL_WIDTH)
+    return [f"      {label:<{width}} = {value}" for label, value in rows]
 
 
 def _change_line(path: str, before: Any, after: Any) -> str:

@@ -5,8 +5,9 @@ comment would be too long the cut starts at the bottom):
 
 1. ``<!-- qrvey-iac plan: environment=E -->``: a hidden marker CI uses to update one comment;
 2. a heading and the table of counts (never cut);
-3. destructive actions (every delete and replace), then drift (changed outside qrvey-iac),
-   then the other changes, one line each, by address;
+3. blocked resources (a view whose unmanaged source is gone or unshared: apply refuses
+   them), destructive actions (every delete and replace), then drift (changed outside
+   qrvey-iac), then the other changes, one line each, by address;
 4. one folded ``<details>`` block per address with the per-field changes.
 
 The plan is masked value by value first (``mask_plan``); every value is then clipped and
@@ -18,14 +19,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.order import natural_key
+from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import CHANGING_OPS, OPERATIONS, ActionBase, Plan
-from qrvey_iac.core.render import summary_line
+from qrvey_iac.core.render import replacement_note, summary_line
 from qrvey_iac.core.secrets import mask_plan
 
 COMMENT_MARKER = "<!-- qrvey-iac plan"
@@ -91,16 +92,17 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
     if not plan.has_changes:
         return [*lines, summary_line(plan)]
     counts = plan.summary()
+    ops = [op for op in CHANGING_OPS if counts[op] or not OPERATIONS[op].refused]   # "blocked" when there are
     return [
         *lines,
-        "| " + " | ".join(CHANGING_OPS) + " |",
-        "|" + " ---: |" * len(CHANGING_OPS),
-        "| " + " | ".join(str(counts[op]) for op in CHANGING_OPS) + " |",
+        "| " + " | ".join(ops) + " |",
+        "|" + " ---: |" * len(ops),
+        "| " + " | ".join(str(counts[op]) for op in ops) + " |",
     ]
 
 
 def _by_address(plan: Plan) -> dict[str, list[ActionBase]]:
-    """Changing actions grouped by address: destructive first, then drift, then the rest."""
+    """Changing actions grouped by address: blocked, destructive, drift, then the rest."""
     changes = sorted(plan.changes, key=lambda a: (_rank(a), natural_key(a.address)))   # stable within an address
     groups: dict[str, list[ActionBase]] = {}
     for action in changes:
@@ -109,17 +111,19 @@ def _by_address(plan: Plan) -> dict[str, list[ActionBase]]:
 
 
 def _rank(action: ActionBase) -> int:
-    return 0 if OPERATIONS[action.op].destructive else 1 if action.drift else 2
+    operation = OPERATIONS[action.op]
+    return 0 if operation.refused else 1 if operation.destructive else 2 if action.drift else 3
 
 
 def _sections(plan: Plan, groups: dict[str, list[ActionBase]], writer: _Writer) -> list[_Section]:
-    ranked: tuple[list[str], list[str], list[str]] = ([], [], [])
+    ranked: tuple[list[str], ...] = ([], [], [], [])
     for actions in groups.values():
         for action in actions:
             ranked[_rank(action)].append(writer.summary_item(action))
-    destructive, drift, rest = ranked
+    blocked, destructive, drift, rest = ranked
     notes = [f"- {writer.text(note)}" for note in plan.notes]
     return [
+        _Section("blocked resources", "Blocked: apply refuses these until fixed or excluded", tuple(blocked)),
         _Section("destructive actions", "Destructive actions", tuple(destructive)),
         _Section("drift changes", "Changed outside qrvey-iac (drift)", tuple(drift)),
         _Section("changes", "Changes from the manifests", tuple(rest)),
@@ -128,7 +132,8 @@ def _sections(plan: Plan, groups: dict[str, list[ActionBase]], writer: _Writer) 
 
 
 def _reserve(sections: list[_Section], total: int) -> int:
-    """An upper bound of what the body writes without asking the budget."""
+    """An upper bound of what the body writes without asking the budget (empty sections write nothing)."""
+    sections = [s for s in sections if s.items]
     texts = [_title(s.title, total) for s in sections] + [_list_note(s.key, total) for s in sections]
     texts += [_title("Details", total), _details_note(total)] + [""] * (len(sections) + 2)
     return sum(len(t) + 1 for t in texts)
@@ -226,6 +231,9 @@ class _Writer:
         if action.source:
             source = action.source.get("address") or action.source.get("datasetId") or "?"
             parts.append(f"source {self.code(source)}")
+        note = replacement_note(action)
+        if note:
+            parts.append(self.text(note))
         return " · ".join(parts)
 
     def _table(self, action: ActionBase) -> list[str]:
@@ -238,7 +246,7 @@ class _Writer:
             shared = ("shared", action.op == "unshare", action.op == "share")
             return self._rows(["Field", "Before", "After"], [shared])
         if action.op in ("create", "replace") and action.desired:
-            return self._rows(["Field", "Value"], list(_flatten(action.desired)))
+            return self._rows(["Field", "Value"], KINDS[action.kind].create_fields(action.desired))
         return []
 
     def _rows(self, header: list[str], rows: list[tuple[Any, ...]], origins: list[str] | None = None) -> list[str]:
@@ -251,14 +259,3 @@ class _Writer:
         if len(rows) > ROWS_PER_ACTION:
             lines += ["", f"_…and {len(rows) - ROWS_PER_ACTION} more fields; {FULL_PLAN_HINT}._"]
         return [*lines, ""]
-
-
-def _flatten(value: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
-    """``{"columns": {"Total": {"columnType": "NUMBER"}}}`` -> ``columns.Total.columnType``."""
-    if isinstance(value, dict) and value:
-        for key in sorted(value):
-            if prefix == "customAttributes" and key == OWNER_ATTRIBUTE:
-                continue   # the owner marker qrvey-iac adds to everything it creates
-            yield from _flatten(value[key], f"{prefix}.{key}" if prefix else str(key))
-    elif value is not None:
-        yield prefix, value

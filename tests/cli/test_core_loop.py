@@ -169,8 +169,8 @@ def test_removing_optional_fields_from_a_manifest_removes_them_in_qrvey(project)
     project.replace_in("regions.yaml", "  columns:\n    - {column: Total, columnName: Order total}\n", "")
     plan = project.run("plan")
     assert '- customAttributes.team (was "revenue-analytics")' in plan.stdout
-    assert '- dataSync (was {"schedule": "daily"})' in plan.stdout
-    assert "- columns.Total (was" in plan.stdout
+    assert '- dataSync.schedule (was "daily")' in plan.stdout               # per field, not one JSON value
+    assert '~ columns.Total.columnName: "Order total" → "Total"' in plan.stdout   # what Qrvey will show
     assert "Plan: 0 to create, 3 to update, 0 to replace, 0 to delete." in plan.stdout
     applied(project)
     world = project.world()["datasets"]

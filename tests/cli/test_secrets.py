@@ -217,12 +217,14 @@ def test_debug_output_of_a_real_process_holds_no_env_value(project, monkeypatch)
     assert "/dataset/***" in first.stderr                 # ...with the source id redacted from its path
     second = cli("plan")
     assert second.returncode == 0, second.stderr
-    # a failure with a traceback: the source is gone from Qrvey, the view is to be replaced
+    # a failure with a traceback: the source is gone from Qrvey, so the view is blocked (its
+    # reason names the secret id, masked) and apply refuses the plan
     monkeypatch.setenv("QI_SOURCE_ID", SOURCE_ID + "-gone")
     env["QI_SOURCE_ID"] = SOURCE_ID + "-gone"
-    failed = cli("plan")
+    failed = cli("apply", "--auto-approve")
     assert failed.returncode == 1
     assert "Traceback" in failed.stderr
+    assert "view.partner-orders cannot be planned (its source dataset (sensitive)" in failed.stdout
     for result in (first, second, failed):
         for value in (SOURCE_ID, PASSWORD):
             assert value not in result.stdout and value not in result.stderr

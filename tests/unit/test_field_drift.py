@@ -106,7 +106,7 @@ def test_removing_a_whole_field_from_the_manifests_is_the_manifests_change():
     state = State(resources={with_sync.address: applied(with_sync)})
     live = hand_edited(with_sync, dataSync={"enabled": True})
     plan = build_plan(make_manifest(after), state, Live(objects={after.address: live}))
-    assert origins(plan.changes[0]) == [("columns.Placed.columnType", "drift"), ("dataSync", "manifests")]
+    assert origins(plan.changes[0]) == [("columns.Placed.columnType", "drift"), ("dataSync.enabled", "manifests")]
 
 
 def test_a_state_without_field_digests_decides_for_the_whole_resource_as_before():

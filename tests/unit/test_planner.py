@@ -86,7 +86,8 @@ def test_empty_state_creates_datasets_then_shares_then_views():
     assert ops(plan) == [("create", "dataset.orders"), ("share", "dataset.orders"), ("create", "view.orders-emea")]
     levels = [[s.key for s in level] for level in execution_levels(plan)]
     assert levels == [["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"]]
-    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0}
+    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0,
+                              "blocked": 0}
 
 
 def test_converged_world_is_no_op():
@@ -217,7 +218,7 @@ def test_added_and_removed_columns_are_named_by_column():
     plan = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)}))
     (action,) = plan.changes
     assert [(c.path, c.before, c.after) for c in action.changes] == [
-        ("columns.New", None, {"columnType": "DATE"}), ("columns.Old", {"columnType": "STRING"}, None),
+        ("columns.New.columnType", None, "DATE"), ("columns.Old.columnType", "STRING", None),
     ]
 
 
@@ -299,5 +300,140 @@ def test_a_plan_over_the_compared_part_equals_a_plan_over_whole_answers():
     assert {("update", "name"), ("unshare", "shared"), ("update", "dataSync.type"), ("update", "customAttributes.k"),
             ("update", "columns.Total.origColumnType"), ("update", "columns.Total.visible"),
             ("update", "columns.Total.accessRoles.0"), ("update", "columns.Total.origColumnSourceName"),
-            ("update", "columns.Extra"), ("update", "datasources.Orders.database"),
+            ("update", "columns.Extra.columnType"), ("update", "datasources.Orders.database"),
             ("update", "columns.Tax.visible"), ("update", "columns.Total.columnName"), ("replace", "")} <= paths
+
+
+# -- views over unmanaged sources: a source gone or unshared blocks only its views ---------------
+
+PARTNER_SOURCE = {"appId": "a-partner", "userId": "u-partner", "datasetId": "d-partner"}
+
+
+def partner_view(datasetId="d-partner"):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": {**PARTNER_SOURCE, "datasetId": datasetId},
+                                           "name": "Partner"})
+    return Resource("view.partner", "DatasetView", EMEA, "emea", spec, ())
+
+
+def partner_plan(view, source_answer, recorded_source=PARTNER_SOURCE):
+    orders = make_dataset()
+    state = State(resources={orders.address: recorded(orders),
+                             view.address: recorded(view, "v1", source=recorded_source)})
+    objects = {orders.address: live_dataset(orders), view.address: live_view(view, source_id="d-partner")}
+    renamed = make_dataset(display="Orders v2")
+    return build_plan(make_manifest(renamed, view), state,
+                      Live(objects=objects, sources={view.external_source.datasetId: source_answer}))
+
+
+@pytest.mark.parametrize("answer, said", [
+    (None, "was deleted in Qrvey: restore it"),
+    ({"datasetId": "d-partner", "isPublic": False}, "is no longer shared in Qrvey: share it again"),
+])
+def test_a_gone_or_unshared_source_blocks_its_view_as_drift_and_the_rest_still_plans(answer, said):
+    plan = partner_plan(partner_view(), answer)
+    assert ops(plan) == [("update", "dataset.orders"), ("blocked", "view.partner")]
+    (blocked,) = plan.refused
+    assert blocked.drift is True and blocked.dataset_id == "v1" and not blocked.changes
+    assert blocked.reason == (f"its source dataset d-partner in app a-partner {said}, or point the view at "
+                              "another shared dataset, or leave it out with --exclude view.partner")
+
+
+def test_a_shared_source_plans_the_view_as_usual():
+    plan = partner_plan(partner_view(), {"datasetId": "d-partner", "isPublic": True})
+    assert ops(plan) == [("update", "dataset.orders")] and not plan.refused
+
+
+def test_a_source_changed_in_the_manifest_to_a_missing_one_is_blocked_but_not_drift():
+    plan = partner_plan(partner_view("d-typo"), None)
+    (blocked,) = plan.refused
+    assert blocked.drift is False
+    assert blocked.reason.startswith("its source dataset d-typo in app a-partner does not exist: check "
+                                     "spec.source.datasetId, or point")
+
+
+def test_apply_refuses_a_plan_with_blocked_views_unless_they_are_excluded():
+    from qrvey_iac.core.errors import PlanError
+    from qrvey_iac.core.planner import refuse_blocked
+    from qrvey_iac.core.selection import select
+
+    plan = partner_plan(partner_view(), None)
+    with pytest.raises(PlanError, match=r"apply refused: 1 resource\(s\) cannot be planned \(view.partner; .*"
+                                        r"run apply --exclude view.partner to apply the rest"):
+        refuse_blocked(plan, "apply")
+    rest = select(plan, excludes=["view.partner"])
+    refuse_blocked(rest, "apply")
+    assert ops(rest) == [("update", "dataset.orders")]
+
+
+# -- changes read per field -----------------------------------------------------------------------
+
+def with_datasources(*datasources):
+    spec = make_dataset().spec.model_copy(update={"datasources": tuple(
+        make_dataset().spec.datasources[0].model_copy(update=d) for d in datasources)})
+    return Resource("dataset.orders", "Dataset", SALES, "sales", spec, ())
+
+
+def planned_changes(before, after):
+    state = State(resources={before.address: recorded(before)})
+    (action,) = build_plan(make_manifest(after), state, Live(objects={before.address: live_dataset(before)})).changes
+    return [(c.path, c.before, c.after) for c in action.changes]
+
+
+def test_a_renamed_datasource_is_diffed_field_by_field():
+    before = with_datasources({})
+    renamed = with_datasources({"name": "OrdersTable", "tableName": "orders_v2"})
+    assert planned_changes(before, renamed) == [
+        ("datasources.OrdersTable.name", "Orders", "OrdersTable"),
+        ("datasources.OrdersTable.tableName", "orders", "orders_v2"),
+    ]
+    assert planned_changes(before, with_datasources({"name": "OrdersTable"})) == [
+        ("datasources.OrdersTable.name", "Orders", "OrdersTable")]
+
+
+def test_a_datasource_switched_from_table_to_query_and_an_added_one_read_per_field():
+    before = with_datasources({})
+    after = with_datasources({"tableName": None, "query": "select 1"},
+                             {"name": "Returns", "tableName": "returns", "database": None})
+    assert planned_changes(before, after) == [
+        ("datasources.Orders.query", None, "select 1"),
+        ("datasources.Orders.tableName", "orders", None),
+        ("datasources.Returns.connectionId", None, "c1"),
+        ("datasources.Returns.connectorType", None, "MSSQL_LIVE"),
+        ("datasources.Returns.tableName", None, "returns"),
+    ]
+
+
+def test_two_renamed_datasources_are_not_guessed_apart():
+    before = with_datasources({}, {"name": "Returns", "tableName": "returns"})
+    after = with_datasources({"name": "A"}, {"name": "B", "tableName": "returns"})
+    paths = [path for path, _, _ in planned_changes(before, after)]
+    assert "datasources.A.name" not in paths and "datasources.B.name" not in paths
+    assert {"datasources.A.tableName", "datasources.Orders.tableName", "datasources.Returns.tableName"} <= set(paths)
+
+
+def view_with(columns):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": "dataset.orders", "name": "Orders (EMEA)",
+                                           "columns": columns})
+    return Resource("view.orders-emea", "DatasetView", EMEA, "emea", spec, ("dataset.orders",))
+
+
+def test_removing_a_view_column_override_says_what_qrvey_will_show():
+    orders = make_dataset(shared=True)
+    before = view_with([{"column": "Total", "columnName": "Order total"}, {"column": "Tax", "visible": False}])
+    recorded_view = recorded(before, "v1", source={"address": "dataset.orders"})
+    recorded_view = recorded_view.model_copy(update={"managed": KINDS["DatasetView"].managed_fields(before.desired)})
+    state = State(resources={orders.address: recorded(orders), before.address: recorded_view})
+    columns = [{"columnName": "Order total", "origColumnSourceName": "Total", "columnType": "NUMBER", "visible": True},
+               {"columnName": "Tax", "origColumnSourceName": "Tax", "columnType": "NUMBER", "visible": False}]
+    objects = {orders.address: live_dataset(orders), before.address: live_view(before, columns=columns)}
+    plan = build_plan(make_manifest(orders, view_with([])), state, Live(objects=objects))
+    (action,) = plan.changes
+    # the update sends each column back under its source's name, shown: the plan says exactly that
+    assert [(c.path, c.before, c.after) for c in action.changes] == [
+        ("columns.Tax.visible", False, True),
+        ("columns.Total.columnName", "Order total", "Total"),
+    ]
+    assert action.desired["columns"] == {"Tax": None, "Total": None}      # what apply sends is unchanged
+    at_source = [{**c, "columnName": c["origColumnSourceName"], "visible": True} for c in columns]
+    converged = {**objects, before.address: live_view(before, columns=at_source)}
+    assert not build_plan(make_manifest(orders, view_with([])), state, Live(objects=converged)).changes

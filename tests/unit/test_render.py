@@ -50,9 +50,25 @@ def make_dataset(name, columns=("Total",), shared=False, app=SALES, display=None
     return Resource(f"dataset.{name}", "Dataset", app, "sales", spec, ())
 
 
-def make_view(name, source):
-    spec = DatasetViewSpec.model_validate({"app": "emea", "source": source, "name": name.title()})
+def make_view(name, source, columns=()):
+    spec = DatasetViewSpec.model_validate({"app": "emea", "source": source, "name": name.title(),
+                                           "columns": list(columns)})
     return Resource(f"view.{name}", "DatasetView", EMEA, "emea", spec, (source,))
+
+
+def make_campaigns():
+    """A create that sends every kind of field: a query, dataSync, customAttributes, column settings."""
+    spec = DatasetSpec.model_validate({
+        "app": "sales", "name": "Campaigns", "shared": True,
+        "datasources": [{"name": "Main", "connectionId": SECRET, "connectorType": "MSSQL_LIVE",
+                         "query": "select id, budget, owner\nfrom campaigns where active = 1"}],
+        "columns": [{"columnName": "Budget", "columnType": "NUMBER", "origColumnType": "DECIMAL"},
+                    {"columnName": "Owner", "columnType": "STRING", "visible": False,
+                     "accessRoles": ["marketing", "finance"]}],
+        "dataSync": {"type": "daily", "schedule": {"cron": "0 4 * * *"}},
+        "customAttributes": {"team": "growth"},
+    })
+    return Resource("dataset.campaigns", "Dataset", SALES, "sales", spec, ())
 
 
 def _typed(columns):
@@ -86,8 +102,9 @@ def make_mixed_plan():
     targets_before = make_dataset("targets")
     targets = make_dataset("targets", app=AppRef("u-sales", "a-forecast"))
     products = make_dataset("products")
-    campaigns = make_dataset("campaigns", shared=True, connection=SECRET)
-    view = make_view("campaigns-emea", "dataset.campaigns")
+    campaigns = make_campaigns()
+    overrides = [{"column": "Budget", "columnName": "Budget (EUR)"}, {"column": "Owner", "visible": False}]
+    view = make_view("campaigns-emea", "dataset.campaigns", columns=overrides)
     existing = {orders_before: "d-orders", customers: "d-customers", targets_before: "d-targets", products: "d-products"}
     state = State(lineage="5f0c3d52-0000-4000-8000-000000000001", serial=7,
                   resources={r.address: make_recorded(r, i) for r, i in existing.items()})
@@ -353,3 +370,70 @@ def test_json_round_trips_to_an_equal_plan():
 
 def test_json_masks_secrets():
     assert SECRET not in render_json(make_mixed_plan(), frozenset({SECRET}))
+
+
+def test_blocked_views_come_first_in_markdown_and_are_counted_in_text():
+    blocked = make_action("blocked", "view.partner", drift=True,
+                          reason="its source dataset d-9 in app a-p was deleted in Qrvey: restore it")
+    plan = make_plan(make_action("delete", "dataset.old", reason="removed from the manifests"), blocked)
+    markdown = render_markdown(plan)
+    assert section(markdown, "Blocked: apply refuses these until fixed or excluded") == [
+        "- <code>view.partner</code> **blocked**: its source dataset d-9 in app a-p was deleted in Qrvey: "
+        "restore it · drift"]
+    lines = markdown.splitlines()
+    assert lines[lines.index("| create | update | replace | delete | share | unshare | blocked |") + 2] == (
+        "| 0 | 0 | 0 | 1 | 0 | 0 | 1 |")
+    assert markdown.index("#### Blocked") < markdown.index("#### Destructive actions")
+    text = render_text(plan)
+    assert "  # view.partner cannot be planned (its source dataset d-9 in app a-p was deleted in Qrvey: " \
+           "restore it) [drift]\n  ! view.partner\n" in text
+    assert text.endswith("Plan: 0 to create, 0 to update, 0 to replace, 1 to delete, "
+                         "1 blocked (apply refuses until fixed or excluded).\n")
+
+
+# -- plans show what will exist -------------------------------------------------------------------
+
+def test_a_create_lists_every_field_it_sends_with_secrets_masked():
+    text = render_text(make_mixed_plan(), frozenset({SECRET}))
+    campaigns = text.split("# dataset.campaigns will be created")[1].split("\n\n")[0]
+    for line in ['datasources.Main.connectionId  = "(sensitive)"', 'datasources.Main.connectorType = "MSSQL_LIVE"',
+                 'datasources.Main.query         = "select id, budget, owner\\nfrom campaigns where active = 1"',
+                 'columns.Budget.origColumnType  = "DECIMAL"', "columns.Owner.visible          = false",
+                 'columns.Owner.accessRoles      = ["marketing", "finance"]',
+                 'dataSync.schedule.cron         = "0 4 * * *"', 'customAttributes.team          = "growth"']:
+        assert f"\n      {line}" in campaigns
+    view = text.split("# view.campaigns-emea will be created")[1]
+    assert '      columns.Budget.columnName = "Budget (EUR)"\n      columns.Owner.visible     = false\n' in view
+    assert "s3cr3t" not in text and "qrveyIacAddress" not in text
+    markdown = render_markdown(make_mixed_plan(), frozenset({SECRET}))
+    assert '| <code>columns.Owner.accessRoles</code> | <code>&#91;"marketing", "finance"&#93;</code> |' in markdown
+    assert "| <code>datasources.Main.connectionId</code> | <code>\"(sensitive)\"</code> |" in markdown
+    assert "s3cr3t" not in markdown
+
+
+def test_a_replaced_view_says_it_gets_a_new_id():
+    source = make_dataset("orders", shared=True)
+    view = make_view("orders-emea", "dataset.orders")
+    state = State(resources={
+        source.address: make_recorded(source, "d-orders"),
+        view.address: ResourceState(kind=view.kind, datasetId="v-old", appId=EMEA.app_id, userId=EMEA.user_id,
+                                    source={"address": "dataset.other"}, applied_hash=canonical_hash(view.desired)),
+    })
+    live = {source.address: make_live(source, "d-orders"),
+            view.address: {"datasetId": "v-old", "name": "Orders-Emea", "columns": [],
+                           "customAttributes": {"qrveyIacAddress": view.address}}}
+    plan = build_plan(Manifest(resources={source.address: source, view.address: view}), state, Live(objects=live))
+    assert [(a.op, a.address) for a in plan.changes] == [("replace", "view.orders-emea")]
+    text = render_text(plan)
+    assert ("  -/+ view.orders-emea [id=v-old]\n      ! a new id replaces v-old: anything that points at the old id "
+            "(dashboards, charts, links, other apps' content) will lose it\n      app    = emea\n"
+            "      source = dataset.orders\n      name   = \"Orders-Emea\"\n") in text
+    assert "a new id replaces v-old: anything that points at the old id" in render_markdown(plan)
+
+
+def test_a_datasource_rename_reads_per_field_not_as_json():
+    changes = [("datasources.OrdersTable.name", "Orders", "OrdersTable"),
+               ("datasources.OrdersTable.tableName", "orders", "orders_v2")]
+    text = render_text(make_plan(make_action("update", "dataset.orders", changes=changes)))
+    assert ('      ~ datasources.OrdersTable.name: "Orders" → "OrdersTable"\n'
+            '      ~ datasources.OrdersTable.tableName: "orders" → "orders_v2"\n') in text

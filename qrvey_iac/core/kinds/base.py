@@ -79,6 +79,8 @@ class FieldRules:
       in ``Kind.replacement_checks``.
     - ``write_only``: fields Qrvey never returns (a secret): compared by the applied hash
       of what was sent, never against the live answer.
+    - ``renamable``: maps of named things (keyed by name) where one entry removed and one
+      added read as a rename, field by field (``datasources``), not as two unrelated entries.
     """
 
     managed: tuple[str, ...]
@@ -86,6 +88,7 @@ class FieldRules:
     server_owned: tuple[str, ...]
     forces_replacement: tuple[str, ...]
     write_only: tuple[str, ...] = ()
+    renamable: tuple[str, ...] = ()
 
 
 # A check for one field that forces replacement: a reason, or None when unchanged. The
@@ -184,10 +187,20 @@ class Kind:
     def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
 
-    def create_summary(self, desired: dict[str, Any]) -> list[tuple[str, str, str]]:
-        """Extra lines a plan shows for a create (after app, name, source), as
-        (label, headline, detail): ``columns = 3 (Total NUMBER, ...)``."""
-        return []
+    def compared_documents(
+        self, live: dict[str, Any], desired: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The two documents a plan diffs (the projected live one, the desired one). A kind
+        may show a removal mark (None) as what the removal makes of the object in Qrvey."""
+        return live, desired
+
+    def create_fields(self, desired: dict[str, Any]) -> list[tuple[str, Any]]:
+        """Every field a create sends, one (path, value) each, for plans: the managed fields in
+        the order of ``rules.managed``, named entries in manifest order
+        (``datasources.Orders.tableName``, ``columns.Total.columnType``). The owner marker
+        qrvey-iac adds to every object is left out."""
+        order = [*self.rules.managed, *(k for k in desired if k not in self.rules.managed)]
+        return [row for key in order if key in desired for row in _flattened(desired[key], key)]
 
     # -- planning -----------------------------------------------------------------------------
 
@@ -243,6 +256,14 @@ class Kind:
 
     async def delete(self, api: QrveyApi, app: AppRef, dataset_id: str) -> bool:
         return await api.delete(app, dataset_id)
+
+
+def _flattened(value: Any, path: str) -> list[tuple[str, Any]]:
+    if path == f"customAttributes.{OWNER_ATTRIBUTE}":
+        return []
+    if isinstance(value, dict):       # an empty map (a view with no column overrides) sends nothing
+        return [row for key, inner in value.items() for row in _flattened(inner, f"{path}.{key}")]
+    return [] if value is None else [(path, value)]
 
 
 @dataclass(frozen=True)

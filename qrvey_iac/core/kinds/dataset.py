@@ -95,6 +95,7 @@ class DatasetKind(Kind):
         server_owned=("datasetId", "appId", "userId", "connectionId", "status", "datasetType",
                       "createDate", "modifyDate", "pendingChanges"),
         forces_replacement=("app",),
+        renamable=("datasources",),     # a dataset's columns are not: a renamed column is another column
     )
     replacement_checks = {"app": app_changed}
     teardown_phase = 1
@@ -158,11 +159,6 @@ class DatasetKind(Kind):
             else:
                 projected[key] = have
         return projected
-
-    def create_summary(self, desired: dict[str, Any]) -> list[tuple[str, str, str]]:
-        columns = desired.get("columns", {})
-        described = ", ".join(f"{n} {c.get('columnType', '')}".strip() for n, c in columns.items())
-        return [("columns", str(len(columns)), described)]
 
     async def create(self, api: QrveyApi, entry, desired: dict[str, Any]) -> dict[str, Any]:
         app = AppRef(entry.userId, entry.appId)

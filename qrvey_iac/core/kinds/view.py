@@ -179,6 +179,21 @@ class DatasetViewKind(Kind):
                 projected[key] = live.get(key)
         return projected
 
+    def compared_documents(
+        self, live: dict[str, Any], desired: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A removed column override is compared as what Qrvey shows once it is removed (the
+        update sends it so): the column under its source's name, visible. The plan then says
+        ``columns.Total.columnName: "Order total" → "Total"``, not that an object went away."""
+        wanted, have = desired.get("columns"), live.get("columns")
+        if not isinstance(wanted, dict) or not isinstance(have, dict):
+            return live, desired
+        reset = {name: _at_source(name) for name, override in wanted.items() if override is None and name in have}
+        if not reset:
+            return live, desired
+        shown = {name: reset[name] if name in reset and have[name] is None else value for name, value in have.items()}
+        return {**live, "columns": shown}, {**desired, "columns": {**wanted, **reset}}
+
     async def prepare_create(self, api: QrveyApi, state: State, app: AppRef, source: dict | None) -> dict[str, Any]:
         """The source's app and connection (the clone needs them) and the marker to find it by."""
         source = source or {}
@@ -239,6 +254,11 @@ def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) ->
     return matches[0] if matches else None
 
 
+def _at_source(name: str) -> dict[str, Any]:
+    """A view column with no override: its source's name, shown."""
+    return {"columnName": name, "visible": True}
+
+
 def _live_columns(live: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     columns = {}
     for column in live.get("columns") or []:
@@ -268,7 +288,7 @@ def _view_columns(columns: list[dict[str, Any]], overrides: dict[str, dict[str, 
         key = column.get("origColumnSourceName") or column.get("columnName")
         override = overrides.get(key, {})
         if override is None:                   # override removed: back to the source's name, shown
-            override = {"columnName": key, "visible": True}
+            override = _at_source(key)
         out.append({**column, **override})
     return out
 
