@@ -12,12 +12,11 @@ from datetime import datetime, timezone
 
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
-    StoppedError, TransportError,
-    UnusableAnswerError,
+    StoppedError, TransportError, UndecidedError, UnusableAnswerError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
@@ -101,12 +100,28 @@ class Engine:
         except BaseException:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
+        await self._check_claims(state)
         pinned, sources = results[: len(addresses)], results[len(addresses):]
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
+
+    async def _check_claims(self, state: State) -> None:
+        """List each app holding a server-minted id (views): an object there with the marker of
+        an address the state records with another id (a create that landed past its landing
+        window) is reported, never silently left untracked."""
+        apps = sorted({(r.userId, r.appId) for r in state.resources.values() if not KINDS[r.kind].client_minted_id})
+        listings = await asyncio.gather(*(self.qrvey.list_app(AppRef(user, app)) for user, app in apps))
+        problems = [line for items in listings for line in claimed_twice(items, state)]
+        if problems:
+            raise UndecidedError(
+                f"{len(problems)} object(s) in Qrvey claim an address the state records with another id:\n"
+                + "\n".join(f"- {line}" for line in problems)
+                + "\nDelete the one you do not want in Qrvey (or `state rm` the address to take the other "
+                  "under management again), then run the command again."
+            )
 
     async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
         """An object's compared part and its fingerprint, taken as the answer arrives rather

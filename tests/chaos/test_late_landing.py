@@ -15,12 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from test_journal import MANIFEST, SALES, only
+from test_journal import MANIFEST, only
 
 from qrvey_iac.adapters.qrvey.client import QrveyClient, RetryPolicy
 from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.core.diff import canonical_hash
+from qrvey_iac.core.errors import UndecidedError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.manifest import Manifest
@@ -174,5 +175,20 @@ async def _land_late(rig: LateRig, orders, delay: float) -> str:
     return view["datasetId"]
 
 
-def test_the_sales_app_is_the_journal_tests_one():
-    assert SALES == MANIFEST.resources["dataset.orders"].app
+async def test_a_view_landing_after_its_window_is_reported_by_plan_not_left_untracked(rigs):
+    """A landing later than the window allows: the re-clone is recorded and the late view
+    carries the same marker. plan (which exited 0 before) names both and stops."""
+    rig = rigs()
+    await rig.apply(MANIFEST)
+    state = rig.store.read()
+    recorded, orders = state.resources[VIEW], state.resources["dataset.orders"]
+    late = await _land_late(rig, orders, delay=0)
+    with pytest.raises(UndecidedError) as raised:
+        await rig.engine().plan(MANIFEST, state, "local")
+    message = str(raised.value)
+    assert message.startswith("1 object(s) in Qrvey claim an address the state records with another id:\n")
+    assert (f"- {VIEW}: {late} in app {recorded.appId} carries its marker {OWNER_ATTRIBUTE} but the state "
+            f"records {recorded.datasetId}") in message
+    await rig.gateway.delete(AppRef(recorded.userId, recorded.appId), late)     # the operator's choice
+    plan, _ = await rig.engine().plan(MANIFEST, state, "local")
+    assert not plan.has_changes
