@@ -112,6 +112,7 @@ async def test_a_view_clone_answered_after_the_client_timeout_is_adopted_not_clo
     window before looking again, and adopts the late one."""
     rig = rigs(f"{CLONE}: late=800ms@first=1")
     await rig.apply(MANIFEST)
+    await asyncio.sleep(0.5)                 # anything still held has landed by now
     state = rig.store.read()
     views = [address for address in MANIFEST.resources if address.startswith("view.")]
     for address in views:
