@@ -82,6 +82,7 @@ class Engine:
         addresses = sorted(state.resources)
         started = time.monotonic()
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
+        reads.append(asyncio.ensure_future(self._check_claims(state)))    # its listings alongside the GETs
         try:
             manifest = await loading
         except BaseException:
@@ -100,8 +101,7 @@ class Engine:
         except BaseException:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
-        await self._check_claims(state)
-        pinned, sources = results[: len(addresses)], results[len(addresses):]
+        pinned, sources = results[: len(addresses)], results[len(addresses) + 1:]
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
