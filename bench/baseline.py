@@ -4,7 +4,8 @@ It uses plain ``httpx.Client`` against the same emulator process and nothing of 
 and it makes the same calls the CLI's phase made (counted by the emulator), so the speedup
 compares like with like:
 
-- read: one GET per object the state knows (the plan's refresh);
+- read: one GET per object the state knows and a listing of each app holding a view (the
+  plan's refresh);
 - write: for each dataset a create, for each shared one a publishVersion, for each view a
   clone, and for a view that renames a column a GET, a PUT and an applyChanges. The objects
   get their own ids and names (``seq-...``) so they never collide with the CLI's.
@@ -38,14 +39,25 @@ def _ok(response: httpx.Response) -> dict:
 
 
 def sequential_reads(base_url: str, api_key: str, state_file: Path) -> tuple[float, int]:
-    """GET every object of the state, one after another: (seconds, calls)."""
+    """GET every object of the state, then list each app holding a view (the plan looks there
+    for a view that landed late under another id), one call after another: (seconds, calls)."""
     resources = json.loads(state_file.read_text(encoding="utf-8"))["resources"]
     targets = [(r["userId"], r["appId"], r["datasetId"]) for _, r in sorted(resources.items())]
+    view_apps = sorted({(r["userId"], r["appId"]) for r in resources.values() if r["kind"] == "DatasetView"})
+    calls = len(targets)
     with _client(base_url, api_key) as client:
         started = time.perf_counter()
         for user, app, dataset_id in targets:
             _ok(client.get(f"{_prefix(user, app)}/qollect/dataset/{dataset_id}"))
-        return time.perf_counter() - started, len(targets)
+        for user, app in view_apps:
+            body: dict = {"limit": 100}
+            while True:
+                page = _ok(client.post(f"{_prefix(user, app)}/qollect/dataset/all", json=body))
+                calls += 1
+                if not page.get("LastEvaluatedKey"):
+                    break
+                body = {"limit": 100, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return time.perf_counter() - started, calls
 
 
 def sequential_writes(base_url: str, api_key: str, shape: Workload) -> tuple[float, int]:

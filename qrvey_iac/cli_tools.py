@@ -112,7 +112,8 @@ def _settled_state(workspace) -> State:
     if current.journal:
         raise StateError(
             f"the state has {len(current.journal)} pending operation(s) from an interrupted run; "
-            "run `qrvey-iac plan` first so they are settled, then edit the state"
+            "run `qrvey-iac plan` first so they are settled (an interrupted create that has not landed "
+            "stays pending until `qrvey-iac apply` makes it), then edit the state"
         )
     return current
 
@@ -194,4 +195,9 @@ def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, te
                             seed=seed, latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
                             on_source_delete=on_source_delete)
     click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
-    run_server(config, host=host, port=port)
+    run_server(config, host=host, port=port, on_exit=_say_faults if fault_set is not None else None)
+
+
+def _say_faults(emulator) -> None:
+    counts = ", ".join(f"{kind}={count}" for kind, count in sorted(emulator.fault_counts.items()))
+    click.echo(f"Faults injected: {counts or 'none'}", err=True)

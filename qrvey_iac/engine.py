@@ -13,19 +13,18 @@ from typing import Protocol
 
 from qrvey_iac.core.errors import (
     ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
-    StoppedError, TransportError,
-    UnusableAnswerError,
+    StoppedError, TransportError, UndecidedError, UnusableAnswerError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
-from qrvey_iac.journal import Settled, Settler, recorded_resource
+from qrvey_iac.journal import Settled, Settler, landing_window, recorded_resource, window_left
 from qrvey_iac.ports import QrveyPort, StateStore
 
 Progress = Callable[[str], None]
@@ -93,7 +92,7 @@ class Engine:
     _serial: int = field(default=0, init=False)       # the stored serial, as of this engine's last write
     _latest: State | None = field(default=None, init=False)
     _flushing: asyncio.Future | None = field(default=None, init=False)
-    _retry_ids: dict[str, JournalEntry] = field(default_factory=dict, init=False)  # creates that did not land
+    request_timeout: float = 30.0     # the client's: how long an unanswered write may still land follows from it
 
     async def refresh(self, manifest: Manifest, state: State) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
@@ -107,8 +106,9 @@ class Engine:
         addresses = sorted(state.resources)
         started = time.monotonic()
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
+        claims = asyncio.ensure_future(self._check_claims(state))     # its listings alongside the GETs
         with _metered(self.meter, reads, "objects refreshed"):    # counted from the first answer
-            manifest, live = await self._refreshed(loading, addresses, reads)
+            manifest, live = await self._refreshed(loading, addresses, [*reads, claims])
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         return manifest, live
@@ -116,7 +116,8 @@ class Engine:
     async def _refreshed(
         self, loading: Awaitable[Manifest], addresses: list[str], reads: list[asyncio.Future]
     ) -> tuple[Manifest, Live]:
-        """refresh_while once its reads are out: the manifest, then the sources it names."""
+        """refresh_while once its reads are out (one GET per address, then the check of the
+        markers): the manifest, then the sources it names."""
         try:
             manifest = await loading
         except BaseException:
@@ -135,10 +136,25 @@ class Engine:
         except BaseException:
             await _cancelled([*reads, *source_reads])   # none left running once the client closes
             raise
-        pinned, sources = results[: len(addresses)], results[len(addresses):]
+        pinned, sources = results[: len(addresses)], results[len(addresses) + 1:]
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
+
+    async def _check_claims(self, state: State) -> None:
+        """List each app holding a server-minted id (views): an object there with the marker of
+        an address the state records with another id (a create that landed past its landing
+        window) is reported, never silently left untracked."""
+        apps = sorted({(r.userId, r.appId) for r in state.resources.values() if not KINDS[r.kind].client_minted_id})
+        listings = await asyncio.gather(*(self.qrvey.list_app(AppRef(user, app)) for user, app in apps))
+        problems = [line for items in listings for line in claimed_twice(items, state)]
+        if problems:
+            raise UndecidedError(
+                f"{len(problems)} object(s) in Qrvey claim an address the state records with another id:\n"
+                + "\n".join(f"- {line}" for line in problems)
+                + "\nDelete the one you do not want in Qrvey (or `state rm` the address to take the other "
+                  "under management again), then run the command again."
+            )
 
     async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
         """An object's compared part and its fingerprint, taken as the answer arrives rather
@@ -154,12 +170,14 @@ class Engine:
     async def settle_journal(self, state: State, manifest: Manifest | None = None, *, write: bool = True) -> Settled:
         """Decide the outcome of writes a crashed or failed run left pending (see journal.py).
 
-        A dataset create that did not land gives its datasetId back to this engine, so the
-        create planned again reuses it: a late landing of the first request cannot duplicate.
+        A create that has not landed but may still (a dataset's id, a view within its landing
+        window) stays in the journal: the create planned again picks it up (_ApplyRun._create).
         """
-        settled = await Settler(self.qrvey, self.progress, manifest, write).settle(state)
-        self._retry_ids.update(settled.retry_ids)
-        return settled
+        return await Settler(self.qrvey, self.progress, manifest, write, self.landing_window).settle(state)
+
+    @property
+    def landing_window(self) -> float:
+        return landing_window(self.request_timeout)
 
     async def apply(self, plan: Plan, state: State, sealer: Sealer = PLAIN) -> State:
         """Run ``plan``; ``sealer`` (the manifest's) keys the hashes and conceals the secret ids
@@ -443,7 +461,10 @@ class _ApplyRun:
     async def _create(self, action: ActionBase) -> str:
         """Journal the create with what finds its result again, then send it. An unknown outcome
         is settled by the kind's find_landed (a GET of the client-chosen id, or a list of the app
-        for the marker), and the create is repeated only when nothing landed."""
+        for the marker, made once the request can no longer land), and the create is repeated
+        only when nothing landed. An earlier create of the address that may still land (kept in
+        the journal by a settle) is taken over: a dataset's id is sent again, a view is looked
+        for first."""
         kind = KINDS[action.kind]
         qrvey = self.engine.qrvey
         app = AppRef(action.app.userId, action.app.appId)
@@ -451,34 +472,62 @@ class _ApplyRun:
             detail = await kind.prepare_create(qrvey, self.state, app, action.source)
         except ApplyError as exc:
             raise ApplyError(f"{action.address}: {exc}") from None
-        dataset_id = self._new_id(action.address, app) if kind.client_minted_id else None
+        earlier = self._earlier_create(action.address, app)
+        dataset_id = (earlier.datasetId if earlier else str(uuid.uuid4())) if kind.client_minted_id else None
         marker = {} if kind.client_minted_id else {"marker": {OWNER_ATTRIBUTE: action.address}}
-        entry = await self._journal("create", action, app, dataset_id, {**detail, **marker})
+        entry = await self._journal("create", action, app, dataset_id, {**detail, **marker}, replacing=earlier)
         # the journal (on disk) holds the source with its secret ids concealed; the calls need them
         calls = entry.model_copy(update={"detail": entry.detail.model_copy(update={"source": detail.get("source")})})
         desired = action.desired or {}
+        created = None
+        if earlier is not None:
+            created = await self._landed(kind, calls, window_left(entry, self.engine.landing_window))
+            if created is None:
+                entry = await self._resent(entry)       # its window starts again with this request
         for attempt in range(1, CREATE_ATTEMPTS + 1):
+            if created is not None:
+                created = await kind.finish_landed(qrvey, calls, created, desired)
+                break
+            sent = time.monotonic()
             try:
                 created = await kind.create(qrvey, calls, desired)
                 break
             except (OutcomeUnknownError, BadRequestError) as exc:
                 if isinstance(exc, BadRequestError) and not kind.client_minted_id:
                     raise
-                found = await kind.find_landed(qrvey, calls, self.state)   # landed (or an earlier try did, late)?
-                if found is not None:
-                    created = await kind.finish_landed(qrvey, calls, found, desired)
-                    break
-                if isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS:
+                left = self.engine.landing_window - (time.monotonic() - sent)
+                created = await self._landed(kind, calls, left)   # landed (or an earlier try did, late)?
+                if created is None and (isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS):
                     raise
+                if created is None:
+                    entry = await self._resent(entry)
         await self._finish(entry, recorded_resource(entry, created))
         return f" [id={created['datasetId']}]"
 
-    def _new_id(self, address: str, app: AppRef) -> str:
-        """A client-chosen id: the one of an earlier create of this address that did not land
-        (so its late landing cannot duplicate), or a new one."""
-        earlier = self.engine._retry_ids.pop(address, None)
-        same_app = earlier is not None and (earlier.userId, earlier.appId) == (app.user_id, app.app_id)
-        return earlier.datasetId if same_app else str(uuid.uuid4())
+    def _earlier_create(self, address: str, app: AppRef) -> JournalEntry | None:
+        """A create of ``address`` in ``app`` that a settle kept in the journal: it may still land."""
+        return next((e for e in self.state.journal if e.op == "create" and e.address == address
+                     and (e.userId, e.appId) == (app.user_id, app.app_id)), None)
+
+    async def _landed(self, kind, entry: JournalEntry, left: float) -> dict | None:
+        """What ``entry``'s create made, if it landed. A server-minted id not found is looked for
+        again once the request can no longer land, ``left`` seconds from now (a dataset's id
+        needs no wait: sent again, a late landing is refused as a duplicate id)."""
+        qrvey = self.engine.qrvey
+        found = await kind.find_landed(qrvey, entry, self.state)
+        if found is not None or kind.client_minted_id or left <= 0:
+            return found
+        self.engine.progress(f"{entry.address}: the create's outcome is unknown and it has not landed; "
+                             f"waiting {left:.1f}s, as long as it may still land, before looking again")
+        await asyncio.sleep(left)
+        return await kind.find_landed(qrvey, entry, self.state)
+
+    async def _resent(self, entry: JournalEntry) -> JournalEntry:
+        """The entry with ``started`` now, durable before the create is sent again."""
+        again = entry.model_copy(update={"started": _now()})
+        self.state = self.state.without_journal(entry.id).with_journal(again)
+        await self.engine.commit(self.state)
+        return again
 
     async def _delete(self, action: ActionBase) -> str:
         current = self.state.resources.get(action.address)
@@ -491,7 +540,8 @@ class _ApplyRun:
         return "" if existed else " (it was already gone)"
 
     async def _journal(
-        self, op: str, action: ActionBase, app: AppRef, dataset_id: str | None, detail: dict
+        self, op: str, action: ActionBase, app: AppRef, dataset_id: str | None, detail: dict,
+        replacing: JournalEntry | None = None,
     ) -> JournalEntry:
         kind = KINDS[action.kind]
         if detail.get("source"):
@@ -503,8 +553,10 @@ class _ApplyRun:
                                  applied_hash=kind.applied_hash(action.desired, self.sealer),
                                  managed=kind.managed_fields(action.desired),
                                  applied_fields=kind.applied_fields(action.desired, self.sealer), **detail),
-            started=_now(),
+            started=replacing.started if replacing else _now(),   # taken over: its request may still land
         )
+        if replacing is not None:
+            self.state = self.state.without_journal(replacing.id)
         self.state = self.state.with_journal(entry)
         await self.engine.commit(self.state)
         return entry

@@ -138,7 +138,8 @@ async def apply_saved(
 async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
-        yield Engine(qrvey, workspace.store, progress=ui.progress, meter=ui, parallelism=limit, stop=options.stop)
+        yield Engine(qrvey, workspace.store, progress=ui.progress, meter=ui, parallelism=limit, stop=options.stop,
+                     request_timeout=workspace.request_timeout)
 
 
 async def _read(

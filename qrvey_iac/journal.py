@@ -13,12 +13,27 @@ needed to recognise its outcome later:
 
 Settling adopts what landed, forgets what did not (the next plan does it again), and
 leaves in the journal, named in an error, only what cannot be decided.
+
+A create whose outcome is unknown is never concluded "did not land" while it may still be
+running on the server (a real server finishes a request whose client timed out or died):
+
+- a dataset create that has not landed keeps its entry, and so its chosen ``datasetId``, in
+  the journal until the object is found or a create with that same id is answered: the next
+  apply sends the create again with that id, so a late landing of the first request is
+  refused as a duplicate id (and then found by GET), never a second dataset; a ``plan`` in
+  between cannot lose the id. Once the manifests no longer want the address there and the
+  landing window has passed, the entry is forgotten;
+- a view create (Qrvey mints the id) is concluded "did not land" only by a listing made
+  after its landing window: ``started`` (its last request was sent after it) plus
+  ``landing_window`` seconds, twice the client's request timeout. Within it the entry is
+  kept; the next apply waits for the window to pass, then lists again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from qrvey_iac.core.errors import QrveyIacError, UndecidedError
@@ -30,11 +45,34 @@ from qrvey_iac.core.state import JournalEntry, ResourceState, State
 from qrvey_iac.ports import QrveyPort
 
 
+KEEP = None    # a handler's answer: leave the entry in the journal as it is
+DEFAULT_LANDING_WINDOW = 60.0   # seconds: twice the client's default request timeout
+
+
+def landing_window(request_timeout: float) -> float:
+    """How long after its request was sent an unanswered write may still land: the client's
+    timeout, and as long again for a server that finishes what its client gave up on."""
+    return 2 * request_timeout
+
+
+def window_left(entry: JournalEntry, window: float, now: datetime | None = None) -> float:
+    """Seconds until ``entry``'s last request can no longer land (0: the window has passed).
+    An entry without a readable ``started`` is taken as old."""
+    try:
+        started = datetime.fromisoformat(entry.started)
+    except ValueError:
+        return 0.0
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=timezone.utc)
+    elapsed = ((now or datetime.now(timezone.utc)) - started).total_seconds()
+    return max(0.0, window + 1.0 - elapsed)   # + 1: started is written to the second, rounded down
+
+
 @dataclass
 class Settled:
     state: State
-    undecided: list[str] = field(default_factory=list)     # one line per entry kept
-    retry_ids: dict[str, JournalEntry] = field(default_factory=dict)  # address -> a dataset create that did not land
+    undecided: list[str] = field(default_factory=list)     # one line per entry kept, with its error
+    pending: list[str] = field(default_factory=list)       # creates kept: they may still land
 
 
 @dataclass
@@ -43,34 +81,36 @@ class Settler:
     progress: Callable[[str], None]
     manifest: Manifest | None = None
     write: bool = True      # False: decide in memory only (read-only commands)
+    window: float = DEFAULT_LANDING_WINDOW   # landing_window() of the client's request timeout
 
     async def settle(self, state: State) -> Settled:
         settled = Settled(state)
         for entry in state.journal:
             try:
-                settled.state = await self._one(settled, entry)
+                outcome = await self._one(settled, entry)
             except QrveyIacError as exc:      # UndecidedError among them
                 settled.undecided.append(f"{entry.address}: {describe(entry)}: {exc}")
                 continue
-            settled.state = settled.state.without_journal(entry.id)
+            if outcome is KEEP:
+                settled.pending.append(entry.address)
+                continue
+            settled.state = outcome.without_journal(entry.id)
         return settled
 
-    async def _one(self, settled: Settled, entry: JournalEntry) -> State:
+    async def _one(self, settled: Settled, entry: JournalEntry) -> State | None:
+        """The state with ``entry`` settled, or KEEP: the entry stays in the journal as it is."""
         handler = {"create": self._create, "update": self._update, "share": self._share,
                    "unshare": self._share, "delete": self._delete}.get(entry.op)
         if handler is None:
             raise UndecidedError(f"unknown journal operation {entry.op!r} (written by a newer qrvey-iac?)")
         return await handler(settled, entry)
 
-    async def _create(self, settled: Settled, entry: JournalEntry) -> State:
+    async def _create(self, settled: Settled, entry: JournalEntry) -> State | None:
         state = settled.state
         kind = KINDS[entry.detail.kind]
         found = await kind.find_landed(self.qrvey, entry, state)
         if found is None:
-            self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
-            if kind.client_minted_id:
-                settled.retry_ids[entry.address] = entry
-            return state
+            return self._not_landed(state, entry, kind.client_minted_id)
         recorded = state.resources.get(entry.address)
         if recorded is not None and recorded.datasetId != found["datasetId"]:
             if await self.qrvey.read(_app(recorded), recorded.datasetId) is not None:
@@ -79,6 +119,28 @@ class Settler:
                                 f"want in Qrvey, then run again")
         self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
         return state.with_resource(entry.address, recorded_resource(entry, found))
+
+    def _not_landed(self, state: State, entry: JournalEntry, client_minted_id: bool) -> State | None:
+        """A create not found (yet): kept while it may still land, and a dataset's while its
+        address still wants that id; else forgotten (the plan creates it again)."""
+        left = window_left(entry, self.window)
+        if client_minted_id and self._wanted(entry):
+            self.progress(f"{entry.address}: an interrupted create has not landed; its id {entry.datasetId} "
+                          "stays in the state's journal, and the create planned again reuses it")
+            return KEEP
+        if left:
+            self.progress(f"{entry.address}: an interrupted create has not landed yet but may for {left:.1f}s "
+                          "more; kept in the state's journal and looked for again before it is created again")
+            return KEEP
+        self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
+        return state
+
+    def _wanted(self, entry: JournalEntry) -> bool:
+        """The manifests still declare ``entry``'s address in its app (no manifest: assume so)."""
+        if self.manifest is None:
+            return True
+        resource = self.manifest.resources.get(entry.address)
+        return resource is not None and (resource.app.user_id, resource.app.app_id) == (entry.userId, entry.appId)
 
     async def _update(self, settled: Settled, entry: JournalEntry) -> State:
         state = settled.state

@@ -66,6 +66,8 @@ class Workspace(Protocol):
     - ``environment_name``: the environment a plan is made for and checked against.
     - ``store`` / ``locker``: its state store and the locker that guards it.
     - ``parallelism(requested)``: the concurrency to use (the flag, else the environment's).
+    - ``request_timeout``: seconds the Qrvey client waits for an answer (an unanswered
+      create may still land for twice as long).
     - ``qrvey(parallelism, rate_limit)``: the Qrvey port, open for the ``async with`` block
       and closed after it (for the in-process emulator: its world saved if it changed).
     """
@@ -76,5 +78,7 @@ class Workspace(Protocol):
     def store(self) -> StateStore: ...
     @property
     def locker(self) -> StateLocker: ...
+    @property
+    def request_timeout(self) -> float: ...
     def parallelism(self, requested: int | None) -> int: ...
     def qrvey(self, parallelism: int, rate_limit: float | None = None) -> AbstractAsyncContextManager[QrveyPort]: ...

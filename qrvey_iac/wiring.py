@@ -138,6 +138,10 @@ class Workspace:
     def environment_name(self) -> str:
         return self.environment.name
 
+    @property
+    def request_timeout(self) -> float:
+        return self.environment.request_timeout
+
     def parallelism(self, requested: int | None) -> int:
         return requested or self.environment.parallelism or DEFAULT_PARALLELISM
 
@@ -152,7 +156,7 @@ class Workspace:
             emulator, transport = _local_emulator(self.emulator_data)
             base_url = LOCAL_BASE_URL
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
-                             parallelism=parallelism, routes=env.routes or None,
+                             parallelism=parallelism, timeout=env.request_timeout, routes=env.routes or None,
                              rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets,
                              deadline=env.call_deadline, max_answer_bytes=env.max_answer_bytes)
         revision = emulator.world.revision if emulator is not None else None

@@ -50,6 +50,11 @@ class EnvironmentConfig(Frozen):
     callDeadline: float = Field(default=120.0, gt=0, le=3600,
                                 description="Seconds one API call may take, connecting to the last byte of its answer")
     maxAnswerMiB: int = Field(default=64, ge=1, le=4096, description="The largest API answer read, in MiB")
+    requestTimeout: float = Field(
+        default=30.0, gt=0, le=3600,
+        description="Seconds to wait for each answer; a create left unanswered is taken as possibly still "
+                    "landing for twice this long",
+    )
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per-resource spec fields for this environment, e.g. {dataset.orders: {protect: true}}",
@@ -123,6 +128,7 @@ class Environment:
     routes: dict[str, str] = field(default_factory=dict)
     parallelism: int | None = None
     rate_limit: float | None = None
+    request_timeout: float = 30.0
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     config_file: str = DEFAULT_CONFIG
     call_deadline: float = 120.0
@@ -206,6 +212,7 @@ def load_environment(
         routes=dict(env.routes),
         parallelism=env.parallelism,
         rate_limit=env.rateLimit,
+        request_timeout=env.requestTimeout,
         overrides=dict(env.overrides),
         config_file=str(path),
         call_deadline=env.callDeadline,

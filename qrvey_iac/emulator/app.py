@@ -115,13 +115,13 @@ class Emulator:
         _check_api_key(request, self.config.api_key)
         route, params = match_route(request.method, target.segments)
         self.request_counts[f"{route.method} {route.template}"] += 1
+        body = await read_json(request, self.config)   # read on arrival: a client leaving during a stall stops nothing
         decision = self.injector.decide(request.method, target.path)
         if decision.latency_ms:
             request.state.fault_stall = decision.latency_ms / 1000
             await asyncio.sleep(decision.latency_ms / 1000)
         if decision.rejects:
             return fault_response(decision.outcome)
-        body = await read_json(request, self.config)
         if decision.endless:
             return endless_page(self.fault_counts["endless"])
         call = Call(self.world, self.config, self.ids, target.user_id, target.app_id, params, body, decision.load_fails)

@@ -8,7 +8,7 @@ Grammar (whitespace is free around the separators)::
     ROUTE    := a path after /devapi/v4/user/{u}/app/{a}, "*" matching any characters
     action   := KIND ["@" TRIGGER] [" retry-after=" SECONDS]
     KIND     := 429 | 500 | 503 | drop | lost-500 | lost-drop | load-fail
-              | latency=DURATION [("~" | "±") DURATION]
+              | latency=DURATION [("~" | "±") DURATION] | late=DURATION
               | body=null | body=empty | body=html | body=error | other-id
               | trickle=DURATION | endless
     TRIGGER  := PROBABILITY (0.05, 5%) | first=N | every=N      (none: every matching call)
@@ -22,6 +22,12 @@ answer is replaced by a 200 whose body is ``null``, empty, an HTML page or Qrvey
 byte at a time, DURATION apart (``trickle=``: never trips a per-read timeout). ``endless``, on
 a listing (``POST .../all``) only, answers an empty page with a new cursor, forever, instead of
 running the handler.
+
+``late=DURATION`` is a write that lands late: the handler acts DURATION after the request
+arrived and answers then, whether or not the client is still waiting (a client whose timeout
+is shorter has given up; the change is committed all the same, as a real server does). Every
+request the emulator has read is finished even when its client is gone: ``late`` only makes
+it happen on purpose, counted apart (``fault_counts["late"]``).
 """
 
 from __future__ import annotations
@@ -33,8 +39,9 @@ from dataclasses import dataclass
 REJECT_KINDS = ("429", "500", "503", "drop")  # answered before the handler runs: no effect
 LOST_KINDS = ("lost-500", "lost-drop")  # the handler runs (committed), then the answer is lost
 ANSWER_KINDS = ("body=null", "body=empty", "body=html", "body=error", "other-id", "trickle", "endless")
-FAULT_KINDS = (*REJECT_KINDS, *LOST_KINDS, "load-fail", "latency", *ANSWER_KINDS)
-PARAMETRISED_KINDS = ("latency", "trickle")  # written KIND=DURATION
+DELAY_KINDS = ("latency", "late")  # held before the handler acts; late: past the client's timeout
+FAULT_KINDS = (*REJECT_KINDS, *LOST_KINDS, "load-fail", *DELAY_KINDS, *ANSWER_KINDS)
+PARAMETRISED_KINDS = (*DELAY_KINDS, "trickle")  # written KIND=DURATION
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "*")
 
 
@@ -53,7 +60,7 @@ class FaultRule:
     first: int | None = None
     every: int | None = None
     retry_after: int = 1  # seconds, for 429
-    latency_ms: float = 0.0  # for latency
+    latency_ms: float = 0.0  # for latency and late: the delay
     jitter_ms: float = 0.0  # for latency: uniform in latency_ms ± jitter_ms
     pause_ms: float = 0.0  # for trickle: between two bytes of the answer
 
@@ -89,8 +96,8 @@ class FaultRule:
     def action_text(self) -> str:
         """This rule's action in spec syntax (see the module docstring)."""
         text = self.kind
-        if self.kind == "latency":
-            text = f"latency={_format_ms(self.latency_ms)}"
+        if self.kind in DELAY_KINDS:
+            text = f"{self.kind}={_format_ms(self.latency_ms)}"
             text += f"~{_format_ms(self.jitter_ms)}" if self.jitter_ms else ""
         if self.kind == "trickle":
             text = f"trickle={_format_ms(self.pause_ms)}"
@@ -111,7 +118,7 @@ class FaultRule:
 @dataclass(frozen=True)
 class FaultSet:
     """An ordered set of fault rules; for each call, the first matching 4xx/5xx/drop rule that
-    fires decides the outcome, while every firing latency rule adds its delay."""
+    fires decides the outcome, while every firing latency or late rule adds its delay."""
 
     rules: tuple[FaultRule, ...] = ()
 
@@ -173,10 +180,12 @@ def _parse_kind(text: str) -> dict:
         return {"kind": "latency", "latency_ms": _parse_ms(mean), "jitter_ms": _parse_ms(jitter) if jitter else 0.0}
     if text.startswith("trickle="):
         return {"kind": "trickle", "pause_ms": _parse_ms(text.removeprefix("trickle="))}
+    if text.startswith("late="):
+        return {"kind": "late", "latency_ms": _parse_ms(text.removeprefix("late="))}
     if text not in FAULT_KINDS or text in PARAMETRISED_KINDS:
         kinds = ", ".join(kind for kind in FAULT_KINDS if kind not in PARAMETRISED_KINDS)
         raise ValueError(f"unknown fault {text!r} (expected one of {kinds}, latency=DURATION[~DURATION], "
-                         "trickle=DURATION)")
+                         "late=DURATION, trickle=DURATION)")
     return {"kind": text}
 
 

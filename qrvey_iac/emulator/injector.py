@@ -6,14 +6,14 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
-from qrvey_iac.emulator.faults import ANSWER_KINDS, LOST_KINDS, REJECT_KINDS, FaultRule, FaultSet
+from qrvey_iac.emulator.faults import ANSWER_KINDS, DELAY_KINDS, LOST_KINDS, REJECT_KINDS, FaultRule, FaultSet
 
 
 @dataclass
 class FaultDecision:
     """What happens to one call."""
 
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # latency and late rules: held this long before the handler acts
     outcome: FaultRule | None = None  # a reject or lost rule, or None for a normal answer
     load_fails: bool = False
 
@@ -67,7 +67,7 @@ class FaultInjector:
         return rule.probability >= 1.0 or self._random.random() < rule.probability
 
     def _apply(self, rule: FaultRule, decision: FaultDecision) -> None:
-        if rule.kind == "latency":
+        if rule.kind in DELAY_KINDS:
             jitter = self._random.uniform(-rule.jitter_ms, rule.jitter_ms) if rule.jitter_ms else 0.0
             decision.latency_ms += max(0.0, rule.latency_ms + jitter)
         elif rule.kind == "load-fail":

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from qrvey_iac.emulator.app import create_app
+from qrvey_iac.emulator.app import Emulator, create_app
 from qrvey_iac.emulator.config import EmulatorConfig
 
 _DROP_LOG_MESSAGE = "ASGI callable returned without completing response."
@@ -132,14 +133,18 @@ class _RequestBoundaries:
             connection.request_finished()
 
 
-def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8787) -> None:
-    """Serve until SIGINT or SIGTERM. With config.data_file set, the world is saved while
-    serving (see Emulator.keep_saved) and on shutdown; after a SIGKILL the file lacks at
-    most the changes of the last save_interval seconds."""
+def serve(config: EmulatorConfig, host: str = "127.0.0.1", port: int = 8787,
+          on_exit: Callable[[Emulator], None] | None = None) -> None:
+    """Serve until SIGINT or SIGTERM, then call ``on_exit`` with the Emulator served (its
+    fault_counts, ...). With config.data_file set, the world is saved while serving (see
+    Emulator.keep_saved) and on shutdown; after a SIGKILL the file lacks at most the changes
+    of the last save_interval seconds."""
     server = make_server(config, host, port)
+    emulator = server.config.app.state.emulator
     try:
         server.run()
     finally:   # a second Ctrl-C skips the app's own shutdown save
-        emulator = server.config.app.state.emulator
         if emulator.unsaved():
             emulator.save()
+        if on_exit is not None:
+            on_exit(emulator)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -13,21 +15,39 @@ class ConnectionDroppedError(Exception):
 class EmulatorTransport(httpx.AsyncBaseTransport):
     """``httpx.AsyncClient(transport=EmulatorTransport(app))`` talks to the emulator in-process.
 
-    A dropped-connection fault reaches the client as ``httpx.ReadError``, as it would over a
-    socket; any other app error propagates unchanged.
+    It behaves as the app served over a socket would: a dropped-connection fault reaches the
+    client as ``httpx.ReadError``; the client's read timeout is kept (``httpx.ReadTimeout``
+    when no answer came in time); and a request the client stops waiting for, by its timeout
+    or by being cancelled, still runs to its end, as a real server finishes a request whose
+    client has gone. ``aclose`` waits for those abandoned requests. Any other app error
+    propagates unchanged.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
         self._inner = httpx.ASGITransport(app=_DropDetector(app))
+        self._running: set[asyncio.Task] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answering = asyncio.ensure_future(self._inner.handle_async_request(request))
+        self._running.add(answering)
+        answering.add_done_callback(self._ended)
+        timeout = (request.extensions.get("timeout") or {}).get("read")
         try:
-            return await self._inner.handle_async_request(request)
+            return await asyncio.wait_for(asyncio.shield(answering), timeout)
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no answer within the read timeout ({timeout} s)", request=request) from None
         except ConnectionDroppedError as exc:
             raise httpx.ReadError(str(exc), request=request) from None
 
+    def _ended(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        if not task.cancelled():
+            task.exception()      # retrieved: an abandoned request's error has nobody to go to
+
     async def aclose(self) -> None:
+        if self._running:
+            await asyncio.wait(set(self._running))   # the abandoned requests end, as on a server
         await self._inner.aclose()
 
 

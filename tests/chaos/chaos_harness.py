@@ -44,6 +44,14 @@ APPS = {
 # 10% 5xx, 5% 429 (Retry-After 0 or 1 s), 2% committed-but-lost: on every call.
 FAULT_MIX = ("* *: 500@5%, 503@5%, 429@4% retry-after=0, 429@1% retry-after=1, "
              "lost-500@1%, lost-drop@1%")
+# Writes that land late (issue 12): 3% of creates, view clones, updates, shares and deletes are
+# committed LATE_SECONDS after they arrive, past the client's LATE_TIMEOUT, whether or not the
+# client still waits; on top of FAULT_MIX. The landing window is 2 x LATE_TIMEOUT.
+LATE_TIMEOUT = 2.0
+LATE_SECONDS = 2.5
+LATE_MIX = FAULT_MIX + "".join(f"; {target}: late={LATE_SECONDS:g}s@3%" for target in (
+    "POST /qollect/dataset", "POST /qollect/dataset/clone/*", "PUT *", "POST /qollect/dataset/*/publishVersion",
+    "DELETE *"))
 SAVE_INTERVAL = 0.05   # the emulator saves its world at most this often while it changes
 
 
@@ -102,6 +110,14 @@ class Emulator:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+    def fault_counts(self) -> dict[str, int]:
+        """The faults it injected, from the line ``emulator serve`` prints when it stops."""
+        for line in Path(self.log.name).read_text().splitlines():
+            if line.startswith("Faults injected: "):
+                pairs = line.removeprefix("Faults injected: ").split(", ")
+                return {kind: int(count) for kind, _, count in (p.partition("=") for p in pairs) if count}
+        return {}
 
     def __enter__(self) -> Emulator:
         return self
@@ -164,11 +180,12 @@ def _dataset_doc(name: str, app: str, display: str, shared: bool, i: int) -> str
     )
 
 
-def write_config(root: Path, endpoint: str) -> None:
+def write_config(root: Path, endpoint: str, request_timeout: float | None = None) -> None:
     apps = "\n".join(f"      {alias}: {{userId: {user}, appId: {app}}}" for alias, (user, app) in APPS.items())
+    timeout = f"    requestTimeout: {request_timeout}\n" if request_timeout else ""
     (root / "qrvey-iac.yaml").write_text(
         f"manifests: manifests\ndefaultEnvironment: {ENV}\nenvironments:\n  {ENV}:\n"
-        f"    endpoint: {endpoint}\n    apiKeyEnv: {KEY_ENV}\n    apps:\n{apps}\n"
+        f"    endpoint: {endpoint}\n    apiKeyEnv: {KEY_ENV}\n{timeout}    apps:\n{apps}\n"
         "    variables: {warehouse_connection: conn-warehouse, crm_connection: conn-crm, warehouse_db: shop}\n"
         f"    state: {{path: state/{ENV}.json}}\n"
     )
@@ -227,14 +244,15 @@ class Run:
 class Project:
     """A project folder pointed at an emulator process, driven by CLI subprocesses."""
 
-    def __init__(self, root: Path, emulator: Emulator, *, examples: bool = True) -> None:
+    def __init__(self, root: Path, emulator: Emulator, *, examples: bool = True,
+                 request_timeout: float | None = None) -> None:
         self.root = root
         self.emulator = emulator
         (root / "manifests").mkdir(parents=True, exist_ok=True)
         if examples:
             for path in (REPO / "manifests").glob("*.yaml"):
                 shutil.copy(path, root / "manifests" / path.name)
-        write_config(root, emulator.url)
+        write_config(root, emulator.url, request_timeout)
         self.environ = {**os.environ, KEY_ENV: API_KEY, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
 
     @property
@@ -367,6 +385,9 @@ class Figures:
     leaks: int = 0
     episodes: int = 0
     converged: int = 0
+    plans_between: int = 0       # plans run between a killed apply and the next apply
+    plans_killed: int = 0        # of those, SIGKILLed too
+    late: int = 0                # writes the emulator committed late, past the client's timeout
     seconds: float = 0.0
     in_flight: int = 0           # kills that left writes in flight (journal entries to settle)
     problems: list[str] = field(default_factory=list)
@@ -394,12 +415,14 @@ class Figures:
                 f"gave up {self.gave_up}, "
                 f"duplicates {self.duplicates}, "
                 f"untracked {self.untracked}, claimed twice {self.shared_ids}, unreadable states "
-                f"{self.unreadable}, secret leaks {self.leaks}, converged {self.converged}/{self.episodes}")
+                f"{self.unreadable}, secret leaks {self.leaks}, converged {self.converged}/{self.episodes}"
+                + (f", plans between kills {self.plans_between} ({self.plans_killed} killed), "
+                   f"late landings {self.late}" if self.plans_between or self.late else ""))
 
 
 def converge_with_kills(project: Project, rng: random.Random, figures: Figures, *, kills: int,
                         window: tuple[float, float], writes: int = 40, max_runs: int = 40,
-                        command: tuple[str, ...] = ("apply", "--auto-approve")) -> Run:
+                        command: tuple[str, ...] = ("apply", "--auto-approve"), plan_between: bool = False) -> Run:
     """Run ``command`` until a run exits 0, SIGKILLing each of the first ``kills`` runs at a
     seeded random moment (a run that finishes first ends the episode): half the time at a
     time in ``window`` (seconds after start), else a few ms after a random one of the first
@@ -427,12 +450,29 @@ def converge_with_kills(project: Project, rng: random.Random, figures: Figures, 
         if run.killed:
             figures.in_flight += findings.journaled > 0
             assert project.lock_holder() is None, project.lock_holder()   # died with its holder
+            if plan_between:
+                plan_after_kill(project, rng, figures)
             continue
         assert "Traceback" not in run.stderr and "Error:" in run.stderr, run.stderr[-3000:]
         assert "is locked by" not in run.stderr, run.stderr     # no lock outlives its holder
         figures.gave_up += 1
         figures.give_up_reports.append(run.stderr.strip()[-1500:])
     raise AssertionError(f"no run converged after {max_runs} runs; last stderr:\n{run.stderr[-3000:]}")
+
+
+def plan_after_kill(project: Project, rng: random.Random, figures: Figures) -> None:
+    """``plan`` between a killed apply and the next one (it settles and saves the journal),
+    itself SIGKILLed a third of the time. Any exit is fine but a traceback: 0, 2 (changes
+    left), 1 (faults outlasted the retries)."""
+    kill = Kill(seconds=rng.uniform(0.3, 2.0)) if rng.random() < 1 / 3 else None
+    run = project.run_killed(kill, "plan", "--detailed-exitcode")
+    figures.plans_between += 1
+    figures.plans_killed += run.killed
+    figures.record(check_invariants(project), f"plan between kills {figures.plans_between} "
+                                              f"({'SIGKILL ' + str(kill) if run.killed else run.code})")
+    assert run.killed or "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.killed or run.code in (0, 2) or "Error:" in run.stderr, run.stderr[-3000:]
+    assert project.lock_holder() is None, project.lock_holder()
 
 
 def plan_is_empty(project: Project, figures: Figures, attempts: int = 4) -> Run:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from chaos_harness import (
-    FAULT_MIX, Emulator, Figures, Project, converge_with_kills, generated_manifests, plan_is_empty,
+    FAULT_MIX, LATE_MIX, LATE_SECONDS, LATE_TIMEOUT, Emulator, Figures, Project, check_invariants, converge_with_kills,
+    generated_manifests, plan_is_empty,
 )
 
 from qrvey_iac.adapters.state.local import LocalStateStore
@@ -30,19 +31,22 @@ EPISODES = (("create everything", 0, APPLY), ("change a mix", 1, APPLY), ("chang
 
 
 def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills_per_episode: int,
-             window: tuple[float, float], writes: int, seed: int) -> Figures:
-    """One emulator and one project: episodes of manifest changes, each applied under kills."""
+             window: tuple[float, float], writes: int, seed: int, faults: str = FAULT_MIX,
+             request_timeout: float | None = None, plan_between: bool = False) -> Figures:
+    """One emulator and one project: episodes of manifest changes, each applied under kills
+    (with ``plan_between``, a plan, itself sometimes killed, after each killed apply)."""
     rng = random.Random(seed)
     figures = Figures()
-    with Emulator(folder / "world.json", FAULT_MIX, seed=seed) as emulator:
-        project = Project(folder / "project", emulator)
+    emulator = Emulator(folder / "world.json", faults, seed=seed)
+    with emulator:
+        project = Project(folder / "project", emulator, request_timeout=request_timeout)
         while figures.kill_points < kill_points:
             what, variant, command = EPISODES[figures.episodes % len(EPISODES)]
             text = "" if variant is None else generated_manifests(datasets, views, variant=variant)
             project.write_manifest("generated.yaml", text)
             figures.episodes += 1
             converge_with_kills(project, rng, figures, kills=kills_per_episode, window=window, writes=writes,
-                                command=command)
+                                command=command, plan_between=plan_between)
             state = LocalStateStore(project.state_path).read()
             assert state.journal == (), f"{what}: journal left after exit 0"
             if command == DESTROY:
@@ -51,6 +55,10 @@ def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills
                 plan = plan_is_empty(project, figures)
                 assert plan.code == 0, f"{what}: the plan after a converged apply is not empty:\n{plan.stdout[-3000:]}"
             figures.converged += 1
+        if "late=" in faults:
+            time.sleep(LATE_SECONDS + 0.5)           # every late write has landed (or been refused) now
+            figures.record(check_invariants(project), "after the last late landing")
+    figures.late = emulator.fault_counts().get("late", 0)
     return figures
 
 
@@ -69,8 +77,8 @@ def run_chaos(folder: Path, *, lanes: int = 1, kill_points: int, seed: int, **op
     return figures
 
 
-def report(figures: Figures, datasets: int, views: int) -> str:
-    return (f"\nchaos: {datasets} generated datasets + {views} views + the 10 examples; faults {FAULT_MIX!r}\n"
+def report(figures: Figures, datasets: int, views: int, faults: str = FAULT_MIX) -> str:
+    return (f"\nchaos: {datasets} generated datasets + {views} views + the 10 examples; faults {faults!r}\n"
             f"chaos: {figures.line()} in {figures.seconds:.0f}s\n"
             + "".join(f"chaos: a run gave up:\n{text}\n" for text in figures.give_up_reports[:3]))
 
@@ -96,3 +104,24 @@ def test_chaos_200_kill_points(tmp_path):
     print(report(figures, 50, 50), file=sys.__stdout__)
     assert_clean(figures)
     assert figures.kill_points >= 200
+
+
+LATE = {"faults": LATE_MIX, "request_timeout": LATE_TIMEOUT, "plan_between": True}
+
+
+def test_short_late_landing_chaos_run(tmp_path):
+    """Writes landing after the client's timeout, kills between apply, plan and apply."""
+    figures = run_chaos(tmp_path, kill_points=4, seed=12, datasets=8, views=8, kills_per_episode=2,
+                        window=(0, 0), writes=10, **LATE)
+    print(report(figures, 8, 8, LATE_MIX), file=sys.__stdout__)
+    assert_clean(figures)
+    assert figures.kill_points >= 4 and figures.plans_between >= 4
+
+
+@pytest.mark.chaos
+def test_chaos_late_landings_200_kill_points(tmp_path):
+    figures = run_chaos(tmp_path, lanes=4, kill_points=200, seed=4242, datasets=30, views=30,
+                        kills_per_episode=6, window=(0.6, 5.5), writes=50, **LATE)
+    print(report(figures, 30, 30, LATE_MIX), file=sys.__stdout__)
+    assert_clean(figures)
+    assert figures.kill_points >= 200 and figures.plans_between >= 200 and figures.late > 0

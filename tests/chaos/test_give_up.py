@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,8 @@ def remote(tmp_path, monkeypatch):
     monkeypatch.setenv("QI_GIVE_UP_KEY", KEY)
     with running_server(EmulatorConfig(api_key=KEY)) as server:
         config = (REPO / "qrvey-iac.yaml").read_text().replace(
-            "  local:\n    endpoint: local\n", f"  local:\n    endpoint: {server.base_url}\n    apiKeyEnv: QI_GIVE_UP_KEY\n")
+            "  local:\n    endpoint: local\n",
+            f"  local:\n    endpoint: {server.base_url}\n    apiKeyEnv: QI_GIVE_UP_KEY\n    requestTimeout: 0.1\n")
         (tmp_path / "qrvey-iac.yaml").write_text(config)
         yield server
 
@@ -57,6 +59,7 @@ def test_creates_that_keep_failing_are_reported_and_finished_by_the_next_run(rem
     assert len(recorded["resources"]) == 6 and {e["address"] for e in recorded["journal"]} == {
         "view.orders-emea", "view.customers-emea", "view.orders-apac", "view.customers-apac"}
     inject(remote, None)
+    time.sleep(1.3)       # the creates' landing window (2 x requestTimeout, + 1 s as started is in seconds)
     again = run("apply", "--auto-approve")
     assert again.exit_code == 0, again.output
     assert "view.orders-emea: an interrupted create did not land; it will be planned again" in again.stderr

@@ -21,7 +21,7 @@ from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.core.diff import canonical_hash
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.kinds.dataset import DATASET, create_body
-from qrvey_iac.core.errors import ApplyError, StateError
+from qrvey_iac.core.errors import ApplyError, BadRequestError, StateError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.state import JournalEntry, State
@@ -99,17 +99,49 @@ def only(*addresses: str, renamed: dict[str, str] | None = None) -> Manifest:
 
 
 async def test_a_create_that_lands_after_it_was_settled_is_adopted_not_duplicated(rig):
+    """The settle (a plan's, say) keeps the create's id in the state; the next apply, in
+    another process (a fresh engine), sends it again with that id, and the first request
+    landing late in between is found, not duplicated."""
     manifest = only("dataset.products")
     dataset_id = str(uuid.uuid4())
     rig.journal("create", "dataset.products", dataset_id)
     await rig.settle(manifest)
-    assert "dataset.products: an interrupted create did not land; it will be planned again" in rig.lines
+    assert (f"dataset.products: an interrupted create has not landed; its id {dataset_id} stays in the "
+            "state's journal, and the create planned again reuses it") in rig.lines
+    assert [e.datasetId for e in rig.state().journal] == [dataset_id]
     desired = manifest.resources["dataset.products"].desired
     await rig.gateway.create_dataset(SALES, create_body(desired, SALES, dataset_id))      # the first request lands, late
-    plan, _ = await rig.engine.plan(manifest, rig.state(), "local")
-    await rig.engine.apply(plan, rig.state())
+    rig.engine = Engine(rig.gateway, rig.store, progress=rig.lines.append)                  # the next command
+    plan = await rig.converge(manifest)
+    assert [a.op for a in plan.changes] == []     # the settle of the next command found it: adopted
     assert rig.with_marker("dataset.products") == [dataset_id]
-    assert rig.state().resources["dataset.products"].datasetId == dataset_id
+    assert rig.state().resources["dataset.products"].datasetId == dataset_id and rig.state().journal == ()
+
+
+async def test_a_kept_create_id_is_sent_again_by_the_next_apply_and_a_late_landing_is_refused(rig):
+    """Kill, plan, apply: the plan finds nothing landed and keeps the id; the apply (a fresh
+    engine) creates with that same id; the first request landing after that is refused by
+    Qrvey as a duplicate id: one dataset."""
+    manifest = only("dataset.products")
+    dataset_id = str(uuid.uuid4())
+    rig.journal("create", "dataset.products", dataset_id)
+    await rig.settle(manifest)                                                    # plan
+    rig.engine = Engine(rig.gateway, rig.store, progress=rig.lines.append)        # apply, another process
+    plan = await rig.converge(manifest)
+    assert [a.op for a in plan.changes] == ["create"]
+    assert rig.state().resources["dataset.products"].datasetId == dataset_id and rig.state().journal == ()
+    desired = manifest.resources["dataset.products"].desired
+    with pytest.raises(BadRequestError):                                          # the late landing
+        await rig.gateway.create_dataset(SALES, create_body(desired, SALES, dataset_id))
+    assert rig.with_marker("dataset.products") == [dataset_id]
+
+
+async def test_a_kept_create_id_is_forgotten_once_the_manifests_drop_it_and_it_can_no_longer_land(rig):
+    dataset_id = str(uuid.uuid4())
+    rig.journal("create", "dataset.products", dataset_id)       # started long ago: past its window
+    state = await rig.settle(only("dataset.orders"))
+    assert state.journal == ()
+    assert "dataset.products: an interrupted create did not land; it will be planned again" in rig.lines
 
 
 async def test_a_create_that_landed_is_adopted_and_one_that_did_not_is_made_again_with_its_id(rig):

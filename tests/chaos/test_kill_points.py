@@ -131,3 +131,27 @@ def test_kill_after_a_view_committed_but_its_answer_was_lost(tmp_path):
         assert f"view.solo-emea: adopted {view['datasetId']} from an interrupted create" in rerun
         assert [d["datasetId"] for d in with_marker(emulator, "view.solo-emea")] == [view["datasetId"]]
         assert state_of(project).resources["view.solo-emea"].datasetId == view["datasetId"]
+
+
+def test_kill_then_plan_then_apply_while_the_create_lands_late_makes_one_dataset(tmp_path):
+    """Issue 12: the create is held by the server past the client's timeout and lands after
+    the apply that sent it was killed. The plan between finds nothing yet; it must keep the
+    chosen id, so the next apply sends that id again and the late landing is refused."""
+    with Emulator(tmp_path / "world.json", "POST /qollect/dataset: late=4s@first=1") as emulator:
+        project = Project(tmp_path / "project", emulator, examples=False, request_timeout=1)
+        project.write_manifest("solo.yaml", DATASET)
+        process = project.start("apply", "--auto-approve")
+        entry = wait_for(lambda: journaled(project, "dataset.solo"))
+        time.sleep(0.3)
+        process.kill()
+        process.wait()
+        plan = project.run("plan", "--detailed-exitcode")
+        assert plan.code == 2, plan.stderr
+        assert f"its id {entry.datasetId} stays in the state's journal" in plan.stderr
+        assert [e.datasetId for e in state_of(project).journal] == [entry.datasetId]
+        apply = project.run("apply", "--auto-approve")
+        assert apply.code == 0, apply.stderr
+        time.sleep(4.5)                                                 # the held request has landed (or not)
+        assert [d["datasetId"] for d in with_marker(emulator, "dataset.solo")] == [entry.datasetId]
+        assert state_of(project).resources["dataset.solo"].datasetId == entry.datasetId
+        assert check_invariants(project).ok

@@ -161,3 +161,18 @@ def test_probability_is_seeded():
     assert draw(7) == draw(7)
     assert draw(7) != draw(8)
     assert 15 <= sum(draw(7)) <= 45
+
+
+def test_late_parses_and_prints_back():
+    faults = parse_faults("POST /qollect/dataset: late=31s@2%; PUT *: late=1.5s@first=1")
+    late, second = faults.rules
+    assert (late.kind, late.latency_ms, late.probability) == ("late", 31000.0, 0.02)
+    assert (second.kind, second.latency_ms, second.first) == ("late", 1500.0, 1)
+    assert str(faults) == "POST /qollect/dataset: late=31000ms@0.02; PUT *: late=1500ms@first=1"
+    assert parse_faults(str(faults)) == faults
+
+
+@pytest.mark.parametrize("text", ["POST *: late", "POST *: late=", "POST *: late=fast", "POST *: late=1s~1s"])
+def test_bad_late_actions_are_refused(text):
+    with pytest.raises(ValueError):
+        parse_faults(text)

@@ -93,7 +93,8 @@ def test_config_rejects_unknown_modes():
 def test_public_callables_have_the_agreed_signatures():
     assert list(inspect.signature(create_app).parameters) == ["config"]
     assert list(inspect.signature(parse_faults).parameters) == ["spec"]
-    assert list(inspect.signature(serve).parameters) == ["config", "host", "port"]
+    assert list(inspect.signature(serve).parameters) == ["config", "host", "port", "on_exit"]
+    assert inspect.signature(serve).parameters["on_exit"].default is None
     assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
     assert inspect.signature(serve).parameters["port"].default == 8787
     assert list(inspect.signature(running_server).parameters) == ["config", "host"]

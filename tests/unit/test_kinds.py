@@ -177,3 +177,21 @@ def test_the_applied_hash_ignores_removal_marks_for_every_kind():
                                                           "columns": {}})
     with_sync = {"name": "N", "dataSync": None, "customAttributes": {"gone": None}}
     assert DATASET.applied_hash(with_sync) == canonical_hash({"name": "N", "customAttributes": {}})
+
+
+def test_claimed_twice_names_marked_objects_the_state_does_not_record():
+    from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice
+    from qrvey_iac.core.state import JournalEntry, ResourceState, State
+
+    def view(dataset_id: str, address: str | None) -> dict:
+        return {"datasetId": dataset_id, "appId": "a1", "customAttributes": {OWNER_ATTRIBUTE: address} if address else {}}
+
+    state = State(resources={
+        "view.a": ResourceState(kind="DatasetView", datasetId="v1", appId="a1", userId="u1"),
+        "view.b": ResourceState(kind="DatasetView", datasetId="v2", appId="a1", userId="u1"),
+    }, journal=(JournalEntry(id="j", op="create", address="view.b", appId="a1", userId="u1",
+                             detail={"kind": "DatasetView"}),))
+    items = [view("v1", "view.a"), view("v9", "view.a"), view("v8", "view.b"), view("v7", "view.gone"),
+             view("v6", None), view("v2", "view.a")]
+    assert claimed_twice(items, state) == [
+        f"view.a: v9 in app a1 carries its marker {OWNER_ATTRIBUTE} but the state records v1"]

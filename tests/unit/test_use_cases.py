@@ -95,7 +95,7 @@ async def test_a_create_that_did_not_land_is_sent_again_with_the_same_id():
 
 async def test_a_failed_view_create_keeps_its_journal_entry_when_the_outcome_stays_unknown():
     qrvey, store = FakeQrvey(), MemoryStateStore()
-    engine = Engine(qrvey, store)
+    engine = Engine(qrvey, store, request_timeout=0.01)     # each unknown outcome is waited out: keep it short
     await converge_once(engine, store, manifest(dataset()))
     qrvey.fail("clone_view", times=10)
     with pytest.raises(ApplyError, match="outcome unknown"):
@@ -110,6 +110,7 @@ class FakeWorkspace:
 
     def __init__(self) -> None:
         self.environment_name = "test"
+        self.request_timeout = 30.0
         self.store, self.locker, self.qrvey_fake = MemoryStateStore(), MemoryLocker(), FakeQrvey()
 
     def parallelism(self, requested):
@@ -197,7 +198,7 @@ async def test_an_apply_that_stops_with_writes_pending_leaves_the_state_file_com
     from qrvey_iac.adapters.state.local import LocalStateStore
 
     qrvey, store = FakeQrvey(), LocalStateStore(tmp_path / "state.json")
-    engine = Engine(qrvey, store)
+    engine = Engine(qrvey, store, request_timeout=0.01)     # each unknown outcome is waited out: keep it short
     qrvey.fail("clone_view", times=100)
     # the datasets' creates (first write: whole) and results (empty journal: whole), their
     # shares' entries (appended), results (whole), then the view's entry (appended) and it fails

@@ -289,6 +289,23 @@ def project_named(have: Mapping[str, dict], wanted: Mapping[str, dict | None], h
     return projected
 
 
+def claimed_twice(items: list[dict[str, Any]], state: State) -> list[str]:
+    """Objects of a listing that carry the marker of an address the state records with another
+    id (and no create of it pending): a view create that landed after it was concluded lost,
+    past its landing window, or a copy. Never adopted nor ignored: reported."""
+    tracked = {r.datasetId for r in state.resources.values()}
+    pending = {e.address for e in state.journal if e.op == "create"}
+    found = []
+    for item in items:
+        address = (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE)
+        recorded = state.resources.get(address) if isinstance(address, str) else None
+        if recorded is None or address in pending or item.get("datasetId") in tracked:
+            continue
+        found.append(f"{address}: {item.get('datasetId')} in app {item.get('appId')} carries its marker "
+                     f"{OWNER_ATTRIBUTE} but the state records {recorded.datasetId}")
+    return found
+
+
 def given(fields: dict[str, Any], skip: str) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in fields.items() if v is not None and k != skip}
 
