@@ -25,20 +25,28 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._inner = httpx.ASGITransport(app=_DropDetector(app))
         self._running: set[asyncio.Task] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        answering = asyncio.ensure_future(self._inner.handle_async_request(request))
+        # one ASGITransport per request (it only holds its settings): each request has its own
+        # ``gone``, set when the client stops waiting, which the app then reads as the
+        # http.disconnect a server sends its app when the socket closes
+        gone = asyncio.Event()
+        inner = httpx.ASGITransport(app=_DropDetector(self.app, gone))
+        answering = asyncio.ensure_future(inner.handle_async_request(request))
         self._running.add(answering)
         answering.add_done_callback(self._ended)
         timeout = (request.extensions.get("timeout") or {}).get("read")
         try:
             return await asyncio.wait_for(asyncio.shield(answering), timeout)
         except TimeoutError:
+            gone.set()
             raise httpx.ReadTimeout(f"no answer within the read timeout ({timeout} s)", request=request) from None
         except ConnectionDroppedError as exc:
             raise httpx.ReadError(str(exc), request=request) from None
+        except asyncio.CancelledError:
+            gone.set()
+            raise
 
     def _ended(self, task: asyncio.Task) -> None:
         self._running.discard(task)
@@ -48,17 +56,30 @@ class EmulatorTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         if self._running:
             await asyncio.wait(set(self._running))   # the abandoned requests end, as on a server
-        await self._inner.aclose()
 
 
 class _DropDetector:
-    """Wraps an ASGI app and raises ConnectionDroppedError if it returns mid-response."""
+    """Wraps an ASGI app: raises ConnectionDroppedError if it returns mid-response, and answers
+    its ``receive`` with http.disconnect once ``gone`` is set (the client stopped waiting)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, gone: asyncio.Event) -> None:
         self.app = app
+        self.gone = gone
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         completed = False
+
+        async def receive_until_gone() -> Message:
+            if self.gone.is_set():
+                return {"type": "http.disconnect"}
+            message = asyncio.ensure_future(receive())
+            gone = asyncio.ensure_future(self.gone.wait())
+            await asyncio.wait({message, gone}, return_when=asyncio.FIRST_COMPLETED)
+            gone.cancel()
+            if message.done():
+                return message.result()
+            message.cancel()
+            return {"type": "http.disconnect"}
 
         async def tracking_send(message: Message) -> None:
             nonlocal completed
@@ -66,6 +87,6 @@ class _DropDetector:
                 completed = True
             await send(message)
 
-        await self.app(scope, receive, tracking_send)
+        await self.app(scope, receive_until_gone, tracking_send)
         if scope["type"] == "http" and not completed:
             raise ConnectionDroppedError("the emulator dropped the connection before the response was complete")

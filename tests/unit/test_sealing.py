@@ -122,7 +122,7 @@ async def test_a_view_over_a_secret_source_is_journaled_and_recorded_concealed(f
     partner_source(qrvey)
     if fault != "none":
         getattr(qrvey, fault)("clone_view")
-    engine = Engine(qrvey, store)
+    engine = Engine(qrvey, store, request_timeout=0.01)   # a lost clone is waited out: not for a minute here
     wanted = keyed([partner_view()])
     plan, _ = await engine.plan(wanted, store.read(), "test")
     await engine.apply(plan, store.read(), wanted.sealer)
