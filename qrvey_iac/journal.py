@@ -15,6 +15,9 @@ Settling adopts what landed, forgets what did not (the next plan does it again),
 leaves in the journal, named in an error, only what cannot be decided. The entries are
 looked at concurrently, at most ``parallelism`` at a time; what each decided is applied to
 the state in journal order, so the result does not depend on which answer came first.
+A write whose calls failed with an error proving that none reached Qrvey (``nothing_sent``:
+every attempt refused at connect or by a DNS failure, or answered 401/403 before any may have
+been acted on) leaves nothing here: apply removes its entry at once (engine ``_StepCalls``).
 
 A create whose outcome is unknown is never concluded "did not land" while it may still be
 running on the server (a real server finishes a request whose client timed out or died):
