@@ -27,8 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from qrvey_iac.engine import KEY_CHECK_ID
-
+KEY_CHECK_ID = "qrvey-iac-key-check"    # qrvey_iac.engine.KEY_CHECK_ID (the scripts run without the package)
 BENCH_DIR = Path(__file__).resolve().parent
 PROBE_DIR = BENCH_DIR / "probe"
 LOG_PATH = "/__bench/requests"
