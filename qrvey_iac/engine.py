@@ -30,6 +30,7 @@ from qrvey_iac.ports import QrveyPort, StateStore
 Progress = Callable[[str], None]
 CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
 UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError, UnusableAnswerError)
+KEY_CHECK_ID = "qrvey-iac-key-check"     # read by an empty state's refresh: no object has this id
 
 
 def _quiet(_: str) -> None:
@@ -129,6 +130,8 @@ class Engine:
             r.external_source.datasetId: r.external_source
             for r in manifest.resources.values() if r.external_source
         }
+        if not addresses and not externals:
+            await self._check_key(manifest)
         source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
                         for s in externals.values()]
         try:
@@ -140,6 +143,14 @@ class Engine:
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
+
+    async def _check_key(self, manifest: Manifest) -> None:
+        """With nothing to read (an empty state), one GET in the first app the manifests name, of
+        an id no object has (a 404 when the key is right): a wrong API key is refused by plan,
+        before anything is shown as planned, not by apply's first write."""
+        apps = sorted({(r.app.user_id, r.app.app_id) for r in manifest.resources.values()})
+        if apps:
+            await self.qrvey.read(AppRef(*apps[0]), KEY_CHECK_ID)
 
     async def _check_claims(self, state: State) -> None:
         """List each app holding a server-minted id (views): an object there with the marker of
@@ -168,12 +179,14 @@ class Engine:
         return build_plan(manifest, state, live, environment=environment), live
 
     async def settle_journal(self, state: State, manifest: Manifest | None = None, *, write: bool = True) -> Settled:
-        """Decide the outcome of writes a crashed or failed run left pending (see journal.py).
+        """Decide the outcome of writes a crashed or failed run left pending (see journal.py),
+        ``parallelism`` entries at a time.
 
         A create that has not landed but may still (a dataset's id, a view within its landing
         window) stays in the journal: the create planned again picks it up (_ApplyRun._create).
         """
-        return await Settler(self.qrvey, self.progress, manifest, write, self.landing_window).settle(state)
+        return await Settler(self.qrvey, self.progress, manifest, write, self.landing_window,
+                             self.parallelism).settle(state)
 
     @property
     def landing_window(self) -> float:
@@ -326,6 +339,56 @@ def _resealed(state: State, plan: Plan, sealer: Sealer) -> State:
     return state
 
 
+class _StepCalls:
+    """The Qrvey port as one apply step sees it: ``reached`` turns True once a write of the step
+    may have reached Qrvey (answered, or failed without proof that nothing was sent), or when
+    the step takes over an earlier request that may still land. A step that fails while
+    ``reached`` is False, with an error that proves nothing was sent, left nothing to settle:
+    its journal entry is removed at once."""
+
+    def __init__(self, qrvey: QrveyPort) -> None:
+        self._qrvey = qrvey
+        self.reached = False
+        self.entry: JournalEntry | None = None      # the step's journal entry, once written
+
+    async def _write(self, call: Awaitable):
+        try:
+            answer = await call
+        except QrveyIacError as exc:
+            self.reached = self.reached or not exc.nothing_sent
+            raise
+        except BaseException:
+            self.reached = True          # cancelled in flight: it may have been sent
+            raise
+        self.reached = True
+        return answer
+
+    async def read(self, app: AppRef, dataset_id: str) -> dict | None:
+        return await self._qrvey.read(app, dataset_id)
+
+    async def list_app(self, app: AppRef) -> list[dict]:
+        return await self._qrvey.list_app(app)
+
+    async def create_dataset(self, app: AppRef, body: dict) -> dict:
+        return await self._write(self._qrvey.create_dataset(app, body))
+
+    async def clone_view(self, app: AppRef, source: AppRef, connection_id: str, name: str,
+                         custom_attributes: dict | None) -> dict:
+        return await self._write(self._qrvey.clone_view(app, source, connection_id, name, custom_attributes))
+
+    async def update_dataset(self, app: AppRef, dataset_id: str, body: dict) -> None:
+        return await self._write(self._qrvey.update_dataset(app, dataset_id, body))
+
+    async def apply_changes(self, app: AppRef, dataset_id: str) -> dict:
+        return await self._write(self._qrvey.apply_changes(app, dataset_id))
+
+    async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict:
+        return await self._write(self._qrvey.set_shared(app, dataset_id, shared))
+
+    async def delete(self, app: AppRef, dataset_id: str) -> bool:
+        return await self._write(self._qrvey.delete(app, dataset_id))
+
+
 class _ApplyRun:
     """One apply: walks the levels, journals each write, saves state after each call."""
 
@@ -337,6 +400,7 @@ class _ApplyRun:
         self.done: list[str] = []
         self.failed: list[tuple[str, Exception]] = []
         self.in_flight: set[str] = set()            # steps started and not ended
+        self.unsent: set[str] = set()               # failed steps whose writes surely never reached Qrvey
         self.write_failure: StateError | None = None   # a journal write that failed: stop
         # Twice the HTTP slots: while P calls are in flight, P more steps write their journal
         # entries, so a freed slot is used at once instead of after a durable write.
@@ -414,8 +478,9 @@ class _ApplyRun:
             self.engine.progress(f"{action.address}: {present}...")
             started = time.monotonic()
             self.in_flight.add(step.key)
+            api = _StepCalls(self.engine.qrvey)
             try:
-                detail = await self._run(step, action)
+                detail = await self._run(step, action, api)
             except StateError as exc:
                 # its journal entry (or its record) could not be written, so its call was not
                 # sent: not started, and nothing more starts
@@ -426,6 +491,8 @@ class _ApplyRun:
                 return
             except QrveyIacError as exc:
                 self.in_flight.discard(step.key)
+                if exc.nothing_sent and not api.reached:
+                    await self._unsent(step, api.entry)
                 self.failed.append((step.key, exc))
                 self.engine.progress(f"{action.address}: {step.op} failed: {exc}")
                 return
@@ -434,31 +501,40 @@ class _ApplyRun:
             elapsed = time.monotonic() - started
             self.engine.progress(f"{action.address}: {past} after {elapsed:.1f}s{detail}")
 
-    async def _run(self, step: Step, action: ActionBase) -> str:
+    async def _unsent(self, step: Step, entry: JournalEntry | None) -> None:
+        """A step that failed before any of its writes reached Qrvey: its journal entry holds
+        nothing to settle and goes at once (not waited for: kept, it would only be settled by
+        a read that finds nothing done)."""
+        self.unsent.add(step.key)
+        if entry is not None:
+            self.state = self.state.without_journal(entry.id)
+            await self.engine.commit(self.state, wait=False)
+
+    async def _run(self, step: Step, action: ActionBase, api: _StepCalls) -> str:
         if step.op == "delete":
-            return await self._delete(action)
+            return await self._delete(action, api)
         if step.op == "create":
-            return await self._create(action)
+            return await self._create(action, api)
         current = self.state.resources[action.address]
         kind = KINDS[action.kind]
         if step.op == "update":
             entry = None
             if any(change.path != "protect" for change in action.changes):
-                entry = await self._journal("update", action, _app(current), current.datasetId,
-                                            {"previous_hash": current.applied_hash})
-                await kind.update(self.engine.qrvey, _app(current), current.datasetId, action.desired or {})
+                entry = api.entry = await self._journal("update", action, _app(current), current.datasetId,
+                                                        {"previous_hash": current.applied_hash})
+                await kind.update(api, _app(current), current.datasetId, action.desired or {})
             await self._record(action.address, current.model_copy(
                 update={"applied_hash": kind.applied_hash(action.desired, self.sealer), "protect": action.protect,
                         "managed": kind.managed_fields(action.desired),
                         "applied_fields": kind.applied_fields(action.desired, self.sealer)}), entry)
             return f" [id={current.datasetId}]"
         shared = step.op == "share"
-        entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
-        await self.engine.qrvey.set_shared(_app(current), current.datasetId, shared)
+        entry = api.entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
+        await api.set_shared(_app(current), current.datasetId, shared)
         await self._record(action.address, current.model_copy(update={"shared": shared}), entry)
         return f" [id={current.datasetId}]"
 
-    async def _create(self, action: ActionBase) -> str:
+    async def _create(self, action: ActionBase, api: _StepCalls) -> str:
         """Journal the create with what finds its result again, then send it. An unknown outcome
         is settled by the kind's find_landed (a GET of the client-chosen id, or a list of the app
         for the marker, made once the request can no longer land), and the create is repeated
@@ -466,7 +542,7 @@ class _ApplyRun:
         the journal by a settle) is taken over: a dataset's id is sent again, a view is looked
         for first."""
         kind = KINDS[action.kind]
-        qrvey = self.engine.qrvey
+        qrvey = api
         app = AppRef(action.app.userId, action.app.appId)
         try:
             detail = await kind.prepare_create(qrvey, self.state, app, action.source)
@@ -475,7 +551,9 @@ class _ApplyRun:
         earlier = self._earlier_create(action.address, app)
         dataset_id = (earlier.datasetId if earlier else str(uuid.uuid4())) if kind.client_minted_id else None
         marker = {} if kind.client_minted_id else {"marker": {OWNER_ATTRIBUTE: action.address}}
-        entry = await self._journal("create", action, app, dataset_id, {**detail, **marker}, replacing=earlier)
+        entry = api.entry = await self._journal("create", action, app, dataset_id, {**detail, **marker},
+                                                replacing=earlier)
+        api.reached = earlier is not None      # the earlier request may still land
         # the journal (on disk) holds the source with its secret ids concealed; the calls need them
         calls = entry.model_copy(update={"detail": entry.detail.model_copy(update={"source": detail.get("source")})})
         desired = action.desired or {}
@@ -529,12 +607,12 @@ class _ApplyRun:
         await self.engine.commit(self.state)
         return again
 
-    async def _delete(self, action: ActionBase) -> str:
+    async def _delete(self, action: ActionBase, api: _StepCalls) -> str:
         current = self.state.resources.get(action.address)
         if current is None:
             return " (not in state)"
-        entry = await self._journal("delete", action, _app(current), current.datasetId, {})
-        existed = await KINDS[action.kind].delete(self.engine.qrvey, _app(current), current.datasetId)
+        entry = api.entry = await self._journal("delete", action, _app(current), current.datasetId, {})
+        existed = await KINDS[action.kind].delete(api, _app(current), current.datasetId)
         self.state = self.state.without_resource(action.address).without_journal(entry.id)
         await self.engine.commit(self.state, wait=False)
         return "" if existed else " (it was already gone)"
@@ -583,8 +661,13 @@ class _ApplyRun:
         lines = [headline or f"apply stopped: {len(self.failed)} operation(s) failed"]
         for key, exc in self.failed:
             unknown = key.split(":", 1)[1] in journaled and isinstance(exc, UNKNOWN_OUTCOME_ERRORS)
-            verdict = ("outcome unknown (kept in the state's journal: the next plan or apply checks "
-                       "Qrvey and records what landed)" if unknown else "failed")
+            if key in self.unsent:
+                verdict = "failed (nothing was sent)"
+            elif unknown:
+                verdict = ("outcome unknown (kept in the state's journal: the next plan or apply checks "
+                           "Qrvey and records what landed)")
+            else:
+                verdict = "failed"
             lines.append(f"  {key}: {verdict}: {exc}")
         shown = f" ({', '.join(self.done)})" if len(self.done) <= 20 else ""
         if self.write_failure is None:

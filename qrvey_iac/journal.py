@@ -12,7 +12,12 @@ needed to recognise its outcome later:
 - ``delete``: the ``datasetId``.
 
 Settling adopts what landed, forgets what did not (the next plan does it again), and
-leaves in the journal, named in an error, only what cannot be decided.
+leaves in the journal, named in an error, only what cannot be decided. The entries are
+looked at concurrently, at most ``parallelism`` at a time; what each decided is applied to
+the state in journal order, so the result does not depend on which answer came first.
+A write whose calls failed with an error proving that none reached Qrvey (``nothing_sent``:
+every attempt refused at connect or by a DNS failure, or answered 401/403 before any may have
+been acted on) leaves nothing here: apply removes its entry at once (engine ``_StepCalls``).
 
 A create whose outcome is unknown is never concluded "did not land" while it may still be
 running on the server (a real server finishes a request whose client timed out or died):
@@ -31,6 +36,7 @@ running on the server (a real server finishes a request whose client timed out o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,6 +52,11 @@ from qrvey_iac.ports import QrveyPort
 
 
 KEEP = None    # a handler's answer: leave the entry in the journal as it is
+Change = Callable[[State], State]     # a handler's other answer: what the entry's outcome does to the state
+
+
+def unchanged(state: State) -> State:
+    return state
 DEFAULT_LANDING_WINDOW = 60.0   # seconds: twice the client's default request timeout
 
 
@@ -82,31 +93,40 @@ class Settler:
     manifest: Manifest | None = None
     write: bool = True      # False: decide in memory only (read-only commands)
     window: float = DEFAULT_LANDING_WINDOW   # landing_window() of the client's request timeout
+    parallelism: int = 10     # entries looked at together (the engine's: each makes a call or two)
 
     async def settle(self, state: State) -> Settled:
+        """Every entry decided from ``state`` as read, concurrently; then folded in journal order."""
+        limit = asyncio.Semaphore(max(1, self.parallelism))
+
+        async def decided(entry: JournalEntry) -> Change | None | QrveyIacError:
+            async with limit:
+                try:
+                    return await self._one(state, entry)
+                except QrveyIacError as exc:      # UndecidedError among them
+                    return exc
+
+        outcomes = await asyncio.gather(*(decided(entry) for entry in state.journal))
         settled = Settled(state)
-        for entry in state.journal:
-            try:
-                outcome = await self._one(settled, entry)
-            except QrveyIacError as exc:      # UndecidedError among them
-                settled.undecided.append(f"{entry.address}: {describe(entry)}: {exc}")
-                continue
-            if outcome is KEEP:
+        for entry, outcome in zip(state.journal, outcomes):
+            if isinstance(outcome, QrveyIacError):
+                settled.undecided.append(f"{entry.address}: {describe(entry)}: {outcome}")
+            elif outcome is KEEP:
                 settled.pending.append(entry.address)
-                continue
-            settled.state = outcome.without_journal(entry.id)
+            else:
+                settled.state = outcome(settled.state).without_journal(entry.id)
         return settled
 
-    async def _one(self, settled: Settled, entry: JournalEntry) -> State | None:
-        """The state with ``entry`` settled, or KEEP: the entry stays in the journal as it is."""
+    async def _one(self, state: State, entry: JournalEntry) -> Change | None:
+        """What ``entry``'s outcome does to the state, or KEEP: the entry stays in the journal as it is.
+        Decided from ``state`` as read; the change reads the resource it touches when applied."""
         handler = {"create": self._create, "update": self._update, "share": self._share,
                    "unshare": self._share, "delete": self._delete}.get(entry.op)
         if handler is None:
             raise UndecidedError(f"unknown journal operation {entry.op!r} (written by a newer qrvey-iac?)")
-        return await handler(settled, entry)
+        return await handler(state, entry)
 
-    async def _create(self, settled: Settled, entry: JournalEntry) -> State | None:
-        state = settled.state
+    async def _create(self, state: State, entry: JournalEntry) -> Change | None:
         kind = KINDS[entry.detail.kind]
         found = await kind.find_landed(self.qrvey, entry, state)
         if found is None:
@@ -118,9 +138,10 @@ class Settler:
                                 f"interrupted create) exist in app {entry.appId}; delete the one you do not "
                                 f"want in Qrvey, then run again")
         self.progress(f"{entry.address}: adopted {found['datasetId']} from an interrupted create")
-        return state.with_resource(entry.address, recorded_resource(entry, found))
+        adopted = recorded_resource(entry, found)
+        return lambda settled: settled.with_resource(entry.address, adopted)
 
-    def _not_landed(self, state: State, entry: JournalEntry, client_minted_id: bool) -> State | None:
+    def _not_landed(self, state: State, entry: JournalEntry, client_minted_id: bool) -> Change | None:
         """A create not found (yet): kept while it may still land, and a dataset's while its
         address still wants that id; else forgotten (the plan creates it again)."""
         left = window_left(entry, self.window)
@@ -133,7 +154,7 @@ class Settler:
                           "more; kept in the state's journal and looked for again before it is created again")
             return KEEP
         self.progress(f"{entry.address}: an interrupted create did not land; it will be planned again")
-        return state
+        return unchanged
 
     def _wanted(self, entry: JournalEntry) -> bool:
         """The manifests still declare ``entry``'s address in its app (no manifest: assume so)."""
@@ -142,48 +163,55 @@ class Settler:
         resource = self.manifest.resources.get(entry.address)
         return resource is not None and (resource.app.user_id, resource.app.app_id) == (entry.userId, entry.appId)
 
-    async def _update(self, settled: Settled, entry: JournalEntry) -> State:
-        state = settled.state
+    async def _update(self, state: State, entry: JournalEntry) -> Change:
         current = _tracked(state, entry)
         if current is None:
-            return state
+            return unchanged
         live = await self.qrvey.read(_app(current), current.datasetId)
         resource = self.manifest.resources.get(entry.address) if self.manifest else None
         if live is None or resource is None:
-            return state            # gone (the plan recreates it) or no longer managed
+            return unchanged        # gone (the plan recreates it) or no longer managed
         kind = KINDS[current.kind]
         desired = resource.desired
         sent = entry.detail.applied_hash
         sealer = self.manifest.sealer
         if (kind.applied_hash(desired, sealer) != sent
                 or kind.applied_hash(kind.live_document(live, desired), sealer) != sent):
-            return state            # not landed, or the manifests moved on: the plan shows what remains
+            return unchanged        # not landed, or the manifests moved on: the plan shows what remains
         if live.get("pendingChanges") and self.write:
             await kind.update(self.qrvey, _app(current), current.datasetId, desired)
         self.progress(f"{entry.address}: an interrupted update had landed; recorded it")
-        return state.with_resource(entry.address, current.model_copy(
-            update={"applied_hash": sent, "managed": current.managed if entry.detail.managed is None
-                    else entry.detail.managed, "applied_fields": entry.detail.applied_fields or {}}))
+        recorded = {"applied_hash": sent, "applied_fields": entry.detail.applied_fields or {}}
+        if entry.detail.managed is not None:
+            recorded["managed"] = entry.detail.managed
+        return _updating(entry, recorded)
 
-    async def _share(self, settled: Settled, entry: JournalEntry) -> State:
-        state = settled.state
+    async def _share(self, state: State, entry: JournalEntry) -> Change:
         current = _tracked(state, entry)
         if current is None:
-            return state
+            return unchanged
         live = await self.qrvey.read(_app(current), current.datasetId)
         if live is None:
-            return state
-        return state.with_resource(entry.address, current.model_copy(update={"shared": bool(live.get("isPublic"))}))
+            return unchanged
+        return _updating(entry, {"shared": bool(live.get("isPublic"))})
 
-    async def _delete(self, settled: Settled, entry: JournalEntry) -> State:
-        state = settled.state
+    async def _delete(self, state: State, entry: JournalEntry) -> Change:
         current = _tracked(state, entry)
         if current is None:
-            return state
+            return unchanged
         if await self.qrvey.read(_app(current), current.datasetId) is not None:
-            return state            # not deleted: still managed, the plan deletes it again
+            return unchanged        # not deleted: still managed, the plan deletes it again
         self.progress(f"{entry.address}: an interrupted delete had landed; removed it from the state")
-        return state.without_resource(entry.address)
+        return lambda settled: settled.without_resource(entry.address)
+
+
+def _updating(entry: JournalEntry, fields: dict[str, Any]) -> Change:
+    """The change that sets ``fields`` on the record ``entry`` wrote to, as it is when applied
+    (an earlier entry of the same address may have changed it); none if it no longer points there."""
+    def change(state: State) -> State:
+        current = _tracked(state, entry)
+        return state if current is None else state.with_resource(entry.address, current.model_copy(update=fields))
+    return change
 
 
 def describe(entry: JournalEntry) -> str:

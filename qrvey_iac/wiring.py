@@ -158,7 +158,8 @@ class Workspace:
         client = QrveyClient(base_url, env.api_key(self.environ), transport=transport,
                              parallelism=parallelism, timeout=env.request_timeout, routes=env.routes or None,
                              rate_limit=rate_limit or env.rate_limit, secrets=self.known_secrets,
-                             deadline=env.call_deadline, max_answer_bytes=env.max_answer_bytes)
+                             deadline=env.call_deadline, max_answer_bytes=env.max_answer_bytes,
+                             key_name=env.api_key_env or "")
         revision = emulator.world.revision if emulator is not None else None
         try:
             yield QrveyGateway(client)

@@ -13,9 +13,16 @@ from dataclasses import dataclass
 
 
 class QrveyIacError(Exception):
-    """Root of every error qrvey-iac raises on purpose."""
+    """Root of every error qrvey-iac raises on purpose.
+
+    ``nothing_sent``: the error proves that the call never reached Qrvey, or was refused
+    before anything was done, on every attempt (a connection refused, a DNS failure, a 401 or
+    403): a write that failed so left nothing to settle. Set by the Qrvey client; False
+    whenever an attempt may have been acted on.
+    """
 
     exit_code = 1
+    nothing_sent = False
 
 
 @dataclass(frozen=True)
@@ -145,7 +152,17 @@ class ApiError(QrveyIacError):
 
 
 class AuthError(ApiError):
-    """401/403: the API key is missing or wrong."""
+    """401/403: the API key is missing or wrong (or may not act on that app); answered before
+    anything was done."""
+
+    def naming(self, endpoint: str, key_name: str) -> AuthError:
+        """This error said as what a user must check: the endpoint, and where its key comes from
+        (``key_name``: the environment's apiKeyEnv). Never the key."""
+        named = AuthError(self.status, self.message, self.method, self.path)
+        where = f"the environment variable {key_name}" if key_name else "the environment's API key"
+        named.args = (f"Qrvey refused the API key (HTTP {self.status}) for {endpoint} ({self.method} {self.path}: "
+                      f"{self.message}): check {where}",)
+        return named
 
 
 class NotFoundError(ApiError):
@@ -171,7 +188,8 @@ class UnusableAnswerError(ApiError):
 
 
 class TransportError(QrveyIacError):
-    """The network failed (refused, reset, timed out) and retries ran out."""
+    """The network failed (refused, reset, timed out) and retries ran out. ``nothing_sent``
+    when no attempt reached the server (each failed to connect)."""
 
     def __init__(self, method: str, path: str, reason: str) -> None:
         self.method = method

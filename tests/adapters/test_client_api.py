@@ -48,11 +48,12 @@ def test_constructor_parameters_and_defaults():
     defaults = {name: p.default for name, p in parameters.items() if p.default is not inspect.Parameter.empty}
     assert list(parameters) == ["self", "base_url", "api_key", "transport", "parallelism", "timeout", "retry",
                                 "routes", "rate_limit", "sleep", "rng", "secrets", "deadline", "max_answer_bytes",
-                                "max_list_pages"]
+                                "max_list_pages", "key_name"]
     assert defaults["parallelism"] == 10 and defaults["timeout"] == 30.0
     assert defaults["secrets"] == ()
     assert defaults["deadline"] == 120.0 and defaults["max_answer_bytes"] == 64 * 1024 * 1024
     assert defaults["max_list_pages"] == 1_000
+    assert defaults["key_name"] == ""
     assert defaults["retry"] == RetryPolicy() == RetryPolicy(attempts=5, base_delay=0.2, max_delay=20.0)
     assert defaults["routes"] is None and defaults["rate_limit"] is None and defaults["rng"] is None
 

@@ -6,7 +6,7 @@ import logging
 
 import httpx
 import pytest
-from client_fakes import API_KEY, APP, PREFIX, Script, ok, qrvey_error
+from client_fakes import API_KEY, APP, BASE_URL, PREFIX, Script, ok, qrvey_error
 
 from qrvey_iac.adapters.qrvey.client import RetryPolicy
 from qrvey_iac.core.errors import (
@@ -52,6 +52,12 @@ async def test_each_status_becomes_its_typed_error(make_client, status, error_ty
     assert error.message == "ValidationError: name is required; second problem"
     assert error.method == "PUT"
     assert error.path == PREFIX + "/qollect/dataset/ds1"
+    if error_type is AuthError:      # said as what to check (issue 13, point 8)
+        assert str(error) == (
+            f"Qrvey refused the API key (HTTP {status}) for {BASE_URL} (PUT {PREFIX}/qollect/dataset/ds1: "
+            "ValidationError: name is required; second problem): check the environment's API key"
+        )
+        return
     assert str(error) == (
         f"Qrvey API PUT {PREFIX}/qollect/dataset/ds1 -> HTTP {status}: "
         "ValidationError: name is required; second problem"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace
 
+import httpx
 import pytest
 
 from qrvey_iac.adapters.config import load_environment
@@ -37,6 +39,23 @@ SALES = ENV.apps["sales"]
 pytestmark = pytest.mark.anyio
 
 
+class Refusing(httpx.AsyncBaseTransport):
+    """A transport to the emulator that fails to connect (or answers ``status``) for the
+    requests ``refused`` picks: what a firewall, a DNS failure or a gateway's key check does."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.refused: Callable[[httpx.Request], bool] = lambda request: False
+        self.status = 0          # 0: the connection is refused; else this status is answered
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.refused(request):
+            return await self.inner.handle_async_request(request)
+        if self.status:
+            return httpx.Response(self.status, json={"status": "error", "errors": [{"message": "Forbidden"}]})
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+
 class Rig:
     """The in-process emulator, a state file and an engine over them."""
 
@@ -46,7 +65,8 @@ class Rig:
         self.emulator = self.app.state.emulator
         self.store = LocalStateStore(folder / "state.json")
         self.lines: list[str] = []
-        self.client = QrveyClient("http://emulator", "local", transport=EmulatorTransport(self.app),
+        self.transport = Refusing(EmulatorTransport(self.app))
+        self.client = QrveyClient("http://emulator", "local", transport=self.transport,
                                   retry=RetryPolicy(base_delay=0.0))
         self.gateway = QrveyGateway(self.client)
         self.engine = Engine(self.gateway, self.store, progress=self.lines.append)
@@ -299,3 +319,63 @@ async def test_a_result_write_that_fails_stops_the_apply_instead_of_passing_in_s
         assert len(rig.store.read().journal) > 0      # what did land is still on disk as journal entries
     finally:
         await rig.client.aclose()
+
+
+# -- failures that leave nothing to settle (issue 13, point 8) --------------------------------
+
+def creating_datasets(request: httpx.Request) -> bool:
+    return request.method == "POST" and request.url.path.endswith("/qollect/dataset")
+
+
+@pytest.mark.parametrize("status", [0, 401, 403], ids=["connection-refused", "401", "403"])
+async def test_a_create_that_never_reached_qrvey_is_cleared_from_the_journal(rig, status):
+    manifest = only("dataset.products")
+    rig.transport.refused, rig.transport.status = creating_datasets, status
+    state = await rig.settle(manifest)
+    plan, _ = await rig.engine.plan(manifest, state, "local")
+    with pytest.raises(ApplyError) as raised:
+        await rig.engine.apply(plan, state)
+    assert "create:dataset.products: failed (nothing was sent): " in str(raised.value)
+    assert "outcome unknown" not in str(raised.value)
+    assert rig.state().journal == ()                   # nothing left for the next command to settle
+    assert rig.with_marker("dataset.products") == []
+    rig.transport.refused = lambda request: False
+    rig.lines.clear()
+    plan = await rig.converge(manifest)                 # the next apply: no settle, one create
+    assert not any("interrupted" in line for line in rig.lines)
+    assert [a.op for a in plan.changes] == ["create"] and len(rig.with_marker("dataset.products")) == 1
+
+
+async def test_an_update_whose_put_never_connected_is_cleared_from_the_journal(rig):
+    await rig.converge(only("dataset.products"))
+    renamed = only("dataset.products", renamed={"dataset.products": "Products, renamed"})
+    rig.transport.refused = lambda request: request.method == "PUT"
+    state = await rig.settle(renamed)
+    plan, _ = await rig.engine.plan(renamed, state, "local")
+    with pytest.raises(ApplyError, match="update:dataset.products: failed \\(nothing was sent\\)"):
+        await rig.engine.apply(plan, state)
+    assert rig.state().journal == ()
+
+
+async def test_an_update_an_earlier_attempt_may_have_reached_stays_journaled(rig):
+    """A PUT whose first attempt timed out (it may have been acted on), then refused: not
+    "certainly never reached", so its entry stays for the next command to settle."""
+    await rig.converge(only("dataset.products"))
+    renamed = only("dataset.products", renamed={"dataset.products": "Products, renamed"})
+    attempts = []
+
+    def first_times_out_then_refused(request: httpx.Request) -> bool:
+        if request.method != "PUT":
+            return False
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ReadTimeout("read timed out", request=request)
+        return True
+
+    rig.transport.refused = first_times_out_then_refused
+    state = await rig.settle(renamed)
+    plan, _ = await rig.engine.plan(renamed, state, "local")
+    with pytest.raises(ApplyError) as raised:
+        await rig.engine.apply(plan, state)
+    assert "nothing was sent" not in str(raised.value) and "outcome unknown" in str(raised.value)
+    assert [e.op for e in rig.state().journal] == ["update"]

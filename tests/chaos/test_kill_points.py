@@ -97,7 +97,8 @@ def test_kill_while_the_create_request_is_held_by_the_server(tmp_path):
 
 
 def test_kill_after_the_create_committed_but_its_answer_was_lost(tmp_path):
-    faults = "POST /qollect/dataset: lost-drop@first=1; GET /qollect/dataset/*: latency=3s@first=1"
+    # every=2: the first GET is the API key check of the empty state, the second the read-back held
+    faults = "POST /qollect/dataset: lost-drop@first=1; GET /qollect/dataset/*: latency=3s@every=2"
     with Emulator(tmp_path / "world.json", faults) as emulator:
         project = Project(tmp_path / "project", emulator, examples=False)
         project.write_manifest("solo.yaml", DATASET)

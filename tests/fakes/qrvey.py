@@ -2,17 +2,20 @@
 
 It keeps objects the way Get Dataset returns them, mints ids and connection ids, makes a
 view from a shared dataset's connection, and can lose the answer of a write that landed
-(``lose_answer``) or fail one that did not (``fail``), the two sides of an unknown outcome.
+(``lose_answer``) or fail one that did not (``fail``), the two sides of an unknown outcome,
+or refuse a write that surely never reached it (``refuse``: a connection refused). Reads can
+take ``read_delay`` seconds each; ``most_reading`` is the most that were ever in flight at once.
 It is deliberately small: the emulator (over HTTP or ASGI) is the faithful double.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import itertools
 from typing import Any
 
-from qrvey_iac.core.errors import BadRequestError, NotFoundError, OutcomeUnknownError
+from qrvey_iac.core.errors import BadRequestError, NotFoundError, OutcomeUnknownError, TransportError
 from qrvey_iac.core.keys import AppRef
 
 
@@ -23,6 +26,10 @@ class FakeQrvey:
         self._ids = itertools.count(1)
         self._lose: dict[str, int] = {}                # operation -> answers still to lose (write lands)
         self._fail: dict[str, int] = {}                # operation -> writes still to drop (nothing lands)
+        self._refuse: dict[str, int] = {}              # operation -> writes still to refuse (never sent)
+        self.read_delay = 0.0
+        self.reading = 0
+        self.most_reading = 0
 
     # -- test controls --------------------------------------------------------------------
 
@@ -32,6 +39,9 @@ class FakeQrvey:
     def fail(self, operation: str, times: int = 1) -> None:
         self._fail[operation] = self._fail.get(operation, 0) + times
 
+    def refuse(self, operation: str, times: int = 1) -> None:
+        self._refuse[operation] = self._refuse.get(operation, 0) + times
+
     def writes(self) -> list[tuple[str, str]]:
         return [call for call in self.calls if call[0] not in ("read", "list_app")]
 
@@ -39,6 +49,13 @@ class FakeQrvey:
 
     async def read(self, app: AppRef, dataset_id: str) -> dict[str, Any] | None:
         self.calls.append(("read", dataset_id))
+        if self.read_delay:
+            self.reading += 1
+            self.most_reading = max(self.most_reading, self.reading)
+            try:
+                await asyncio.sleep(self.read_delay)
+            finally:
+                self.reading -= 1
         found = self.objects.get(dataset_id)
         if found is None or (found["userId"], found["appId"]) != (app.user_id, app.app_id):
             return None
@@ -107,6 +124,11 @@ class FakeQrvey:
 
     def _before_write(self, operation: str, what: str) -> None:
         self.calls.append((operation, what))
+        if self._refuse.get(operation):
+            self._refuse[operation] -= 1
+            refused = TransportError("POST", operation, "ConnectError: connection refused (fake)")
+            refused.nothing_sent = True
+            raise refused
         if self._fail.get(operation):
             self._fail[operation] -= 1
             raise OutcomeUnknownError("POST", operation, "connection reset before the write landed (fake)")

@@ -13,7 +13,7 @@ import pytest
 from fakes.qrvey import FakeQrvey
 from fakes.state import MemoryLocker, MemoryStateStore
 
-from qrvey_iac.core.errors import ApplyError, StateConflictError, StoppedError
+from qrvey_iac.core.errors import ApplyError, StateConflictError, StoppedError, TransportError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.kinds.dataset import DatasetSpec
@@ -261,3 +261,84 @@ async def test_a_second_signal_cancels_the_calls_in_flight_and_keeps_them_journa
     assert "cut off in flight: 1 (create:dataset.orders): kept in the state's journal" in report
     assert "not started: 2 (share:dataset.orders, create:view.orders-emea)" in report
     assert [e.address for e in store.read().journal] == ["dataset.orders"]   # the next run settles it
+
+
+# -- failures that leave nothing to settle; settling concurrently (issue 13, point 8) ---------
+
+async def test_a_create_refused_at_connect_leaves_no_journal_entry():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    qrvey.refuse("create_dataset")
+    with pytest.raises(ApplyError, match=r"create:dataset.orders: failed \(nothing was sent\)"):
+        await converge_once(engine, store, manifest(dataset()))
+    assert store.read().journal == ()
+    assert qrvey.objects == {}
+
+
+async def test_a_view_whose_clone_landed_keeps_its_entry_when_a_later_call_is_refused():
+    """The clone reached Qrvey: the follow-up PUT refused at connect proves nothing about it."""
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    await converge_once(engine, store, manifest(dataset()))
+    qrvey.refuse("update_dataset")
+    wanted = manifest(dataset(), view(columns=[{"column": "Total", "columnName": "Order total"}]))
+    with pytest.raises(ApplyError) as raised:
+        await converge_once(engine, store, wanted)
+    assert "nothing was sent" not in str(raised.value)
+    assert [(e.op, e.address) for e in store.read().journal] == [("create", "view.orders-emea")]
+    assert len(marked(qrvey, "view.orders-emea")) == 1
+
+
+async def test_a_delete_refused_at_connect_leaves_no_journal_entry_and_keeps_the_record():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store)
+    await converge_once(engine, store, manifest(dataset()))
+    qrvey.refuse("delete")
+    with pytest.raises(ApplyError, match=r"delete:dataset.orders: failed \(nothing was sent\)"):
+        await converge_once(engine, store, manifest())
+    assert store.read().journal == () and "dataset.orders" in store.read().resources
+
+
+async def test_the_journal_is_settled_concurrently_within_the_parallelism_limit():
+    """20 interrupted deletes, each settled by one read: the reads overlap, never more than
+    the engine's parallelism at once, and the result is in journal order."""
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store, parallelism=4)
+    names = [f"orders-{n}" for n in range(20)]
+    await converge_once(engine, store, manifest(*(dataset(name, shared=False) for name in names)))
+    qrvey.fail("delete", times=20)           # nothing lands: every entry stays, to be settled
+    with pytest.raises(ApplyError):
+        await converge_once(engine, store, manifest())
+    assert len(store.read().journal) == 20
+    qrvey.read_delay = 0.01
+    gone = sorted(names)[::2]                 # half the deletes landed after all
+    for name in gone:
+        del qrvey.objects[store.read().resources[f"dataset.{name}"].datasetId]
+    settled = await engine.settle_journal(store.read(), manifest())
+    assert 1 < qrvey.most_reading <= 4
+    assert settled.state.journal == () and settled.undecided == []
+    assert sorted(settled.state.resources) == sorted(f"dataset.{n}" for n in names if n not in gone)
+
+
+class LaterFirst(FakeQrvey):
+    """Reads fail, the later a read was asked for the sooner: answers come in reverse order."""
+
+    async def read(self, app, dataset_id):
+        self.calls.append(("read", dataset_id))
+        await asyncio.sleep(0.02 / len(self.calls))
+        raise TransportError("GET", f"dataset/{dataset_id}", "ReadTimeout (fake)")
+
+
+async def test_a_settle_reports_what_it_cannot_decide_in_journal_order():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store, parallelism=8)
+    names = [f"orders-{n}" for n in range(8)]
+    await converge_once(engine, store, manifest(*(dataset(name, shared=False) for name in names)))
+    qrvey.fail("delete", times=8)
+    with pytest.raises(ApplyError):
+        await converge_once(engine, store, manifest())
+    journal = store.read().journal
+    engine.qrvey = LaterFirst()
+    settled = await engine.settle_journal(store.read(), manifest())
+    assert [line.split(":", 1)[0] for line in settled.undecided] == [e.address for e in journal]
+    assert settled.state.journal == journal

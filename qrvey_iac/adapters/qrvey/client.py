@@ -65,9 +65,11 @@ class QrveyClient:
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         max_list_pages: int = MAX_LIST_PAGES,
+        key_name: str = "",
     ) -> None:
         """``secrets``: values to hide besides the key in logs and errors, read at each use
-        (a set the caller may fill later: the manifests' ``${env:X}`` values)."""
+        (a set the caller may fill later: the manifests' ``${env:X}`` values). ``key_name``:
+        the environment variable the key was read from, named when Qrvey refuses it."""
         if parallelism < 1:
             raise ValueError("parallelism must be at least 1")
         self._base_url = base_url.rstrip("/")
@@ -88,7 +90,7 @@ class QrveyClient:
         self._sender = Sender(
             self._http, self._base_url, self._redact, parallelism=parallelism, retry=retry,
             rate_limit=rate_limit, sleep=sleep, rng=rng or random.Random(),
-            deadline=deadline, max_answer_bytes=max_answer_bytes,
+            deadline=deadline, max_answer_bytes=max_answer_bytes, key_name=key_name,
         )
 
     def __repr__(self) -> str:

@@ -43,7 +43,7 @@ from qrvey_iac.adapters.qrvey.retry import (
     parse_retry_after,
     was_not_sent,
 )
-from qrvey_iac.core.errors import OutcomeUnknownError, QrveyIacError, TransportError, UnusableAnswerError
+from qrvey_iac.core.errors import AuthError, OutcomeUnknownError, QrveyIacError, TransportError, UnusableAnswerError
 
 logger = logging.getLogger("qrvey_iac.http")
 
@@ -92,13 +92,16 @@ class Sender:
         rng: random.Random,
         deadline: float = DEFAULT_DEADLINE,
         max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+        key_name: str = "",
     ) -> None:
+        """``key_name``: where the API key comes from (the environment variable), named in a 401 or 403."""
         if not deadline > 0 or max_answer_bytes < 1:
             raise ValueError("the deadline per call and the answer size cap must be positive")
         self._http = http
         self._deadline = deadline
         self._max_answer_bytes = max_answer_bytes
         self._base_url = base_url
+        self._key_name = key_name
         self._redact = redact
         self._retry = retry
         self._sleep = sleep
@@ -143,10 +146,10 @@ class Sender:
                     logger.info("%s %s -> 404 after an unanswered attempt: already gone",
                                 request.method, self._redact(request.path))
                     return gone_result
-                retry = self._on_error_status(request, response, idempotent)
+                retry = self._on_error_status(request, response, idempotent, ambiguous)
             ambiguous = ambiguous or retry.ambiguous
             if attempt == attempts:
-                raise retry.error
+                raise _marked(retry.error, ambiguous)
             retried.append(retry.reason)
             await self._wait(request, attempt, retry)
         raise AssertionError("unreachable: the loop returns or raises")
@@ -217,11 +220,15 @@ class Sender:
             raise OutcomeUnknownError(request.method, self._redact(request.path), reason) from None
         return _Retry(TransportError(request.method, self._redact(request.path), reason), reason, None, sent)
 
-    def _on_error_status(self, request: PreparedRequest, response: httpx.Response, idempotent: bool) -> _Retry:
+    def _on_error_status(
+        self, request: PreparedRequest, response: httpx.Response, idempotent: bool, ambiguous: bool
+    ) -> _Retry:
         error = error_from_response(response, request.method, request.path, self._redact)
+        if isinstance(error, AuthError):
+            error = error.naming(self._redact(self._base_url), self._key_name)
         status = response.status_code
         if status not in RETRYABLE_STATUSES:
-            raise error
+            raise _marked(error, ambiguous)
         acted = status != 429  # a 5xx may come after the server committed the write
         reason = f"HTTP {status}: {error.message}"
         if acted and not idempotent:
@@ -257,6 +264,15 @@ class Sender:
     def _describe(self, exc: httpx.TransportError) -> str:
         detail = str(exc).strip()
         return self._redact(f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__)
+
+
+def _marked(error: QrveyIacError, ambiguous: bool) -> QrveyIacError:
+    """``error``, the last of a call, marked ``nothing_sent`` when it proves that no attempt was
+    acted on: a 401 or 403 (refused before anything was done) or a transport error that is
+    retried only because it failed to connect, ``ambiguous`` False (every attempt before, and
+    a transport failure's own, failed so)."""
+    error.nothing_sent = not ambiguous and isinstance(error, (AuthError, TransportError))
+    return error
 
 
 def _encode(body: Any) -> bytes | None:
