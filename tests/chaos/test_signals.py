@@ -73,7 +73,9 @@ def test_a_signal_during_apply_finishes_the_calls_in_flight_and_leaves_no_lock_a
 
 def test_a_signal_before_any_change_stops_at_once_and_changes_nothing(tmp_path):
     """While apply only reads (here: the refresh, held by the server), a signal cancels it."""
-    with Emulator(tmp_path / "world.json", "GET /qollect/dataset/*: latency=30s") as emulator:
+    # the first apply GETs once (the empty state's API key check); the second GET is the second
+    # apply's refresh, the one held (were it not, that apply would end with exit 0, not 143)
+    with Emulator(tmp_path / "world.json", "GET /qollect/dataset/*: latency=30s@every=2") as emulator:
         project = Project(tmp_path / "project", emulator)
         first = project.run("apply", "--auto-approve", "--target", "dataset.orders")
         assert first.code == 0, first.stderr
