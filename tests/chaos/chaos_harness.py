@@ -486,3 +486,14 @@ def plan_is_empty(project: Project, figures: Figures, attempts: int = 4) -> Run:
             return run
         assert "Traceback" not in run.stderr and "Error:" in run.stderr, run.stderr[-3000:]
     return run
+
+
+def wait_for(condition, timeout: float = 30.0):
+    """Poll ``condition`` every 10 ms until it gives a true value (returned), else fail the test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for the condition")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from chaos_harness import Emulator, Project, check_invariants
+from chaos_harness import Emulator, Project, check_invariants, wait_for
 
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
@@ -38,15 +38,6 @@ spec:
   name: Solo (EMEA)
 """
 
-
-def wait_for(condition, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("timed out waiting for the condition")
 
 
 def state_of(project: Project):

@@ -12,21 +12,12 @@ import signal
 import time
 
 import pytest
-from chaos_harness import Emulator, Project, check_invariants
+from chaos_harness import Emulator, Project, check_invariants, wait_for
 
 from qrvey_iac.adapters.state.local import LocalStateStore
 
 HELD = "POST /qollect/dataset: latency=1500ms"
 
-
-def wait_for(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError("timed out waiting for the condition")
 
 
 def journaled_creates(project: Project) -> int:
