@@ -334,3 +334,14 @@ async def test_a_forget_leaves_alone_an_object_that_carries_another_marker_or_is
     assert qrvey.writes() == []
     assert marker(qrvey, orders_id) == "dataset.someone-else"
     assert store.read().resources == {}
+
+
+def test_a_target_or_exclude_may_name_a_moved_object_by_its_old_address():
+    state, live = applied_orders()
+    manifest = wanted(*renamed(), make_dataset("products", display="Products"), moves=[MOVE])
+    targeted = build_plan(manifest, state, live, targets=["dataset.orders"])
+    assert ops(targeted) == [("move", "dataset.sales-orders")]
+    assert targeted.targets == ("dataset.sales-orders",)
+    assert "dataset.orders is dataset.sales-orders (kind: Moved)" in targeted.notes
+    excluded = build_plan(manifest, state, live, excludes=["dataset.orders"])
+    assert ops(excluded) == [("create", "dataset.products")]
