@@ -23,7 +23,7 @@ from qrvey_iac.core.plan import Move as MoveAction
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.render import render_json, render_text, summary_line
 from qrvey_iac.core.render_markdown import render_markdown
-from qrvey_iac.core.state import State
+from qrvey_iac.core.state import JournalDetail, JournalEntry, State
 from qrvey_iac.engine import Engine
 
 from test_planner import EMEA, live_dataset, live_view, make_dataset, make_view, recorded
@@ -345,3 +345,36 @@ def test_a_target_or_exclude_may_name_a_moved_object_by_its_old_address():
     assert "dataset.orders is dataset.sales-orders (kind: Moved)" in targeted.notes
     excluded = build_plan(manifest, state, live, excludes=["dataset.orders"])
     assert ops(excluded) == [("create", "dataset.products")]
+
+
+@pytest.mark.anyio
+async def test_a_view_can_move_too_and_keeps_its_object():
+    qrvey, store, engine = await applied_world()
+    view_id = store.read().resources["view.orders-emea"].datasetId
+    move = Move("view.orders-emea", "view.orders-europe", "manifests/moves.yaml", 4)
+    manifest = wanted(make_dataset(shared=True), make_view("orders-europe"), moves=[move])
+    qrvey.calls.clear()
+    plan, _ = await engine.plan(manifest, store.read(), "test")
+    assert ops(plan) == [("move", "view.orders-europe")]
+    await engine.apply(plan, store.read())
+    assert "clone_view" not in [op for op, _ in qrvey.writes()] and "delete" not in [op for op, _ in qrvey.writes()]
+    assert store.read().resources["view.orders-europe"].datasetId == view_id
+    assert marker(qrvey, view_id) == "view.orders-europe"
+    again, _ = await engine.plan(manifest, store.read(), "test")
+    assert not again.has_changes
+
+
+def test_a_state_move_takes_the_recorded_sources_of_views_and_of_pending_view_creates_along():
+    state, _ = applied_orders()
+    entry = JournalEntry(id="e1", op="create", address="view.orders-apac", appId="a-apac", userId="u3",
+                         detail=JournalDetail(kind="DatasetView", source={"address": "dataset.orders",
+                                                                          "datasetId": "d1"}))
+    other = JournalEntry(id="e2", op="create", address="dataset.products", appId="a-sales", userId="u1",
+                         detail=JournalDetail(kind="Dataset"))
+    moved = state.with_journal(entry).with_journal(other).with_move("dataset.orders", "dataset.sales-orders")
+    assert set(moved.resources) == {"dataset.sales-orders", "view.orders-emea"}
+    assert moved.resources["dataset.sales-orders"] == state.resources["dataset.orders"]
+    assert moved.resources["view.orders-emea"].source["address"] == "dataset.sales-orders"
+    assert moved.resources["view.orders-emea"].source["datasetId"] == "d1"
+    assert moved.journal[0].detail.source == {"address": "dataset.sales-orders", "datasetId": "d1"}
+    assert moved.journal[1] == other
