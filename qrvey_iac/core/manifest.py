@@ -132,7 +132,7 @@ def document_union() -> Any:
 
 
 @dataclass(frozen=True)
-class Move:
+class Moved:
     """A ``kind: Moved`` document, checked against the manifests (adapters/manifest_files.py)."""
 
     from_address: str
@@ -146,7 +146,7 @@ class Move:
 
 
 @dataclass(frozen=True)
-class Removal:
+class Removed:
     """A ``kind: Removed`` document, checked against the manifests."""
 
     address: str
@@ -161,8 +161,8 @@ class Removal:
 @dataclass(frozen=True)
 class Manifest:
     resources: dict[str, Resource] = field(default_factory=dict)
-    moves: tuple[Move, ...] = ()              # kind: Moved, in file order
-    removals: tuple[Removal, ...] = ()        # kind: Removed, in file order
+    moves: tuple[Moved, ...] = ()              # kind: Moved, in file order
+    removals: tuple[Removed, ...] = ()        # kind: Removed, in file order
     digest: str = ""
     secrets: frozenset[str] = frozenset()   # values read through ${env:X}: masked in output
     seal_key: bytes = field(default=b"", repr=False)   # keys the digests of secrets (core/sealing.py); never stored

@@ -11,13 +11,12 @@ from qrvey_iac.core.errors import ManifestError, PlanError, Problem, ProtectedRe
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
-from qrvey_iac.core.manifest import Manifest, Move, Removal, Resource
+from qrvey_iac.core.manifest import Manifest, Moved, Removed, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
-    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, Forget, NoOp, Plan, Replace, Update,
+    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, Forget, Move, NoOp, Plan, Replace, Update,
     execution_levels, fingerprint, make_action, update_reason,
 )
-from qrvey_iac.core.plan import Move as MoveAction
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
@@ -265,7 +264,7 @@ def _in_execution_order(plan: Plan) -> tuple[ActionBase, ...]:
 
 # -- kind: Moved and kind: Removed ------------------------------------------------------------
 
-def pending_moves(manifest: Manifest, state: State) -> dict[str, Move]:
+def pending_moves(manifest: Manifest, state: State) -> dict[str, Moved]:
     """The moves still to do, by their new address: those whose ``from`` the state records.
 
     A move whose ``to`` the state records and whose ``from`` it does not is done (a no-op: a
@@ -274,7 +273,7 @@ def pending_moves(manifest: Manifest, state: State) -> dict[str, Move]:
     Moved document: both addresses recorded (which object is ``to``?), or neither on a state
     that records other things (most likely a misspelt ``from``, which would leave the old
     object to be deleted)."""
-    pending: dict[str, Move] = {}
+    pending: dict[str, Moved] = {}
     problems: list[Problem] = []
     recorded = state.resources
     for move in manifest.moves:
@@ -296,7 +295,7 @@ def pending_moves(manifest: Manifest, state: State) -> dict[str, Move]:
     return pending
 
 
-def _after_moves(state: State, live: Live, moves: Mapping[str, Move]) -> tuple[State, Live]:
+def _after_moves(state: State, live: Live, moves: Mapping[str, Moved]) -> tuple[State, Live]:
     """The state and what refresh read, with every pending move done: each object (and the
     views recorded over it) under its new address, so a moved object plans as an update of
     itself, never a delete and a create, and its views keep their source."""
@@ -312,7 +311,7 @@ def _after_moves(state: State, live: Live, moves: Mapping[str, Move]) -> tuple[S
     return state, Live(objects=objects, sources=live.sources, fingerprints=fingerprints)
 
 
-def _as_moves(actions: list[ActionBase], moves: Mapping[str, Move]) -> list[ActionBase]:
+def _as_moves(actions: list[ActionBase], moves: Mapping[str, Moved]) -> list[ActionBase]:
     """Each moved resource's update (or no-op) as one move action carrying its changes. A moved
     object that would be created (it was deleted outside qrvey-iac) or replaced is refused:
     a move keeps the object, and the plan would not."""
@@ -327,7 +326,7 @@ def _as_moves(actions: list[ActionBase], moves: Mapping[str, Move]) -> list[Acti
             reason = f"kind: Moved at {move.where}"
             if action.op == "update":
                 reason += f"; {action.reason}"
-            result.append(MoveAction(**{**fields, "reason": reason}, moved_from=move.from_address))
+            result.append(Move(**{**fields, "reason": reason}, moved_from=move.from_address))
         elif action.op == "create":
             problems.append(
                 f"{move.where}: {move.from_address} cannot move to {action.address}: it was deleted outside "
@@ -342,7 +341,7 @@ def _as_moves(actions: list[ActionBase], moves: Mapping[str, Move]) -> list[Acti
     return result
 
 
-def _forget_action(address: str, current: ResourceState, live: Live, removal: Removal) -> ActionBase:
+def _forget_action(address: str, current: ResourceState, live: Live, removal: Removed) -> ActionBase:
     gone = live.objects.get(address) is None
     return Forget(
         address=address,

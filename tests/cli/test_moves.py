@@ -83,8 +83,8 @@ def test_a_rename_through_moved_is_one_move_and_applies_with_no_create_or_delete
     result = applied(project)
     assert "Resources: 0 created, 0 updated, 0 replaced, 0 destroyed, 1 moved." in result.stdout
     # the only writes: the dataset's update (its marker) and the apply of it; no create, no delete
-    assert writes(requests) == [("PUT", f"/devapi/v4/user/u-hq-owner/app/a-sales/qollect/dataset/{orders_id}"),
-                                ("POST", f"/devapi/v4/user/u-hq-owner/app/a-sales/qollect/dataset/{orders_id}/applyChanges")]
+    dataset_path = f"/devapi/v4/user/u-hq-owner/app/a-sales/qollect/dataset/{orders_id}"
+    assert writes(requests) == [("PUT", dataset_path), ("POST", f"{dataset_path}/applyChanges")]
     world = project.world()["datasets"]
     assert set(world) == world_before                      # the same objects, the same ids
     assert world[orders_id]["customAttributes"][OWNER_ATTRIBUTE] == "dataset.sales-orders"
@@ -182,7 +182,8 @@ BAD_DOCUMENTS = [
      + MOVED.format(source="dataset.older", target="dataset.orders"),
      "manifests/moves.yaml:5: spec.to: a chain of moves: dataset.old -> dataset.older -> dataset.orders: "
      "move each address straight to dataset.orders"),
-    (MOVED.format(source="dataset.a", target="dataset.b") + "---\n" + MOVED.format(source="dataset.b", target="dataset.a"),
+    (MOVED.format(source="dataset.a", target="dataset.b") + "---\n"
+     + MOVED.format(source="dataset.b", target="dataset.a"),
      "manifests/moves.yaml:5: spec.to: a cycle of moves: dataset.a -> dataset.b -> dataset.a"),
     (MOVED.format(source="dataset.orders", target="dataset.old"),
      "manifests/moves.yaml:5: spec.to: dataset.old is not declared in the manifests and dataset.orders is: "
@@ -215,7 +216,8 @@ def test_a_wrong_moved_or_removed_is_a_precise_validation_error(project, documen
 
 def test_every_problem_of_moves_and_resources_comes_in_one_run(project):
     project.manifest("moves.yaml").write_text(
-        MOVED.format(source="dataset.orders", target="dataset.nowhere") + "---\n" + REMOVED.format(address="dataset.customers"))
+        MOVED.format(source="dataset.orders", target="dataset.nowhere") + "---\n"
+        + REMOVED.format(address="dataset.customers"))
     project.replace_in("sales.yaml", "columnType: NUMBER}", "columnTyp: NUMBER}")
     result = project.run("validate")
     assert result.exit_code == 1

@@ -17,9 +17,8 @@ from fakes.state import MemoryStateStore
 from qrvey_iac.adapters.plan_file import load_plan, save_plan
 from qrvey_iac.core.errors import ApplyError, ManifestError, PlanError, ProtectedResourceError
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
-from qrvey_iac.core.manifest import Manifest, Move, Removal
-from qrvey_iac.core.plan import Forget
-from qrvey_iac.core.plan import Move as MoveAction
+from qrvey_iac.core.manifest import Manifest, Moved, Removed
+from qrvey_iac.core.plan import Forget, Move
 from qrvey_iac.core.planner import Live, build_plan
 from qrvey_iac.core.render import render_json, render_text, summary_line
 from qrvey_iac.core.render_markdown import render_markdown
@@ -28,7 +27,7 @@ from qrvey_iac.engine import Engine
 
 from test_planner import EMEA, live_dataset, live_view, make_dataset, make_view, recorded
 
-MOVE = Move("dataset.orders", "dataset.sales-orders", "manifests/moves.yaml", 4)
+MOVE = Moved("dataset.orders", "dataset.sales-orders", "manifests/moves.yaml", 4)
 
 
 def wanted(*resources, moves=(), removals=()) -> Manifest:
@@ -64,7 +63,7 @@ def test_a_rename_through_moved_is_one_move_carrying_the_marker_change_never_a_d
     plan = build_plan(wanted(*renamed(), moves=[MOVE]), state, live)
     assert ops(plan) == [("move", "dataset.sales-orders")]
     (move,) = plan.changes
-    assert isinstance(move, MoveAction) and move.moved_from == "dataset.orders" and move.dataset_id == "d1"
+    assert isinstance(move, Move) and move.moved_from == "dataset.orders" and move.dataset_id == "d1"
     assert [(c.path, c.before, c.after) for c in move.changes] == [
         (f"customAttributes.{OWNER_ATTRIBUTE}", "dataset.orders", "dataset.sales-orders")]
     assert not move.drift and "manifests/moves.yaml:4" in move.reason
@@ -126,7 +125,7 @@ def test_both_addresses_in_the_state_is_an_error_naming_the_document_and_both_id
 
 def test_a_from_the_state_does_not_know_on_a_move_not_done_is_an_error_with_a_suggestion():
     state, live = applied_orders()
-    typo = Move("dataset.ordres", "dataset.sales-orders", "manifests/moves.yaml", 4)
+    typo = Moved("dataset.ordres", "dataset.sales-orders", "manifests/moves.yaml", 4)
     with pytest.raises(ManifestError) as raised:
         build_plan(wanted(*renamed(), moves=[typo]), state, live)
     message = str(raised.value)
@@ -168,7 +167,7 @@ def test_the_saved_plan_pins_the_objects_under_the_addresses_the_state_records()
 
 def test_a_removed_address_is_forgotten_not_deleted():
     state, live = applied_orders()
-    removal = Removal("view.orders-emea", "manifests/removed.yaml", 4)
+    removal = Removed("view.orders-emea", "manifests/removed.yaml", 4)
     plan = build_plan(wanted(make_dataset(shared=True), removals=[removal]), state, live)
     assert ops(plan) == [("forget", "view.orders-emea")]
     (forget,) = plan.changes
@@ -181,13 +180,13 @@ def test_a_protected_resource_can_be_forgotten_but_not_deleted():
     live = Live(objects={"dataset.orders": live_dataset(orders)})
     with pytest.raises(ProtectedResourceError):
         build_plan(wanted(), state, live)
-    plan = build_plan(wanted(removals=[Removal("dataset.orders")]), state, live)
+    plan = build_plan(wanted(removals=[Removed("dataset.orders")]), state, live)
     assert ops(plan) == [("forget", "dataset.orders")] and plan.changes[0].protect
 
 
 def test_a_removed_address_the_state_does_not_record_is_nothing_to_do():
     state, live = applied_orders()
-    plan = build_plan(wanted(make_dataset(shared=True), make_view(), removals=[Removal("dataset.legacy")]),
+    plan = build_plan(wanted(make_dataset(shared=True), make_view(), removals=[Removed("dataset.legacy")]),
                       state, live)
     assert not plan.has_changes
 
@@ -199,7 +198,7 @@ def moving_and_forgetting() -> Plan:
     state, live = applied_orders()
     state = state.with_resource("dataset.legacy", recorded(make_dataset("legacy"), "d9"))
     live = Live(objects={**live.objects, "dataset.legacy": live_dataset(make_dataset("legacy"), "d9")})
-    return build_plan(wanted(*renamed(), moves=[MOVE], removals=[Removal("dataset.legacy")]), state, live,
+    return build_plan(wanted(*renamed(), moves=[MOVE], removals=[Removed("dataset.legacy")]), state, live,
                       environment="test")
 
 
@@ -210,7 +209,7 @@ def test_a_plan_file_reads_back_the_same_move_and_forget(tmp_path):
     again = load_plan(path)
     assert again.actions == plan.actions
     assert json.loads(path.read_text())["summary"]["move"] == json.loads(path.read_text())["summary"]["forget"] == 1
-    assert {type(a) for a in again.changes} == {MoveAction, Forget}
+    assert {type(a) for a in again.changes} == {Move, Forget}
 
 
 def test_the_text_plan_says_what_moved_where_and_counts_both_ops():
@@ -295,7 +294,7 @@ async def test_applying_a_forget_takes_the_marker_off_keeps_the_object_and_drops
     name, columns = qrvey.objects[view_id]["name"], qrvey.objects[view_id]["columns"]
     qrvey.objects[view_id]["customAttributes"]["team"] = "emea"
     qrvey.calls.clear()
-    manifest = wanted(make_dataset(shared=True), removals=[Removal("view.orders-emea")])
+    manifest = wanted(make_dataset(shared=True), removals=[Removed("view.orders-emea")])
     plan, _ = await engine.plan(manifest, store.read(), "test")
     await engine.apply(plan, store.read())
     assert "delete" not in [op for op, _ in qrvey.writes()]
@@ -312,7 +311,7 @@ async def test_forgetting_a_dataset_leaves_its_definition_as_it_is():
     qrvey, store, engine = await applied_world()
     orders_id = store.read().resources["dataset.orders"].datasetId
     before = {k: v for k, v in qrvey.objects[orders_id].items() if k != "customAttributes"}
-    removals = [Removal("dataset.orders"), Removal("view.orders-emea")]
+    removals = [Removed("dataset.orders"), Removed("view.orders-emea")]
     plan, _ = await engine.plan(wanted(removals=removals), store.read(), "test")
     await engine.apply(plan, store.read())
     after = {k: v for k, v in qrvey.objects[orders_id].items() if k != "customAttributes"}
@@ -328,7 +327,7 @@ async def test_a_forget_leaves_alone_an_object_that_carries_another_marker_or_is
     qrvey.objects[orders_id]["customAttributes"][OWNER_ATTRIBUTE] = "dataset.someone-else"
     del qrvey.objects[view_id]
     qrvey.calls.clear()
-    removals = [Removal("dataset.orders"), Removal("view.orders-emea")]
+    removals = [Removed("dataset.orders"), Removed("view.orders-emea")]
     plan, _ = await engine.plan(wanted(removals=removals), store.read(), "test")
     await engine.apply(plan, store.read())
     assert qrvey.writes() == []
@@ -351,7 +350,7 @@ def test_a_target_or_exclude_may_name_a_moved_object_by_its_old_address():
 async def test_a_view_can_move_too_and_keeps_its_object():
     qrvey, store, engine = await applied_world()
     view_id = store.read().resources["view.orders-emea"].datasetId
-    move = Move("view.orders-emea", "view.orders-europe", "manifests/moves.yaml", 4)
+    move = Moved("view.orders-emea", "view.orders-europe", "manifests/moves.yaml", 4)
     manifest = wanted(make_dataset(shared=True), make_view("orders-europe"), moves=[move])
     qrvey.calls.clear()
     plan, _ = await engine.plan(manifest, store.read(), "test")
