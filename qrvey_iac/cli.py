@@ -261,7 +261,10 @@ def validate(**kwargs):
     workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
     counts = ", ".join(f"{count} {plural}" for plural, count in manifest.counts())
-    click.echo(f"Success: {len(manifest.resources)} resources are valid ({counts}) "
+    instructions = ""
+    if manifest.moves or manifest.removals:
+        instructions = f", and {len(manifest.moves)} Moved and {len(manifest.removals)} Removed documents,"
+    click.echo(f"Success: {len(manifest.resources)} resources are valid ({counts}){instructions} "
                f"for environment {workspace.environment.name}.")
 
 

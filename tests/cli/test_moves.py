@@ -230,3 +230,12 @@ def test_the_schema_describes_moved_and_removed(project):
     schema = json.loads(project.run("schema").stdout)
     assert {"MovedDocument", "RemovedDocument"} <= set(schema["$defs"])
     assert schema["$defs"]["MovedSpec"]["required"] == ["from", "to"]
+
+
+def test_validate_counts_the_moved_and_removed_documents(project):
+    rename_orders(project)
+    project.manifest("removed.yaml").write_text(REMOVED.format(address="dataset.legacy"))
+    result = project.run("validate")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ("Success: 10 resources are valid (6 datasets, 4 views), and 1 Moved and 1 Removed "
+                             "documents, for environment local.\n")
