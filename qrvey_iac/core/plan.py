@@ -199,11 +199,6 @@ class Move(ActionBase):
     def previous_address(self) -> str | None:
         return self.moved_from
 
-    @property
-    def calls_api(self) -> bool:
-        """Whether the move updates the object (any change besides protect)."""
-        return any(not change.state_only for change in self.changes)
-
 
 class Forget(ActionBase):
     """``kind: Removed``: qrvey-iac stops managing ``address``: apply takes the ownership
