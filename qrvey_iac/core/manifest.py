@@ -133,7 +133,7 @@ def document_union() -> Any:
 
 @dataclass(frozen=True)
 class Moved:
-    """A ``kind: Moved`` document, checked against the manifests (adapters/manifest_files.py)."""
+    """A ``kind: Moved`` document, checked against the manifests (adapters/manifest_moves.py)."""
 
     from_address: str
     to_address: str
