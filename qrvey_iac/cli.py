@@ -24,7 +24,7 @@ from qrvey_iac.cli_support import KNOWN_SECRETS, Commands, environment_options, 
 from qrvey_iac.cli_tools import emulator, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
-from qrvey_iac.core.plan import Plan, drift_part, manifest_part
+from qrvey_iac.core.plan import OPERATIONS, Plan, drift_part, manifest_part
 from qrvey_iac.core.render import render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.engine import Stop
@@ -261,7 +261,10 @@ def validate(**kwargs):
     workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
     counts = ", ".join(f"{count} {plural}" for plural, count in manifest.counts())
-    click.echo(f"Success: {len(manifest.resources)} resources are valid ({counts}) "
+    instructions = ""
+    if manifest.moves or manifest.removals:
+        instructions = f", and {len(manifest.moves)} Moved and {len(manifest.removals)} Removed documents,"
+    click.echo(f"Success: {len(manifest.resources)} resources are valid ({counts}){instructions} "
                f"for environment {workspace.environment.name}.")
 
 
@@ -349,7 +352,8 @@ def report_applied(plan: Plan | None) -> None:
     if plan is None or not plan.has_changes:
         return
     counts = plan.summary()
-    extras = "".join(f", {counts[op]} {op}d" for op in ("share", "unshare") if counts[op])
+    extras = "".join(f", {counts[op]} {OPERATIONS[op].progress[1]}"
+                     for op in ("share", "unshare", "move", "forget") if counts[op])
     click.echo(
         f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
         f"{counts['replace']} replaced, {counts['delete']} destroyed{extras}."

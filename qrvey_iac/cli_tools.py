@@ -68,7 +68,10 @@ def _manifest_secrets(workspace) -> frozenset[str]:
 @environment_options
 @reports_errors
 def state_rm(address, **kwargs):
-    """Forget ADDRESS without deleting it in Qrvey."""
+    """Forget ADDRESS without deleting it in Qrvey, at once.
+
+    To do it through review instead, declare a `kind: Removed` document (README, "Moves and
+    removals"): the plan shows it, and apply also takes the ownership marker off the object."""
     workspace = open_workspace(kwargs)
     with workspace.locker.lock("state rm"):
         current = _settled_state(workspace)
@@ -85,7 +88,10 @@ def state_rm(address, **kwargs):
 @environment_options
 @reports_errors
 def state_mv(source, destination, **kwargs):
-    """Rename an address in the state (after renaming metadata.name)."""
+    """Rename an address in the state (after renaming metadata.name), at once.
+
+    To do it through review instead, declare a `kind: Moved` document (README, "Moves and
+    removals"): the plan shows the move, and apply also updates the ownership marker."""
     workspace = open_workspace(kwargs)
     with workspace.locker.lock("state mv"):
         current = _settled_state(workspace)
@@ -98,11 +104,7 @@ def state_mv(source, destination, **kwargs):
             raise StateError(f"{destination!r} is not an address ({kind.prefix}.<name>)")
         if KINDS.of_address(destination) is not kind:
             raise StateError(f"an address keeps its kind: {kind.prefix}.* stays {kind.prefix}.*")
-        moved = current.without_resource(source).with_resource(destination, current.resources[source])
-        for view in current.views_of(source):        # their recorded source follows the rename
-            recorded = moved.resources[view]
-            moved = moved.with_resource(view, recorded.model_copy(
-                update={"source": {**(recorded.source or {}), "address": destination}}))
+        moved = current.with_move(source, destination)     # their recorded source follows the rename
         workspace.store.write(moved.bumped(), current.serial)
     click.echo(f"Moved {source} to {destination}.")
 

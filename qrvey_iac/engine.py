@@ -515,24 +515,63 @@ class _ApplyRun:
             return await self._delete(action, api)
         if step.op == "create":
             return await self._create(action, api)
+        if step.op == "move":
+            return await self._move(action, api)
+        if step.op == "forget":
+            return await self._forget(action, api)
         current = self.state.resources[action.address]
-        kind = KINDS[action.kind]
         if step.op == "update":
-            entry = None
-            if any(change.path != "protect" for change in action.changes):
-                entry = api.entry = await self._journal("update", action, _app(current), current.datasetId,
-                                                        {"previous_hash": current.applied_hash})
-                await kind.update(api, _app(current), current.datasetId, action.desired or {})
-            await self._record(action.address, current.model_copy(
-                update={"applied_hash": kind.applied_hash(action.desired, self.sealer), "protect": action.protect,
-                        "managed": kind.managed_fields(action.desired),
-                        "applied_fields": kind.applied_fields(action.desired, self.sealer)}), entry)
-            return f" [id={current.datasetId}]"
+            return await self._update(action, api)
         shared = step.op == "share"
         entry = api.entry = await self._journal(step.op, action, _app(current), current.datasetId, {"shared": shared})
         await api.set_shared(_app(current), current.datasetId, shared)
         await self._record(action.address, current.model_copy(update={"shared": shared}), entry)
         return f" [id={current.datasetId}]"
+
+    async def _update(self, action: ActionBase, api: _StepCalls) -> str:
+        current = self.state.resources[action.address]
+        kind = KINDS[action.kind]
+        entry = None
+        if any(change.path != "protect" for change in action.changes):
+            entry = api.entry = await self._journal("update", action, _app(current), current.datasetId,
+                                                    {"previous_hash": current.applied_hash})
+            await kind.update(api, _app(current), current.datasetId, action.desired or {})
+        await self._record(action.address, current.model_copy(
+            update={"applied_hash": kind.applied_hash(action.desired, self.sealer), "protect": action.protect,
+                    "managed": kind.managed_fields(action.desired),
+                    "applied_fields": kind.applied_fields(action.desired, self.sealer)}), entry)
+        return f" [id={current.datasetId}]"
+
+    async def _move(self, action: ActionBase, api: _StepCalls) -> str:
+        """kind: Moved: rename the state entry (its views' recorded source follows), durably,
+        then update the object in place with the move's changes (the marker names the new
+        address). A crash between the two leaves the move done in the state and the update
+        to the next plan, as a plain update; nothing is deleted or created."""
+        source = action.previous_address or ""
+        if source in self.state.resources and action.address not in self.state.resources:
+            self.state = self.state.with_move(source, action.address)
+            await self.engine.commit(self.state)
+        detail = await self._update(action, api)
+        return f" from {source}{detail}"
+
+    async def _forget(self, action: ActionBase, api: _StepCalls) -> str:
+        """kind: Removed: take the ownership marker off the object (so that nothing adopts it
+        again as this address), then drop its state entry; it stays in Qrvey. Not journaled:
+        taking a marker off is the same done twice, and until the entry is dropped the next
+        plan shows the forget again."""
+        current = self.state.resources.get(action.address)
+        if current is None:
+            return " (not in state)"
+        kind = KINDS[current.kind]
+        live = await kind.read(api, _app(current), current.datasetId)
+        kept = ""
+        if live is None:
+            kept = " (it was already gone from Qrvey)"
+        elif kind.carries_marker(live, action.address):
+            await kind.update(api, _app(current), current.datasetId, kind.released(live, action.address))
+        self.state = self.state.without_resource(action.address)
+        await self.engine.commit(self.state)
+        return f" [id={current.datasetId}]{kept}"
 
     async def _create(self, action: ActionBase, api: _StepCalls) -> str:
         """Journal the create with what finds its result again, then send it. An unknown outcome

@@ -36,9 +36,13 @@ from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import Metadata
-from qrvey_iac.core.manifest import Manifest, Resource, Salvaged
+from qrvey_iac.core.manifest import (
+    Manifest, MovedDocument, RemovedDocument, Resource, Salvaged, document_union,
+)
+from qrvey_iac.adapters.manifest_moves import checked_instructions, declared_addresses
 
-DOCUMENT = TypeAdapter(KINDS.document_union())
+DOCUMENT = TypeAdapter(document_union())
+INSTRUCTIONS = (MovedDocument, RemovedDocument)
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
 SUFFIXES = (".yaml", ".yml")
 T = TypeVar("T")
@@ -155,6 +159,7 @@ def load_steps(
     if pause:
         yield
     located: list[tuple[Any, YamlDocument]] = []
+    instructions: list[tuple[MovedDocument | RemovedDocument, YamlDocument]] = []
     secrets: set[str] = set()
     used: set[str] = set()            # every ${var.NAME} of every file, in any document
     every_file_read = not refused
@@ -173,7 +178,9 @@ def load_steps(
         problems.extend(parse_problems)
         for document in documents:
             parsed = _validate_document(document, variables, environ, secrets, problems)
-            if parsed is not None:
+            if isinstance(parsed, INSTRUCTIONS):
+                instructions.append((parsed, document))
+            elif parsed is not None:
                 located.append((parsed, _slimmed(document)))
             if pause:
                 yield
@@ -181,10 +188,12 @@ def load_steps(
         problems.extend(_unknown_given(given or {}, used, declared))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
     resources = yield from _steps(_resolve(located, apps, problems), pause)
+    moves, removals = checked_instructions(instructions, declared_addresses(located), problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
-    return Manifest(resources=resources, digest=digest.hexdigest(), secrets=frozenset(secrets))
+    return Manifest(resources=resources, moves=moves, removals=removals, digest=digest.hexdigest(),
+                    secrets=frozenset(secrets))
 
 
 def _unknown_given(given: Mapping[str, str], used: set[str], declared: Collection[str]) -> list[Problem]:
@@ -423,4 +432,3 @@ def _check_references(nodes: dict[str, Resource | Salvaged], where, problems: li
         first = where[cycle[0]]
         problems.append(Problem(first.file, first.line, "metadata.dependsOn",
                                 "dependency cycle: " + " -> ".join(cycle)))
-

@@ -12,9 +12,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from qrvey_iac.adapters.yaml_source import YamlDocument, format_path
 from qrvey_iac.core.errors import Problem, did_you_mean
 from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.core.manifest import INSTRUCTION_KINDS, MovedDocument, RemovedDocument, document_kinds
 
 # pydantic names the member of a union it tried in an error's location: not a field
-UNION_LABELS = {"str", "constrained-str", "ExternalSource", "dict[str,any]", *KINDS.names}
+UNION_LABELS = {"str", "constrained-str", "ExternalSource", "dict[str,any]", *KINDS.names, *INSTRUCTION_KINDS}
+INSTRUCTION_DOCUMENTS = {"Moved": MovedDocument, "Removed": RemovedDocument}
 
 
 def problems_from(
@@ -48,14 +50,17 @@ def problems_from(
 
 def _suggestion(error: dict[str, Any], loc: tuple, data: Any, model: type[BaseModel] | None) -> str:
     if error["type"] == "union_tag_invalid":
-        return did_you_mean(str((error.get("ctx") or {}).get("tag")), KINDS.names)
+        return did_you_mean(str((error.get("ctx") or {}).get("tag")), document_kinds())
     if error["type"] != "extra_forbidden" or not loc or not isinstance(loc[-1], str):
         return ""
     if model is None:
         kind = data.get("kind") if isinstance(data, dict) else None
-        if kind not in KINDS.names:
+        if kind in INSTRUCTION_DOCUMENTS:
+            model = INSTRUCTION_DOCUMENTS[kind]
+        elif kind in KINDS.names:
+            model = KINDS[kind].document
+        else:
             return ""
-        model = KINDS[kind].document
     return did_you_mean(loc[-1], fields_at(model, loc[:-1]))
 
 
@@ -68,7 +73,7 @@ def fields_at(model: type[BaseModel], loc: Iterable[Any]) -> set[str]:
                  for m in _models_in(current.model_fields[part].annotation)]
         if inner or not any(part in current.model_fields for current in models):
             models = inner or models
-    return {name for current in models for name in current.model_fields}
+    return {info.alias or name for current in models for name, info in current.model_fields.items()}
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:
@@ -167,7 +172,7 @@ def describe(error: dict[str, Any], field: str) -> str:
     if kind == "union_tag_invalid":
         return f"unknown kind {ctx.get('tag')!r} (expected {ctx.get('expected_tags')})"
     if kind == "union_tag_not_found":
-        return f"required field kind is missing ({' or '.join(KINDS.names)})"
+        return f"required field kind is missing ({', '.join(document_kinds())})"
     if kind == "literal_error":
         return f"expected {ctx.get('expected')}, got {_short(value)}"
     if kind == "string_pattern_mismatch":

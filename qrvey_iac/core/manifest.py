@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import ConfigDict, Field
 
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS, Kind
-from qrvey_iac.core.kinds.base import ExternalSource, SourceRef
+from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX, ExternalSource, Frozen, SourceRef
 from qrvey_iac.core.sealing import Sealer
 
 
@@ -80,9 +82,87 @@ class Salvaged:
         return KINDS[self.kind]
 
 
+# -- instructions: documents about addresses, not resources (README, "Moves and removals") ----
+
+INSTRUCTION_KINDS = ("Moved", "Removed")
+Address = Annotated[str, Field(pattern=ADDRESS_SYNTAX)]
+
+
+class MovedSpec(Frozen):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_: Address = Field(alias="from", description="The address in the state (the old metadata.name).")
+    to: Address = Field(description="The address in the manifests (the new metadata.name), of the same kind.")
+
+
+class MovedDocument(Frozen):
+    """``kind: Moved``: the object recorded at ``spec.from`` is the one now declared at
+    ``spec.to``. Planned as a move (the state entry renamed, the marker updated), never as a
+    delete and a create; once done it is a no-op, so it may stay in the manifests."""
+
+    apiVersion: Literal["qrvey-iac/v1"]
+    kind: Literal["Moved"]
+    spec: MovedSpec
+
+
+class RemovedSpec(Frozen):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    from_: Address = Field(alias="from", description="The address to stop managing (no longer declared).")
+
+
+class RemovedDocument(Frozen):
+    """``kind: Removed``: stop managing ``spec.from`` without deleting it in Qrvey (planned as
+    ``forget``: the state entry goes and the object loses its ownership marker)."""
+
+    apiVersion: Literal["qrvey-iac/v1"]
+    kind: Literal["Removed"]
+    spec: RemovedSpec
+
+
+def document_kinds() -> tuple[str, ...]:
+    """Every ``kind:`` a manifest document may have: the registered kinds, then the instructions."""
+    return (*KINDS.names, *INSTRUCTION_KINDS)
+
+
+def document_union() -> Any:
+    """The manifest document type: one model per registered kind, and Moved and Removed."""
+    documents = (*(kind.document for kind in KINDS), MovedDocument, RemovedDocument)
+    return Annotated[Union[documents], Field(discriminator="kind")]  # noqa: UP007 - built at run time
+
+
+@dataclass(frozen=True)
+class Moved:
+    """A ``kind: Moved`` document, checked against the manifests (adapters/manifest_moves.py)."""
+
+    from_address: str
+    to_address: str
+    file: str = ""
+    line: int = 0           # of spec.from
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
+@dataclass(frozen=True)
+class Removed:
+    """A ``kind: Removed`` document, checked against the manifests."""
+
+    address: str
+    file: str = ""
+    line: int = 0           # of spec.from
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
+
+
 @dataclass(frozen=True)
 class Manifest:
     resources: dict[str, Resource] = field(default_factory=dict)
+    moves: tuple[Moved, ...] = ()              # kind: Moved, in file order
+    removals: tuple[Removed, ...] = ()        # kind: Removed, in file order
     digest: str = ""
     secrets: frozenset[str] = frozenset()   # values read through ${env:X}: masked in output
     seal_key: bytes = field(default=b"", repr=False)   # keys the digests of secrets (core/sealing.py); never stored

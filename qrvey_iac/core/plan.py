@@ -33,6 +33,7 @@ class Operation:
     progress: tuple[str, str] = ("", "")   # ("Creating", "created") for each step's lines
     destructive: bool = False      # deletes something (a replace deletes first)
     refused: bool = False          # apply refuses a plan holding it (no steps): fix it or --exclude it
+    counted_when_none: bool = True   # the PR comment's table has its column even at 0
 
 
 # The list of operations, written down once. A no-op changes nothing and is not counted.
@@ -45,9 +46,15 @@ OPERATIONS: dict[str, Operation] = {
     "unshare": Operation("~", "will be unshared", ("unshare",), ("Unsharing", "unshared")),
     # a view whose unmanaged source is gone or no longer shared: reported, never applied
     "blocked": Operation("!", "cannot be planned", (), refused=True),
+    # kind: Moved: the state entry renamed, then the object updated (its marker names the new
+    # address) in the same step; kind: Removed: the marker taken off, the state entry dropped
+    "move": Operation("->", "has moved", ("move",), ("Moving", "moved"), counted_when_none=False),
+    "forget": Operation(".", "will no longer be managed, and stays in Qrvey", ("forget",),
+                        ("Forgetting", "forgotten"), counted_when_none=False),
 }
 CHANGING_OPS = tuple(OPERATIONS)
-STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare")}
+STEP_PROGRESS = {op: OPERATIONS[op].progress
+                 for op in ("create", "update", "delete", "share", "unshare", "move", "forget")}
 
 
 class AppTarget(Frozen):
@@ -91,6 +98,16 @@ class ActionBase(Frozen):
     @property
     def phrase(self) -> str:
         return STATE_ONLY_PHRASE if self.state_only else OPERATIONS[self.op].phrase
+
+    @property
+    def previous_address(self) -> str | None:
+        """The address the state recorded it under before this plan (a move's spec.from)."""
+        return None
+
+    @property
+    def subject(self) -> str:
+        """What the text plan's heading names: the address, or for a move its old one."""
+        return self.previous_address or self.address
 
 
 STATE_ONLY_PHRASE = "will be updated in the state only"
@@ -165,7 +182,34 @@ class NoOp(ActionBase):
     op: Literal["no-op"] = "no-op"
 
 
-Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp], Field(discriminator="op")]
+class Move(ActionBase):
+    """``kind: Moved``: the object recorded at ``moved_from`` is now ``address``. Apply renames
+    its state entry (and the recorded source of its views), then updates it in place with
+    ``changes`` (the ownership marker, and whatever else the manifests changed); never a
+    delete and a create."""
+
+    op: Literal["move"] = "move"
+    moved_from: str
+
+    @property
+    def phrase(self) -> str:
+        return f"has moved to {self.address}"
+
+    @property
+    def previous_address(self) -> str | None:
+        return self.moved_from
+
+
+class Forget(ActionBase):
+    """``kind: Removed``: qrvey-iac stops managing ``address``: apply takes the ownership
+    marker off the object (so nothing adopts it again) and drops its state entry. Nothing is
+    deleted, so a protected resource may be forgotten."""
+
+    op: Literal["forget"] = "forget"
+
+
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp, Move, Forget],
+                   Field(discriminator="op")]
 
 
 class Plan(Frozen):
@@ -270,7 +314,8 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
 
 
 ACTION_TYPES: dict[str, type[ActionBase]] = {
-    cls.model_fields["op"].default: cls for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp)
+    cls.model_fields["op"].default: cls
+    for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp, Move, Forget)
 }
 
 

@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange, diff_documents
-from qrvey_iac.core.errors import PlanError, ProtectedResourceError
+from qrvey_iac.core.errors import ManifestError, PlanError, Problem, ProtectedResourceError, did_you_mean_address
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
-from qrvey_iac.core.manifest import Manifest, Resource
+from qrvey_iac.core.manifest import Manifest, Moved, Removed, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
-    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, NoOp, Plan, Replace, Update,
+    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, Forget, Move, NoOp, Plan, Replace, Update,
     execution_levels, fingerprint, make_action, update_reason,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
@@ -43,13 +43,20 @@ def build_plan(
     is checked: a protected resource the selection leaves out blocks nothing."""
     actions: list[ActionBase] = []
     recreated: set[str] = set()
+    moves = pending_moves(manifest, state)
+    moved, moved_live = _after_moves(state, live, moves)     # planned as if the moves were done
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
     for level in order:
         for address in level:
             resource = manifest.resources[address]
-            actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
-    for address in sorted(set(state.resources) - set(manifest.resources)):
-        actions.append(_delete_action(address, state.resources[address], live))
+            actions.extend(_plan_resource(resource, moved, moved_live, recreated, manifest.sealer))
+    removals = {removal.address: removal for removal in manifest.removals}
+    for address in sorted(set(moved.resources) - set(manifest.resources)):
+        if address in removals:
+            actions.append(_forget_action(address, moved.resources[address], moved_live, removals[address]))
+        else:
+            actions.append(_delete_action(address, moved.resources[address], moved_live))
+    actions = _as_moves(actions, moves)
     plan = Plan(
         environment=environment,
         lineage=state.lineage,
@@ -253,3 +260,94 @@ def _in_execution_order(plan: Plan) -> tuple[ActionBase, ...]:
     indexed = list(enumerate(plan.actions))
     indexed.sort(key=lambda pair: (rank.get(pair[0], 10**9), natural_key(pair[1].address), pair[0]))
     return tuple(action for _, action in indexed)
+
+
+# -- kind: Moved and kind: Removed ------------------------------------------------------------
+
+def pending_moves(manifest: Manifest, state: State) -> dict[str, Moved]:
+    """The moves still to do, by their new address: those whose ``from`` the state records.
+
+    A move whose ``to`` the state records and whose ``from`` it does not is done (a no-op: a
+    Moved may stay in the manifests). On an empty state (a new environment) there is nothing
+    to move: ``to`` is planned like any new resource. Every other case is an error naming the
+    Moved document: both addresses recorded (which object is ``to``?), or neither on a state
+    that records other things (most likely a misspelt ``from``, which would leave the old
+    object to be deleted)."""
+    pending: dict[str, Moved] = {}
+    problems: list[Problem] = []
+    recorded = state.resources
+    for move in manifest.moves:
+        source, target = move.from_address, move.to_address
+        if source in recorded and target in recorded:
+            problems.append(Problem(move.file, move.line or None, "spec.from", (
+                f"{source} and {target} are both in the state (ids {recorded[source].datasetId} and "
+                f"{recorded[target].datasetId}): a move cannot tell which object {target} is. Keep one: "
+                f"`qrvey-iac state rm` the other (it stays in Qrvey), then plan again")))
+        elif source in recorded:
+            pending[target] = move
+        elif target not in recorded and recorded:
+            problems.append(Problem(move.file, move.line or None, "spec.from", (
+                f"{source} is not in the state{did_you_mean_address(source, recorded)}, and {target} is not "
+                "either: nothing to move. Name the address the state records (`qrvey-iac state list`), "
+                "or remove this Moved if the object never existed here")))
+    if problems:
+        raise ManifestError(problems, summary=f"{len(problems)} Moved document(s) do not match the state.")
+    return pending
+
+
+def _after_moves(state: State, live: Live, moves: Mapping[str, Moved]) -> tuple[State, Live]:
+    """The state and what refresh read, with every pending move done: each object (and the
+    views recorded over it) under its new address, so a moved object plans as an update of
+    itself, never a delete and a create, and its views keep their source."""
+    if not moves:
+        return state, live
+    objects, fingerprints = dict(live.objects), dict(live.fingerprints)
+    for target, move in moves.items():
+        state = state.with_move(move.from_address, target)
+        if move.from_address in objects:
+            objects[target] = objects.pop(move.from_address)
+        if move.from_address in fingerprints:
+            fingerprints[target] = fingerprints.pop(move.from_address)
+    return state, Live(objects=objects, sources=live.sources, fingerprints=fingerprints)
+
+
+def _as_moves(actions: list[ActionBase], moves: Mapping[str, Moved]) -> list[ActionBase]:
+    """Each moved resource's update (or no-op) as one move action carrying its changes. A moved
+    object that would be created (it was deleted outside qrvey-iac) or replaced is refused:
+    a move keeps the object, and the plan would not."""
+    result: list[ActionBase] = []
+    problems: list[str] = []
+    for action in actions:
+        move = moves.get(action.address)
+        if move is None or action.op in ("share", "unshare", "blocked"):
+            result.append(action)
+        elif action.op in ("update", "no-op"):
+            fields = {name: getattr(action, name) for name in ActionBase.model_fields}
+            reason = f"kind: Moved at {move.where}"
+            if action.op == "update":
+                reason += f"; {action.reason}"
+            result.append(Move(**{**fields, "reason": reason}, moved_from=move.from_address))
+        elif action.op == "create":
+            problems.append(
+                f"{move.where}: {move.from_address} cannot move to {action.address}: it was deleted outside "
+                f"qrvey-iac. Remove this Moved and run `qrvey-iac state rm {move.from_address}`: the next plan "
+                f"creates {action.address}")
+        else:
+            problems.append(
+                f"{move.where}: {move.from_address} cannot move to {action.address} and be replaced in the same "
+                f"plan ({action.reason}): apply the move with that change left out first, then make the change")
+    if problems:
+        raise PlanError("; ".join(problems))
+    return result
+
+
+def _forget_action(address: str, current: ResourceState, live: Live, removal: Removed) -> ActionBase:
+    gone = live.objects.get(address) is None
+    return Forget(
+        address=address,
+        kind=current.kind,
+        reason=f"kind: Removed at {removal.where}" + ("; already gone from Qrvey" if gone else ""),
+        app=AppTarget(alias="", userId=current.userId, appId=current.appId),
+        dataset_id=current.datasetId,
+        protect=current.protect,     # shown; nothing is deleted, so protection does not refuse it
+    )

@@ -23,7 +23,7 @@ def summary_line(plan: Plan) -> str:
         f"Plan: {counts['create']} to create, {counts['update']} to update, "
         f"{counts['replace']} to replace, {counts['delete']} to delete"
     )
-    extras = [f"{counts[op]} to {op}" for op in ("share", "unshare") if counts[op]]
+    extras = [f"{counts[op]} to {op}" for op in ("share", "unshare", "move", "forget") if counts[op]]
     if counts["blocked"]:
         extras.append(f"{counts['blocked']} blocked (apply refuses until fixed or excluded)")
     return line + "".join(f", {e}" for e in extras) + "."
@@ -63,7 +63,7 @@ def mask(text: str, secrets: frozenset[str]) -> str:
 def _action_lines(action: ActionBase) -> list[str]:
     drift = " [drift]" if action.drift else ""
     operation = OPERATIONS[action.op]
-    header = f"  # {action.address} {action.phrase} ({action.reason}){drift}"
+    header = f"  # {action.subject} {action.phrase} ({action.reason}){drift}"
     ident = f" [id={action.dataset_id}]" if action.dataset_id else ""
     lines = [header, f"  {operation.symbol} {action.address}{ident}"]
     note = replacement_note(action)

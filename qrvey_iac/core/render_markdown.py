@@ -92,7 +92,8 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
     if not plan.has_changes:
         return [*lines, summary_line(plan)]
     counts = plan.summary()
-    ops = [op for op in CHANGING_OPS if counts[op] or not OPERATIONS[op].refused]   # "blocked" when there are
+    # "blocked", "move", "forget" only when there are
+    ops = [op for op in CHANGING_OPS if counts[op] or (OPERATIONS[op].counted_when_none and not OPERATIONS[op].refused)]
     return [
         *lines,
         "| " + " | ".join(ops) + " |",
@@ -210,7 +211,8 @@ class _Writer:
 
     def summary_item(self, action: ActionBase) -> str:
         drift = " · drift" if action.drift else ""
-        return f"- {self.code(action.address)} **{action.op}**: {self.text(action.reason)}{drift}"
+        moved = f" from {self.code(action.previous_address)}" if action.previous_address else ""
+        return f"- {self.code(action.address)} **{action.op}**{moved}: {self.text(action.reason)}{drift}"
 
     def details(self, address: str, actions: list[ActionBase]) -> str:
         ops = ", ".join(a.op for a in actions)
@@ -221,7 +223,8 @@ class _Writer:
         return "\n".join(lines)
 
     def _action_line(self, action: ActionBase) -> str:
-        parts = [f"**{action.op}**: {self.text(action.reason)}"]
+        moved = f" from {self.code(action.previous_address)}" if action.previous_address else ""
+        parts = [f"**{action.op}**{moved}: {self.text(action.reason)}"]
         if action.drift:
             parts.append("**drift**")
         if action.app is not None:

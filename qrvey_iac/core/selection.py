@@ -21,6 +21,11 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
     targets, excludes = list(dict.fromkeys(targets)), list(dict.fromkeys(excludes))
     if not targets and not excludes:
         return plan
+    moved = {a.previous_address: a.address for a in plan.actions if a.previous_address}   # kind: Moved
+    notes: list[str] = [f"{old} is {moved[old]} (kind: Moved)" for old in dict.fromkeys([*targets, *excludes])
+                        if old in moved]
+    targets = list(dict.fromkeys(moved.get(a, a) for a in targets))
+    excludes = list(dict.fromkeys(moved.get(a, a) for a in excludes))
     known = {a.address for a in plan.actions}
     unknown = [a for a in [*targets, *excludes] if a not in known]
     if unknown:
@@ -28,7 +33,6 @@ def select(plan: Plan, targets: Iterable[str] = (), excludes: Iterable[str] = ()
         raise PlanError(f"unknown address {named}: nothing in the manifests or the state has it")
     needs, needed_by = _graph(plan.actions)
     changing = {a.address for a in plan.actions if a.changing}
-    notes: list[str] = []
     kept = set(known)
     if targets:
         kept = _closure(targets, needs)

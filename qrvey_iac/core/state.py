@@ -121,7 +121,27 @@ class State(BaseModel):
     def bumped(self) -> State:
         return self.model_copy(update={"serial": self.serial + 1})
 
+    def with_move(self, source: str, destination: str) -> State:
+        """``source``'s record under ``destination`` (kind: Moved, ``state mv``): the views
+        recorded over it, and the view creates pending over it in the journal, name the new
+        address as their source; their ids, like its own, are unchanged."""
+        moved = self.without_resource(source).with_resource(destination, self.resources[source])
+        resources = {address: _source_moved(record, source, destination) for address, record in moved.resources.items()}
+        journal = tuple(
+            entry.model_copy(update={"detail": _source_moved(entry.detail, source, destination)})
+            for entry in self.journal
+        )
+        return moved.model_copy(update={"resources": resources, "journal": journal})
+
     def views_of(self, address: str) -> list[str]:
         return sorted(
             a for a, r in self.resources.items() if r.source and r.source.get("address") == address
         )
+
+
+def _source_moved(record, source: str, destination: str):
+    """A resource record or journal detail whose recorded source is ``source``, pointing at
+    ``destination`` instead (anything else as it is)."""
+    if not record.source or record.source.get("address") != source:
+        return record
+    return record.model_copy(update={"source": {**record.source, "address": destination}})

@@ -107,7 +107,7 @@ def test_every_unreadable_entry_is_reported_at_once_with_the_other_problems(proj
     make_fifo(project.manifest("two.yaml"))
     project.manifest("bad.yaml").write_text("kind: Widget\n")
     assert refused(project) == [
-        "Error: manifests/bad.yaml:1: kind: unknown kind 'Widget' (expected 'Dataset', 'DatasetView')",
+        "Error: manifests/bad.yaml:1: kind: unknown kind 'Widget' (expected 'Dataset', 'DatasetView', 'Moved', 'Removed')",
         "Error: manifests/one.yaml: cannot read: a dangling symlink (its target nowhere.yaml does not exist)",
         "Error: manifests/two.yaml: cannot read: a FIFO (named pipe), not a regular file",
         "3 problems found; nothing was changed.",

@@ -257,6 +257,22 @@ class Kind:
     async def delete(self, api: QrveyApi, app: AppRef, dataset_id: str) -> bool:
         return await api.delete(app, dataset_id)
 
+    # -- leaving management (kind: Removed) ---------------------------------------------------
+
+    def carries_marker(self, live: Mapping[str, Any], address: str) -> bool:
+        """Whether ``live`` carries the ownership marker qrvey-iac writes for ``address``."""
+        attributes = live.get("customAttributes")
+        attributes = attributes if isinstance(attributes, dict) else {}
+        return all(attributes.get(key) == value for key, value in owner_attributes(None, address).items())
+
+    def released(self, live: Mapping[str, Any], address: str) -> dict[str, Any]:
+        """A managed document that leaves ``live`` as it is but for the ownership marker of
+        ``address``, taken off (None: removed), for ``update``: every managed field read back
+        from the object itself."""
+        document = self.project_live(live, {key: {} for key in self.rules.managed})
+        document["customAttributes"] = {key: None for key in owner_attributes(None, address)}
+        return document
+
 
 def _flattened(value: Any, path: str) -> list[tuple[str, Any]]:
     if path == f"customAttributes.{OWNER_ATTRIBUTE}":
