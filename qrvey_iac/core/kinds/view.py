@@ -237,6 +237,40 @@ class DatasetViewKind(Kind):
         body["columns"] = _view_columns(live.get("columns") or [], desired.get("columns", {}))
         return body
 
+    # -- export -------------------------------------------------------------------------------
+
+    def describes(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") == "VIEW" or bool(live.get("sourceDataset"))
+
+    def exported_spec(
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str]
+    ) -> dict[str, Any]:
+        """The view's source by address when it is exported too (and shared), by ids otherwise;
+        an override for each column renamed or hidden in the view."""
+        source = live.get("sourceDataset")
+        source = source if isinstance(source, dict) else {}
+        address = sources.get(source.get("datasetId"))
+        spec: dict[str, Any] = {
+            "app": app_alias,
+            "source": address or {key: source.get(key) for key in ("appId", "userId", "datasetId")},
+            "name": live.get("name"),
+        }
+        overrides = []
+        for key, column in _live_columns(live).items():
+            override: dict[str, Any] = {"column": key}
+            if column.get("columnName") != key:
+                override["columnName"] = column.get("columnName")
+            if column.get("visible") is False:
+                override["visible"] = False
+            if len(override) > 1:
+                overrides.append(override)
+        if overrides:
+            spec["columns"] = overrides
+        attributes = {k: v for k, v in (live.get("customAttributes") or {}).items() if k not in marker_keys}
+        if attributes:
+            spec["customAttributes"] = dict(attributes)
+        return spec
+
 
 def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) -> dict[str, Any] | None:
     """The view a journaled create made: same source connection, same marker, not tracked elsewhere."""
