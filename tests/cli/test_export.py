@@ -1,0 +1,253 @@
+"""qrvey-iac export (issue 14 point 1): apps made outside qrvey-iac become manifests and state.
+
+The world of the Must-show is built directly in the emulator over HTTP, as a team's UI-made
+Qrvey would be: three apps of the config and a fourth that is not, duplicated display names,
+shared datasets, views across apps (one of a dataset of the fourth app), and views in the
+fourth app of a dataset of the exported ones.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from qrvey_iac.cli import cli
+from qrvey_iac.emulator import EmulatorConfig
+from qrvey_iac.emulator.testing import running_server
+
+KEY = "export-test-key"
+APPS = {"hq": ("u-hq", "a-hq"), "emea": ("u-emea", "a-emea"), "apac": ("u-apac", "a-apac")}
+OTHER = ("u-other", "a-other")          # an app that is not in the config
+WAREHOUSE = "84b500d7-71c8-4b1f-adf4-f1eb0000973d"   # declared as a variable in the config
+CRM = "5c0f9a52-7d4e-4a8e-9b1e-2f2d3c4b5a69"         # not declared: export names it
+READS = {"GET /qollect/dataset/{datasetId}", "POST /qollect/dataset/all"}
+
+
+def prefix(app: tuple[str, str]) -> str:
+    return f"/devapi/v4/user/{app[0]}/app/{app[1]}"
+
+
+class World:
+    """Builds objects over HTTP, as the Qrvey UI would (no ownership marker)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"x-api-key": KEY})
+
+    def call(self, method: str, path: str, body=None) -> dict:
+        response = self.http.request(method, path, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def dataset(self, app, name: str, connection: str = WAREHOUSE, shared: bool = False, **extra) -> dict:
+        source = {"name": name, "connectionId": connection, "connectorType": "MSSQL_LIVE", "database": "shop"}
+        source.update(extra.pop("source", {"tableName": name.lower().replace(" ", "_")}))
+        body = {"name": name, "datasources": [source],
+                "columns": extra.pop("columns", [{"columnName": "Id", "columnType": "NUMBER"},
+                                                 {"columnName": "Total", "columnType": "NUMBER"},
+                                                 {"columnName": "Email", "columnType": "STRING"}]),
+                **extra}
+        made = self.call("POST", f"{prefix(app)}/qollect/dataset", body)
+        if shared:
+            self.call("PUT", f"{prefix(app)}/qollect/dataset/{made['datasetId']}/publishVersion", {"isPublic": True})
+        return self.call("GET", f"{prefix(app)}/qollect/dataset/{made['datasetId']}")
+
+    def view(self, app, source: dict, name: str, renamed: dict | None = None, hidden: tuple = ()) -> dict:
+        body = {"appId": source["appId"], "userId": source["userId"], "name": name}
+        view = self.call("POST", f"{prefix(app)}/qollect/dataset/clone/connection/{source['connectionId']}", body)
+        if renamed or hidden:
+            columns = [{**c, "columnName": (renamed or {}).get(c["columnName"], c["columnName"]),
+                        **({"visible": False} if c["columnName"] in hidden else {})} for c in view["columns"]]
+            update = {k: view[k] for k in ("name", "datasources", "customAttributes")}
+            path = f"{prefix(app)}/qollect/dataset/{view['datasetId']}"
+            self.call("PUT", path, {**update, "datasetId": view["datasetId"], "columns": columns})
+            self.call("POST", f"{path}/applyChanges")
+        return view
+
+
+def build_world(base_url: str) -> dict[str, list[dict]]:
+    """20 datasets in the three apps (duplicated names, 5 shared), 10 views across them, a
+    shared dataset in the fourth app with a view of it in hq, and 2 views in the fourth app."""
+    world = World(base_url)
+    hq, emea, apac = (APPS[a] for a in ("hq", "emea", "apac"))
+    made: dict[str, list[dict]] = {"datasets": [], "views": [], "other": []}
+    d = made["datasets"]
+    d.append(world.dataset(hq, "Orders", shared=True))
+    d.append(world.dataset(hq, "Orders", customAttributes={"team": "revenue"}))
+    d.append(world.dataset(hq, "Orders"))
+    d.append(world.dataset(hq, "Customers", connection=CRM, shared=True,
+                           columns=[{"columnName": "CustomerId", "columnType": "NUMBER"},
+                                    {"columnName": "Email", "columnType": "STRING", "visible": False}]))
+    d.append(world.dataset(hq, "Monthly revenue", source={"query": "select month, sum(total) from orders group by 1"}))
+    d.append(world.dataset(hq, "Products", shared=True, dataSync={"enabled": True, "cron": "0 3 * * *"}))
+    d.append(world.dataset(hq, "Ventes été", connection=CRM))
+    for _ in range(3):
+        d.append(world.dataset(emea, "Targets"))
+    d.append(world.dataset(emea, "Orders (EMEA)", shared=True))
+    d.append(world.dataset(emea, "Leads", connection=CRM))
+    d.append(world.dataset(emea, "Leads", connection=CRM))
+    d.append(world.dataset(emea, "Returns"))
+    d.append(world.dataset(apac, "Campaigns", shared=True))
+    d.append(world.dataset(apac, "Campaigns"))
+    d.append(world.dataset(apac, "Orders"))
+    d.append(world.dataset(apac, "Stock", columns=[{"columnName": "Sku", "columnType": "STRING",
+                                                     "accessRoles": ["buyer"]}]))
+    d.append(world.dataset(apac, "!!!"))
+    d.append(world.dataset(apac, "Regions"))
+    assert len(d) == 20 and sum(x["isPublic"] for x in d) == 5
+    orders, customers, products, orders_emea, campaigns = (d[0], d[3], d[5], d[10], d[14])
+    external = world.dataset(OTHER, "Benchmarks", shared=True)
+    v = made["views"]
+    v.append(world.view(emea, orders, "Orders"))
+    v.append(world.view(apac, orders, "Orders", renamed={"Total": "Order total"}))
+    v.append(world.view(emea, customers, "Customers (EMEA)", hidden=("Email",)))
+    v.append(world.view(apac, customers, "Customers"))
+    v.append(world.view(emea, products, "Products"))
+    v.append(world.view(apac, products, "Products"))
+    v.append(world.view(hq, orders_emea, "Orders (EMEA)"))
+    v.append(world.view(apac, orders_emea, "Orders (EMEA)", renamed={"Id": "Order id"}, hidden=("Email",)))
+    v.append(world.view(hq, campaigns, "Campaigns"))
+    v.append(world.view(hq, external, "Benchmarks"))          # its source is in an app not exported
+    made["other"] = [world.view(OTHER, orders, "Orders"), world.view(OTHER, customers, "Customers")]
+    world.http.close()
+    return made
+
+
+def write_config(root: Path, base_url: str, extra_variables: str = "") -> None:
+    apps = "\n".join(f"      {alias}: {{userId: {user}, appId: {app}}}" for alias, (user, app) in APPS.items())
+    (root / "qrvey-iac.yaml").write_text(
+        "manifests: manifests\ndefaultEnvironment: uat\nenvironments:\n  uat:\n"
+        f"    endpoint: {base_url}\n    apiKeyEnv: QI_EXPORT_KEY\n    apps:\n{apps}\n"
+        f"    variables:\n      warehouse: {WAREHOUSE}\n{extra_variables}"
+    )
+
+
+def printed_variables(output: str) -> str:
+    """The variable lines export prints for the config, as they go under ``variables:``."""
+    lines = output.split("(other environments need their own values):\n", 1)[1]
+    return "".join(line + "\n" for line in lines.splitlines() if line.startswith("      "))
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def writes(counts: dict[str, int]) -> dict[str, int]:
+    return {route: count for route, count in counts.items() if route not in READS and count}
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    monkeypatch.setenv("QI_EXPORT_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    with running_server(EmulatorConfig(api_key=KEY)) as server:
+        made = build_world(server.base_url)
+        write_config(tmp_path, server.base_url)
+        yield server, made, tmp_path
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def test_export_all_apps_then_plan_is_empty_apply_writes_nothing_and_export_again_is_identical(served):
+    server, made, root = served
+    exported = run("export", "--all-apps")
+    assert exported.exit_code == 0, exported.output
+    assert "Exported 20 datasets, 10 views of 3 app(s)" in exported.stdout
+    assert "Recorded 30 objects in the state of environment uat." in exported.stdout
+    assert "Marked 30 objects as managed by environment uat" in exported.stdout
+    assert sorted(p.name for p in (root / "manifests").iterdir()) == ["apac.yaml", "emea.yaml", "hq.yaml"]
+
+    # the warehouse connection is the config's variable; the CRM one is printed, to add
+    block = printed_variables(exported.stdout)
+    assert block == f'      shop_connection: "{CRM}"\n'
+    write_config(root, server.base_url, block)
+
+    before = dict(server.emulator.request_counts)
+    planned = run("plan", "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output
+    assert "No changes" in planned.stdout
+    applied = run("apply", "--auto-approve")
+    assert applied.exit_code == 0, applied.output
+    after = dict(server.emulator.request_counts)
+    assert writes({r: after.get(r, 0) - before.get(r, 0) for r in after}) == {}
+    assert after["GET /qollect/dataset/{datasetId}"] > before["GET /qollect/dataset/{datasetId}"]   # it did read
+
+    again = run("export", "--all-apps", "--out", "again")
+    assert again.exit_code == 0, again.output
+    assert "Already tracked, not recorded again: 30" in again.stdout
+    assert "Marked 0 objects" in again.stdout
+    assert files_of(root / "again") == files_of(root / "manifests")
+    assert writes({r: server.emulator.request_counts[r] - after.get(r, 0) for r in server.emulator.request_counts}) == {}
+
+    # with the state lost, the markers give every object its address back: the same files
+    (root / "state" / "uat.json").unlink()
+    lost = run("export", "--all-apps", "--out", "lost")
+    assert lost.exit_code == 0, lost.output
+    assert "Marked 0 objects" in lost.stdout
+    assert files_of(root / "lost") == files_of(root / "manifests")
+
+
+def test_exported_manifests_name_duplicates_by_id_order_and_point_views_at_their_sources(served):
+    server, made, root = served
+    assert run("export", "--all-apps").exit_code == 0
+    documents = [doc for name in ("hq", "emea", "apac")
+                 for doc in yaml.safe_load_all((root / "manifests" / f"{name}.yaml").read_text())]
+    by_address = {f"{'dataset' if d['kind'] == 'Dataset' else 'view'}.{d['metadata']['name']}": d for d in documents}
+    state = json.loads((root / "state" / "uat.json").read_text())["resources"]
+    ids = {address: record["datasetId"] for address, record in state.items()}
+
+    orders = sorted(x["datasetId"] for x in made["datasets"] if x["name"] == "Orders")
+    assert [ids[a] for a in ("dataset.orders", "dataset.orders_2", "dataset.orders_3", "dataset.orders_4")] == orders
+    assert {"dataset.targets", "dataset.targets_2", "dataset.targets_3", "dataset.ventes-ete",
+            "dataset.orders-emea", "dataset.dataset", "view.orders", "view.orders_2"} <= set(by_address)
+    assert sum(d["spec"].get("shared", False) for d in documents) == 5
+    assert {a for a, d in by_address.items() if d["spec"].get("shared")} == {
+        a for a in by_address if state[a]["shared"]}
+
+    views = {a: d["spec"] for a, d in by_address.items() if a.startswith("view.")}
+    assert len(views) == 10
+    other_source = next(s for s in views.values() if s["name"] == "Benchmarks")["source"]
+    assert other_source == {"appId": OTHER[1], "userId": OTHER[0], "datasetId": other_source["datasetId"]}
+    by_source = {a: s["source"] for a, s in views.items() if isinstance(s["source"], str)}
+    address_of = {dataset_id: address for address, dataset_id in ids.items()}
+    shared_ids = {x["datasetId"] for x in made["datasets"] if x["isPublic"]}
+    assert len(by_source) == 9 and set(by_source.values()) == {address_of[i] for i in shared_ids}
+    renamed = [s for s in views.values() if s.get("columns")]
+    assert {json.dumps(s["columns"]) for s in renamed} == {
+        json.dumps([{"column": "Total", "columnName": "Order total"}]),
+        json.dumps([{"column": "Email", "visible": False}]),
+        json.dumps([{"column": "Id", "columnName": "Order id"}, {"column": "Email", "visible": False}]),
+    }
+    for address, spec in views.items():      # the state records the source as apply would
+        recorded = state[address]["source"]
+        assert recorded.get("address") == (spec["source"] if isinstance(spec["source"], str) else None)
+
+    # the fourth app's views are not exported, nor recorded
+    assert not {v["datasetId"] for v in made["other"]} & set(ids.values())
+    text = (root / "manifests" / "hq.yaml").read_text()
+    assert "connectionId: ${var.warehouse}" in text and "connectionId: ${var.shop_connection}" in text
+    assert WAREHOUSE not in text and CRM not in text
+
+
+def test_export_refuses_to_overwrite_unless_forced(served):
+    server, made, root = served
+    (root / "manifests").mkdir()
+    (root / "manifests" / "emea.yaml").write_text("# mine\n")
+    before = dict(server.emulator.request_counts)
+    refused = run("export", "--all-apps")
+    assert refused.exit_code == 1
+    assert "manifests/emea.yaml exists already: pass --force to overwrite" in refused.stderr
+    assert (root / "manifests" / "emea.yaml").read_text() == "# mine\n"
+    assert sorted(p.name for p in (root / "manifests").iterdir()) == ["emea.yaml"]
+    assert not (root / "state").exists()
+    assert dict(server.emulator.request_counts) == before          # refused before any call
+    forced = run("export", "--app", "emea", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert "kind: Dataset" in (root / "manifests" / "emea.yaml").read_text()
+    assert sorted(p.name for p in (root / "manifests").iterdir()) == ["emea.yaml"]
