@@ -251,3 +251,148 @@ def test_export_refuses_to_overwrite_unless_forced(served):
     assert forced.exit_code == 0, forced.output
     assert "kind: Dataset" in (root / "manifests" / "emea.yaml").read_text()
     assert sorted(p.name for p in (root / "manifests").iterdir()) == ["emea.yaml"]
+
+
+# -- the example project in the embedded emulator: what export refuses, and why -------------
+
+def applied_then_unmanaged(project, *, keep_state: bool = False, strip_markers: bool = True) -> None:
+    """The example applied, then made to look built in the UI: no manifests, no state, and
+    (``strip_markers``) no ownership marker on any object."""
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    if strip_markers:
+        def strip(world):
+            for dataset in world["datasets"].values():
+                dataset["customAttributes"].pop("qrveyIacAddress", None)
+        project.edit_world(strip)
+    if not keep_state:
+        project.state_path.unlink()
+    for path in (project.root / "manifests").iterdir():
+        path.unlink()
+
+
+def copy_object(world: dict, dataset_id: str, new_id: str) -> None:
+    world["datasets"][new_id] = {**json.loads(json.dumps(world["datasets"][dataset_id])), "datasetId": new_id}
+    world["datasetOrder"][new_id] = max(world["datasetOrder"].values()) + 1
+
+
+def id_named(world: dict, name: str) -> str:
+    return next(i for i, d in world["datasets"].items() if d["name"] == name)
+
+
+def unchanged(project):
+    """What must stay as it is after a refused export: files, state and world."""
+    files = sorted(str(p.relative_to(project.root)) for p in project.root.rglob("*") if p.is_file())
+    return files, project.world_path.read_bytes()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--app", "sales", "--app", "emae"),
+     "environments.local.apps: unknown app alias 'emae' (did you mean 'emea'?) (known: sales, emea, apac)"),
+    ((), "name the apps to export: --app ALIAS (repeatable) or --all-apps (the apps of environment local: "
+         "sales, emea, apac)"),
+    (("--all-apps", "--app", "sales"), "give --app ALIAS (repeatable) or --all-apps, not both"),
+])
+def test_export_names_a_wrong_app_choice_and_does_nothing(project, args, message):
+    applied_then_unmanaged(project)
+    before = unchanged(project)
+    result = project.run("export", *args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert unchanged(project) == before
+
+
+def test_export_refuses_an_out_folder_that_is_a_file(project):
+    applied_then_unmanaged(project)
+    (project.root / "out").write_text("not a folder")
+    before = unchanged(project)
+    result = project.run("export", "--all-apps", "--out", "out/sub")
+    assert result.exit_code == 1
+    assert "Error: --out: out is not a folder: give a folder to write the manifests to" in result.stderr
+    assert unchanged(project) == before
+
+
+def test_export_of_ui_made_objects_marks_them_and_the_plan_is_empty(project):
+    applied_then_unmanaged(project)
+    result = project.run("export", "--all-apps")
+    assert result.exit_code == 0, result.output
+    assert "Marked 10 objects as managed by environment local" in result.stdout
+    assert "variables" not in result.stdout     # both connections are variables of the config already
+    assert all(d["customAttributes"].get("qrveyIacAddress") for d in project.world()["datasets"].values())
+    planned = project.run("plan", "--detailed-exitcode")
+    assert planned.exit_code == 0, planned.output
+    assert "No changes" in planned.stdout
+
+
+def test_export_does_not_record_again_what_the_state_tracks(project):
+    applied_then_unmanaged(project, keep_state=True, strip_markers=False)
+    before = project.state()
+    result = project.run("export", "--app", "emea")
+    assert result.exit_code == 0, result.output
+    assert ("Already tracked, not recorded again: 3 (dataset.emea-targets, view.customers-emea, view.orders-emea)"
+            in result.stdout)
+    assert "Recorded 0 objects" in result.stdout and "Marked 0 objects" in result.stdout
+    assert project.state() == before
+
+
+def test_export_refuses_an_object_tracked_under_another_address_than_its_marker(project):
+    applied_then_unmanaged(project, keep_state=True, strip_markers=False)
+    orders = project.dataset_id("dataset.orders")
+    project.edit_world(lambda w: w["datasets"][orders]["customAttributes"].update(qrveyIacAddress="dataset.sales"))
+    before = unchanged(project)
+    result = project.run("export", "--app", "sales")
+    assert result.exit_code == 1
+    assert (f"Dataset {orders} ('Orders') in app sales is tracked as dataset.orders but carries the marker of "
+            "dataset.sales") in result.stderr
+    assert "nothing was written or changed" in result.stderr
+    assert unchanged(project) == before
+
+
+def test_export_refuses_two_objects_claiming_one_address(project):
+    applied_then_unmanaged(project, strip_markers=False)
+    project.edit_world(lambda w: copy_object(w, id_named(w, "Orders"), "copy-of-orders"))
+    before = unchanged(project)
+    result = project.run("export", "--app", "sales")
+    assert result.exit_code == 1
+    assert "two objects carry the marker of dataset.orders:" in result.stderr
+    assert "Dataset copy-of-orders ('Orders') in app sales" in result.stderr
+    assert unchanged(project) == before
+
+
+def test_export_refuses_an_object_claiming_an_address_the_state_records_with_another_id(project):
+    applied_then_unmanaged(project, keep_state=True, strip_markers=False)
+    project.edit_world(lambda w: copy_object(w, id_named(w, "Orders"), "copy-of-orders"))
+    result = project.run("export", "--app", "sales")
+    assert result.exit_code == 1
+    assert (f"Dataset copy-of-orders ('Orders') in app sales carries the marker of dataset.orders, which the "
+            f"state records as {project.dataset_id('dataset.orders')} in app a-sales") in result.stderr
+
+
+def test_export_refuses_a_marker_that_is_not_this_environments(project):
+    applied_then_unmanaged(project)
+    project.edit_world(lambda w: w["datasets"][id_named(w, "Orders")]["customAttributes"].update(
+        qrveyIacAddress="prod/dataset.orders"))
+    result = project.run("export", "--app", "sales")
+    assert result.exit_code == 1
+    assert "carries the ownership marker qrveyIacAddress='prod/dataset.orders'" in result.stderr
+    assert not project.state_path.exists()
+
+
+def test_export_refuses_a_value_a_manifest_would_read_as_a_variable(project):
+    applied_then_unmanaged(project)
+    project.edit_world(lambda w: w["datasets"][id_named(w, "Orders")]["customAttributes"].update(
+        note="costs ${var.price}"))
+    result = project.run("export", "--app", "sales")
+    assert result.exit_code == 1
+    assert "spec.customAttributes.note holds '${var.' or '${env:'" in result.stderr
+    assert not (project.root / "manifests" / "sales.yaml").exists()
+
+
+def test_export_help_says_it_marks_the_objects(project):
+    result = project.run("export", "--help")
+    assert result.exit_code == 0
+    text = " ".join(result.stdout.split())
+    assert 'ownership marker (customAttributes qrveyIacAddress) gets it, with one update call each' in text
+    assert '"marked N objects as managed by environment E"' in text
+    for option in ("--app ALIAS", "--all-apps", "--out DIR", "--force", "--env NAME", "--config FILE"):
+        assert option in result.stdout
