@@ -104,8 +104,7 @@ def build_export(apps: Iterable[AppObjects], state: State, variables: Mapping[st
     problems: list[str] = []
     found = _classified(apps, problems)
     addresses = _addresses(found, state, problems)
-    if problems:
-        raise _error(problems)
+    found = [item for item in found if item.key in addresses]     # the others are reported already
     shared = _shared_sources(found, addresses)
     exported: list[ExportedObject] = []
     for item in found:
@@ -266,9 +265,13 @@ def _exported(
     try:
         document = _validated(item.kind, address, spec)
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{item.describe()} cannot be written as a manifest: {where}: {error['msg']}")
+        errors = exc.errors()
+        locations = [tuple(error["loc"]) for error in errors]
+        for error in errors:
+            loc = tuple(error["loc"])
+            if any(len(other) > len(loc) and other[: len(loc)] == loc for other in locations):
+                continue        # a follow-up of an error inside it (a list left empty by its bad item)
+            problems.append(f"{item.describe()} cannot be written as a manifest: {_shown(loc)}: {error['msg']}")
         return None
     desired = item.kind.desired(address, document.spec)
     projected = item.kind.live_document(item.live, desired)
@@ -283,6 +286,14 @@ def _exported(
         display_name=str(item.live.get("name")), spec=spec, desired=desired,
         tracked=address in state.resources, needs_marking=projected != desired, live=item.live,
     )
+
+
+def _shown(loc: tuple) -> str:
+    """``("spec", "columns", 0, "columnType")`` as ``spec.columns[0].columnType``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 def _without(document: dict[str, Any], keys: frozenset[str]) -> dict[str, Any]:
