@@ -9,6 +9,7 @@ fourth app of a dataset of the exported ones.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import httpx
@@ -396,3 +397,25 @@ def test_export_help_says_it_marks_the_objects(project):
     assert '"marked N objects as managed by environment E"' in text
     for option in ("--app ALIAS", "--all-apps", "--out DIR", "--force", "--env NAME", "--config FILE"):
         assert option in result.stdout
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_commands(section: str) -> list[list[str]]:
+    """The qrvey-iac commands of the first ``sh`` block of a README section, as argv."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [shlex.split(line)[1:] for line in block.splitlines() if line.startswith("qrvey-iac ")]
+
+
+def test_the_readme_adoption_commands_work_on_a_ui_made_qrvey(project):
+    applied_then_unmanaged(project)
+    commands = readme_commands("Adopting an existing Qrvey")
+    assert [c[0] for c in commands] == ["export", "plan"]
+    exported = project.run(*commands[0])
+    assert exported.exit_code == 0, exported.output
+    assert "Marked 10 objects as managed by environment local" in exported.stdout
+    planned = project.run(*commands[1])
+    assert planned.exit_code == 0, planned.output
+    assert "No changes" in planned.stdout
