@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from qrvey_iac.core.errors import QrveyIacError, StateError
+from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.export import AppObjects, Export, ExportedObject, ExportError, build_export
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
@@ -56,7 +56,11 @@ async def export_apps(
                              "run `qrvey-iac plan` first so they are settled, then export")
         async with workspace.qrvey(limit) as qrvey:
             report = ExportReport(Export((), {}))
-            listed = await read_apps(qrvey, apps, limit, progress, report.skipped)
+            try:
+                listed = await read_apps(qrvey, apps, limit, progress, report.skipped)
+            except (ApiError, TransportError) as exc:
+                raise QrveyIacError(f"{exc}\nexport stopped while reading Qrvey: nothing was written or changed; "
+                                    "run it again") from None
             report.export = build_export(listed, state, variables)
             sink.stage(report.export.documents, workspace.environment_name)
             try:

@@ -419,3 +419,25 @@ def test_the_readme_adoption_commands_work_on_a_ui_made_qrvey(project):
     planned = project.run(*commands[1])
     assert planned.exit_code == 0, planned.output
     assert "No changes" in planned.stdout
+
+
+def test_a_listing_that_cannot_be_used_stops_the_export_before_anything_is_written(tmp_path, monkeypatch):
+    """(A listing that never ends, or repeats its cursor, is stopped by the client:
+    tests/integration/test_client_emulator_hostile.py; export reports it the same way.)"""
+    from qrvey_iac.emulator import parse_faults
+
+    monkeypatch.setenv("QI_EXPORT_KEY", KEY)
+    monkeypatch.chdir(tmp_path)
+    with running_server(EmulatorConfig(api_key=KEY)) as clean:
+        build_world(clean.base_url)
+        world = clean.emulator.world
+    with running_server(EmulatorConfig(api_key=KEY, faults=parse_faults("POST */all: body=error"))) as server:
+        server.emulator.world = world
+        write_config(tmp_path, server.base_url)
+        result = run("export", "--all-apps")
+        assert result.exit_code == 1
+        assert "Error: Qrvey API POST /devapi/v4/user/" in result.stderr
+        assert "/qollect/dataset/all -> HTTP 200: " in result.stderr
+        assert "\n  export stopped while reading Qrvey: nothing was written or changed; run it again" in result.stderr
+        assert writes(server.emulator.request_counts) == {}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qrvey-iac.yaml"]
