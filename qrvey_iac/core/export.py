@@ -106,9 +106,10 @@ def build_export(apps: Iterable[AppObjects], state: State, variables: Mapping[st
     addresses = _addresses(found, state, problems)
     found = [item for item in found if item.key in addresses]     # the others are reported already
     shared = _shared_sources(found, addresses)
+    lives = {item.key: item.live for item in found}
     exported: list[ExportedObject] = []
     for item in found:
-        built = _exported(item, addresses[item.key], shared, state, problems)
+        built = _exported(item, addresses[item.key], shared, lives, state, problems)
         if built is not None:
             exported.append(built)
     if problems:
@@ -235,7 +236,7 @@ def _shared_sources(found: list[_Found], addresses: dict[str, str]) -> dict[str,
         if not item.kind.shareable:
             continue
         try:
-            spec = _validated(item.kind, addresses[item.key], _spec(item, addresses[item.key], {})).spec
+            spec = _validated(item.kind, addresses[item.key], _spec(item, addresses[item.key], {}, {})).spec
         except (ValidationError, ExportError):
             continue          # reported with its paths by _exported
         if item.kind.is_shared(spec):
@@ -243,8 +244,8 @@ def _shared_sources(found: list[_Found], addresses: dict[str, str]) -> dict[str,
     return shared
 
 
-def _spec(item: _Found, address: str, shared: Mapping[str, str]) -> dict[str, Any]:
-    return item.kind.exported_spec(item.live, item.alias, shared, marker_keys(address))
+def _spec(item: _Found, address: str, shared: Mapping[str, str], exported: Mapping[str, dict]) -> dict[str, Any]:
+    return item.kind.exported_spec(item.live, item.alias, shared, marker_keys(address), exported)
 
 
 def _validated(kind: Kind, address: str, spec: dict[str, Any]) -> Any:
@@ -254,9 +255,10 @@ def _validated(kind: Kind, address: str, spec: dict[str, Any]) -> Any:
 
 
 def _exported(
-    item: _Found, address: str, shared: Mapping[str, str], state: State, problems: list[str]
+    item: _Found, address: str, shared: Mapping[str, str], lives: Mapping[str, dict], state: State,
+    problems: list[str],
 ) -> ExportedObject | None:
-    spec = _spec(item, address, shared)
+    spec = _spec(item, address, shared, lives)
     unsafe = [path for path, value in _strings(spec, ("spec",)) if REFERENCE_START.search(value)]
     if unsafe:
         problems.append(f"{item.describe()}: {', '.join(unsafe)} holds '${{var.' or '${{env:', which a manifest "

@@ -105,7 +105,7 @@ def build_world(base_url: str) -> dict[str, list[dict]]:
     v = made["views"]
     v.append(world.view(emea, orders, "Orders"))
     v.append(world.view(apac, orders, "Orders", renamed={"Total": "Order total"}))
-    v.append(world.view(emea, customers, "Customers (EMEA)", hidden=("Email",)))
+    v.append(world.view(emea, customers, "Customers (EMEA)", hidden=("CustomerId",)))
     v.append(world.view(apac, customers, "Customers"))
     v.append(world.view(emea, products, "Products"))
     v.append(world.view(apac, products, "Products"))
@@ -222,9 +222,9 @@ def test_exported_manifests_name_duplicates_by_id_order_and_point_views_at_their
     renamed = [s for s in views.values() if s.get("columns")]
     assert {json.dumps(s["columns"]) for s in renamed} == {
         json.dumps([{"column": "Total", "columnName": "Order total"}]),
-        json.dumps([{"column": "Email", "visible": False}]),
+        json.dumps([{"column": "CustomerId", "visible": False}]),
         json.dumps([{"column": "Id", "columnName": "Order id"}, {"column": "Email", "visible": False}]),
-    }
+    }   # the customers' Email, hidden in the source, is inherited by its views: no override
     for address, spec in views.items():      # the state records the source as apply would
         recorded = state[address]["source"]
         assert recorded.get("address") == (spec["source"] if isinstance(spec["source"], str) else None)
@@ -441,3 +441,24 @@ def test_a_listing_that_cannot_be_used_stops_the_export_before_anything_is_writt
         assert "\n  export stopped while reading Qrvey: nothing was written or changed; run it again" in result.stderr
         assert writes(server.emulator.request_counts) == {}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["qrvey-iac.yaml"]
+
+
+def test_export_records_each_object_exactly_as_apply_did(project):
+    """The example applied (apply's records), the state lost, then exported: the same records."""
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    by_apply = project.state()["resources"]
+    project.state_path.unlink()
+    result = project.run("export", "--all-apps", "--out", "exported")
+    assert result.exit_code == 0, result.output
+    assert project.state()["resources"] == by_apply
+
+
+def test_an_app_with_nothing_in_it_gives_an_empty_manifest_file(project):
+    project.replace_in("../qrvey-iac.yaml", "      apac: {userId: u-apac-owner, appId: a-apac}\n",
+                       "      apac: {userId: u-apac-owner, appId: a-apac}\n      empty: {userId: u-x, appId: a-x}\n")
+    result = project.run("export", "--app", "empty")
+    assert result.exit_code == 0, result.output
+    assert "Exported 0 datasets, 0 views of 1 app(s): manifests/empty.yaml (0)." in result.stdout
+    assert (project.root / "manifests" / "empty.yaml").read_text() == (
+        "# App empty, exported by `qrvey-iac export --env local`.\n")
+    assert project.run("validate").exit_code == 0

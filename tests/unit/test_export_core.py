@@ -183,3 +183,22 @@ def test_a_marking_that_fails_says_what_the_next_plan_and_apply_do():
     assert "exported and recorded in the state, but 1 of 1 objects could not be marked as managed" in text
     assert "- dataset.orders (id-1):" in text
     assert "The next plan shows their marker as an update; `qrvey-iac apply` adds it." in text
+
+
+def test_a_view_overrides_only_what_it_shows_otherwise_than_its_source():
+    source = dataset("id-1", "Orders", shared=True)
+    source["columns"] = [{"columnName": "Order total", "origColumnSourceName": "Total", "columnType": "NUMBER"},
+                         {"columnName": "Email", "columnType": "STRING", "visible": False}]
+    elsewhere = {**source, "datasetId": "id-x", "appId": "a-x", "userId": "u-x"}
+    inherits = view("v-1", "Orders", source)
+    hides = view("v-2", "Orders", source)
+    hides["columns"][0] = {**hides["columns"][0], "visible": False}
+    unexported = view("v-3", "Orders", elsewhere)
+    result = exported({"sales": (SALES, [source]), "emea": (EMEA, [inherits, hides, unexported])})
+    specs = {o.dataset_id: o.spec for o in result.objects}
+    assert "columns" not in specs["v-1"]
+    assert specs["v-2"]["columns"] == [{"column": "Total", "visible": False}]
+    assert specs["v-3"]["columns"] == [{"column": "Total", "columnName": "Order total"},     # source not read:
+                                       {"column": "Email", "visible": False}]               # against its names
+    assert specs["id-1"]["columns"][0] == {"columnName": "Order total", "columnType": "NUMBER",
+                                           "origColumnSourceName": "Total"}

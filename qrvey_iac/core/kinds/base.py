@@ -264,12 +264,14 @@ class Kind:
         return False
 
     def exported_spec(
-        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str]
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
     ) -> dict[str, Any]:
         """The manifest spec (plain data, in manifest order) that manages ``live`` as it is: only
         the fields the format manages. ``sources``: datasetId -> address of the exported shared
         datasets (a view names those by address, others by ids); ``marker_keys``: the
-        customAttributes qrvey-iac writes itself (``owner_attributes``), left out."""
+        customAttributes qrvey-iac writes itself (``owner_attributes``), left out; ``exported``:
+        every exported live object by datasetId (a view leaves out what it inherits)."""
         raise NotImplementedError(f"kind {self.name} cannot be exported")
 
     def environment_values(self, spec: Mapping[str, Any]) -> list[tuple[tuple, str]]:

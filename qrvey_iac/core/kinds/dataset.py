@@ -191,7 +191,8 @@ class DatasetKind(Kind):
         return live.get("datasetType") != "VIEW" and not live.get("sourceDataset")
 
     def exported_spec(
-        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str]
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
     ) -> dict[str, Any]:
         spec: dict[str, Any] = {"app": app_alias, "name": live.get("name")}
         if live.get("isPublic") is True:

@@ -243,10 +243,13 @@ class DatasetViewKind(Kind):
         return live.get("datasetType") == "VIEW" or bool(live.get("sourceDataset"))
 
     def exported_spec(
-        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str]
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
     ) -> dict[str, Any]:
         """The view's source by address when it is exported too (and shared), by ids otherwise;
-        an override for each column renamed or hidden in the view."""
+        an override for each column renamed or hidden in the view: shown otherwise than in its
+        source when the source is exported too (what it inherits is left out), otherwise
+        than under the source column's name, visible, when not."""
         source = live.get("sourceDataset")
         source = source if isinstance(source, dict) else {}
         address = sources.get(source.get("datasetId"))
@@ -255,13 +258,15 @@ class DatasetViewKind(Kind):
             "source": address or {key: source.get(key) for key in ("appId", "userId", "datasetId")},
             "name": live.get("name"),
         }
+        inherited = _live_columns(exported.get(source.get("datasetId")) or {})
         overrides = []
         for key, column in _live_columns(live).items():
+            origin = inherited.get(key, {"columnName": key, "visible": True})
             override: dict[str, Any] = {"column": key}
-            if column.get("columnName") != key:
+            if column.get("columnName") != origin.get("columnName"):
                 override["columnName"] = column.get("columnName")
-            if column.get("visible") is False:
-                override["visible"] = False
+            if column.get("visible") != origin.get("visible"):
+                override["visible"] = column.get("visible")
             if len(override) > 1:
                 overrides.append(override)
         if overrides:
