@@ -121,11 +121,8 @@ def build_export(apps: Iterable[AppObjects], state: State, variables: Mapping[st
     documents: dict[str, list[dict[str, Any]]] = {app.alias: [] for app in apps}
     for obj in exported:
         documents[obj.alias].append(_document(obj, names))
-    recorded = state
-    for obj in exported:
-        if not obj.tracked:
-            recorded = recorded.with_resource(obj.address, _record(obj))
-    return Export(tuple(exported), documents, new, reused, recorded)
+    records = {**state.resources, **{o.address: _record(o) for o in exported if not o.tracked}}
+    return Export(tuple(exported), documents, new, reused, state.model_copy(update={"resources": records}))
 
 
 @dataclass(frozen=True)
