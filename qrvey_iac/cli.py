@@ -21,7 +21,7 @@ from qrvey_iac import __version__
 from qrvey_iac.adapters.runtime import large_batch
 from qrvey_iac.cli_progress import make_meter
 from qrvey_iac.cli_support import KNOWN_SECRETS, Commands, environment_options, open_workspace, reports_errors
-from qrvey_iac.cli_tools import emulator, state
+from qrvey_iac.cli_tools import emulator, export, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import OPERATIONS, Plan, drift_part, manifest_part
@@ -425,4 +425,5 @@ def main() -> None:
 
 
 cli.add_command(state)
+cli.add_command(export)
 cli.add_command(emulator)

@@ -1,7 +1,8 @@
-"""Secondary commands: state inspection and surgery, and the emulator server."""
+"""Secondary commands: state inspection and surgery, export, and the emulator server."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import click
 
 from qrvey_iac.cli_support import environment_options, open_workspace, reports_errors
-from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError, did_you_mean_address
+from qrvey_iac.core.errors import ConfigError, InputError, Problem, StateError, did_you_mean, did_you_mean_address
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX
 from qrvey_iac.core.order import natural_key
@@ -160,6 +161,86 @@ def state_unlock(lock_id, force, **kwargs):
     holder = open_workspace(kwargs).locker.unlock(lock_id, force=force)
     click.echo(f"Unlocked: the lock of {holder.get('command')} (pid {holder.get('pid')} "
                f"on {holder.get('host')}) is broken.")
+
+
+@click.command("export")
+@click.option("--app", "aliases", multiple=True, metavar="ALIAS", help="An app alias of the environment (repeatable).")
+@click.option("--all-apps", is_flag=True, help="Every app alias of the environment.")
+@click.option("--out", metavar="DIR", type=click.Path(file_okay=True, dir_okay=True),
+              help="Folder for the manifests, one <alias>.yaml per app (default: the config's manifests folder).")
+@click.option("--force", is_flag=True, help="Overwrite manifest files that exist already.")
+@click.option("--parallelism", type=click.IntRange(1, 256), metavar="N", help="API calls in flight (default 10).")
+@environment_options
+@reports_errors
+def export(aliases, all_apps, out, force, parallelism, **kwargs):
+    """Write manifests for every dataset and view of apps made outside qrvey-iac, and take
+    them under management.
+
+    Reads every object of the apps (the whole listing, then each object), writes one
+    manifest file per app with only the fields qrvey-iac manages (logical names from the
+    display names; views point at their source by address when it is exported too, by ids
+    otherwise), and records each object in the state as apply records what it creates, so
+    the next plan shows no changes. Connection ids become ${var.NAME} variables: the ones
+    the environment lacks are printed, to add to its variables in qrvey-iac.yaml.
+
+    Each exported object that lacks qrvey-iac's ownership marker (customAttributes
+    qrveyIacAddress) gets it, with one update call each (said as "marked N objects as
+    managed by environment E"): the marker is what lets a lost state be found again.
+    Objects tracked already are not recorded again.
+    """
+    from qrvey_iac.adapters.manifest_writer import ManifestFolder
+    from qrvey_iac.exporting import export_apps
+
+    workspace = open_workspace(kwargs)
+    environment = workspace.environment
+    apps = _chosen_apps(environment, aliases, all_apps)
+    folder = Path(out) if out else environment.manifests_dir
+    sink = ManifestFolder(folder, force, out or str(folder))
+    sink.check(list(apps))
+
+    def progress(message: str) -> None:
+        click.echo(message, err=True)
+
+    report = asyncio.run(export_apps(workspace, apps, environment.variables, sink, progress, parallelism))
+    _show_export(report, environment.name, environment.config_file)
+
+
+def _chosen_apps(environment, aliases, all_apps):
+    known = environment.apps
+    if all_apps and aliases:
+        raise ConfigError([Problem("--app", None, "", "give --app ALIAS (repeatable) or --all-apps, not both")])
+    if not all_apps and not aliases:
+        raise ConfigError([Problem("--app", None, "", "name the apps to export: --app ALIAS (repeatable) or "
+                                   f"--all-apps (the apps of environment {environment.name}: {', '.join(known)})")])
+    unknown = [alias for alias in aliases if alias not in known]
+    if unknown:
+        raise ConfigError([Problem(environment.config_file, None, f"environments.{environment.name}.apps",
+                                   f"unknown app alias {alias!r}{did_you_mean(alias, known)} "
+                                   f"(known: {', '.join(known)})") for alias in unknown])
+    chosen = known if all_apps else dict.fromkeys(aliases)
+    return {alias: known[alias] for alias in chosen}
+
+
+def _show_export(report, environment: str, config_file: str) -> None:
+    export = report.export
+    counts = ", ".join(f"{sum(o.kind == kind.name for o in export.objects)} {kind.plural}" for kind in KINDS)
+    files = ", ".join(f"{path} ({len(export.documents[path.stem])})" for path in report.files)
+    click.echo(f"Exported {counts} of {len(export.documents)} app(s): {files}.")
+    recorded, tracked = export.recorded, [o for o in export.objects if o.tracked]
+    click.echo(f"Recorded {len(recorded)} objects in the state of environment {environment}.")
+    if tracked:
+        shown = ", ".join(o.address for o in tracked[:20]) + (", ..." if len(tracked) > 20 else "")
+        click.echo(f"Already tracked, not recorded again: {len(tracked)} ({shown}).")
+    click.echo(f"Marked {len(report.marked)} objects as managed by environment {environment} "
+               "(one update call each adds the ownership marker).")
+    for line in report.skipped:
+        click.echo(f"note: left out {line}", err=True)
+    if export.variables:
+        click.echo(f"\nThe manifests use variables environment {environment} does not declare yet. Add them to "
+                   f"environments.{environment}.variables in {config_file} (other environments need their own "
+                   "values):")
+        for name, value in export.variables.items():
+            click.echo(f"      {name}: {json.dumps(value)}")
 
 
 @click.group()

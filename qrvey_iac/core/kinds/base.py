@@ -272,6 +272,27 @@ class Kind:
         document = self.project_live(live, {key: {} for key in self.rules.managed})
         document["customAttributes"] = {key: None for key in owner_attributes(None, address)}
         return document
+    # -- export (core/export.py): a live object back into a manifest spec -----------------------
+
+    def describes(self, live: Mapping[str, Any]) -> bool:
+        """Whether ``live``, an object of an app's listing, is of this kind."""
+        return False
+
+    def exported_spec(
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """The manifest spec (plain data, in manifest order) that manages ``live`` as it is: only
+        the fields the format manages. ``sources``: datasetId -> address of the exported shared
+        datasets (a view names those by address, others by ids); ``marker_keys``: the
+        customAttributes qrvey-iac writes itself (``owner_attributes``), left out; ``exported``:
+        every exported live object by datasetId (a view leaves out what it inherits)."""
+        raise NotImplementedError(f"kind {self.name} cannot be exported")
+
+    def environment_values(self, spec: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+        """Spec paths of values that differ per environment (a connection id), each with a
+        word to name its variable by."""
+        return []
 
 
 def _flattened(value: Any, path: str) -> list[tuple[str, Any]]:

@@ -185,6 +185,60 @@ class DatasetKind(Kind):
                 body["dataSync"] = desired["dataSync"]
         return body
 
+    # -- export -------------------------------------------------------------------------------
+
+    def describes(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") != "VIEW" and not live.get("sourceDataset")
+
+    def exported_spec(
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        spec: dict[str, Any] = {"app": app_alias, "name": live.get("name")}
+        if live.get("isPublic") is True:
+            spec["shared"] = True
+        spec["datasources"] = [_exported_datasource(source) for source in live.get("datasources") or []]
+        spec["columns"] = [_exported_column(column) for column in live.get("columns") or []]
+        if live.get("dataSync") is not None:
+            spec["dataSync"] = copy.deepcopy(live["dataSync"])
+        attributes = {k: v for k, v in (live.get("customAttributes") or {}).items() if k not in marker_keys}
+        if attributes:
+            spec["customAttributes"] = copy.deepcopy(attributes)
+        return spec
+
+    def environment_values(self, spec: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+        """Each datasource's connectionId, named after its database (or connector type)."""
+        return [(("datasources", index, "connectionId"), str(source.get("database") or source.get("connectorType")))
+                for index, source in enumerate(spec.get("datasources") or [])
+                if isinstance(source, dict) and isinstance(source.get("connectionId"), str)]
+
+
+def _exported_datasource(source: Any) -> Any:
+    if not isinstance(source, dict):
+        return source           # refused by the spec's validation, with its path
+    exported = {"name": source.get("name"), "connectionId": source.get("connectionId"),
+                "connectorType": source.get("connectorType")}
+    for key in ("database", "tableName", "query"):
+        if source.get(key) is not None:
+            exported[key] = source[key]
+    return exported
+
+
+def _exported_column(column: Any) -> Any:
+    """A column with what a manifest manages of it: its name and type, its source name when it
+    was renamed, ``visible: false`` and its access roles when it has them."""
+    if not isinstance(column, dict):
+        return column
+    exported = {"columnName": column.get("columnName"), "columnType": column.get("columnType")}
+    original = column.get("origColumnSourceName")
+    if original is not None and original != column.get("columnName"):
+        exported["origColumnSourceName"] = original
+    if column.get("visible") is False:
+        exported["visible"] = False
+    if column.get("accessRoles"):
+        exported["accessRoles"] = list(column["accessRoles"])
+    return exported
+
 
 def create_body(desired: dict[str, Any], app: AppRef, dataset_id: str) -> dict[str, Any]:
     """Create Dataset (full definition) body, with the client-chosen datasetId."""

@@ -237,6 +237,45 @@ class DatasetViewKind(Kind):
         body["columns"] = _view_columns(live.get("columns") or [], desired.get("columns", {}))
         return body
 
+    # -- export -------------------------------------------------------------------------------
+
+    def describes(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") == "VIEW" or bool(live.get("sourceDataset"))
+
+    def exported_spec(
+        self, live: Mapping[str, Any], app_alias: str, sources: Mapping[str, str], marker_keys: frozenset[str],
+        exported: Mapping[str, Mapping[str, Any]],
+    ) -> dict[str, Any]:
+        """The view's source by address when it is exported too (and shared), by ids otherwise;
+        an override for each column renamed or hidden in the view: shown otherwise than in its
+        source when the source is exported too (what it inherits is left out), otherwise
+        than under the source column's name, visible, when not."""
+        source = live.get("sourceDataset")
+        source = source if isinstance(source, dict) else {}
+        address = sources.get(source.get("datasetId"))
+        spec: dict[str, Any] = {
+            "app": app_alias,
+            "source": address or {key: source.get(key) for key in ("appId", "userId", "datasetId")},
+            "name": live.get("name"),
+        }
+        inherited = _live_columns(exported.get(source.get("datasetId")) or {})
+        overrides = []
+        for key, column in _live_columns(live).items():
+            origin = inherited.get(key, {"columnName": key, "visible": True})
+            override: dict[str, Any] = {"column": key}
+            if column.get("columnName") != origin.get("columnName"):
+                override["columnName"] = column.get("columnName")
+            if column.get("visible") != origin.get("visible"):
+                override["visible"] = column.get("visible")
+            if len(override) > 1:
+                overrides.append(override)
+        if overrides:
+            spec["columns"] = overrides
+        attributes = {k: v for k, v in (live.get("customAttributes") or {}).items() if k not in marker_keys}
+        if attributes:
+            spec["customAttributes"] = dict(attributes)
+        return spec
+
 
 def find_view(items: list[dict[str, Any]], entry: JournalEntry, state: State) -> dict[str, Any] | None:
     """The view a journaled create made: same source connection, same marker, not tracked elsewhere."""
