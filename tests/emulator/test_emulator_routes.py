@@ -58,3 +58,16 @@ async def test_the_default_emulator_still_takes_both_methods_for_publish_version
 def test_a_bad_answer_is_refused_naming_it(answers, message):
     with pytest.raises(ValueError, match=message.replace("{", r"\{").replace("(", r"\(")):
         create_app(EmulatorConfig(routes=answers))
+
+
+def test_emulator_serve_refuses_a_bad_route_before_listening():
+    from click.testing import CliRunner
+
+    from qrvey_iac.cli import cli
+
+    result = CliRunner().invoke(cli, ["emulator", "serve", "--port", "0", "--route", "dataset.update=PUT /x",
+                                      "--route", "nonsense"])
+    assert result.exit_code == 1
+    assert "Error: --route: expected NAME=METHOD /PATH, got 'nonsense'" in result.stderr
+    assert "Error: --route: route dataset.update: the path '/x' must use {datasetId}" in result.stderr
+    assert "listening" not in result.stderr
