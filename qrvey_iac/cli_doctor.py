@@ -25,6 +25,8 @@ from qrvey_iac.wiring import Workspace
 @click.option("--connection-id", metavar="ID",
               help="A database connection of the scratch app for the scratch dataset (a real one lets its load "
                    "finish; default: a made-up id).")
+@click.option("--connector-type", default="MSSQL_LIVE", show_default=True, metavar="TYPE",
+              help="The connectorType of --connection-id.")
 @click.option("--load-timeout", default=120.0, show_default=True, type=click.FloatRange(0, min_open=True),
               metavar="SECONDS", help="How long to wait for the scratch dataset's load.")
 @click.option("--poll-interval", default=2.0, show_default=True, type=click.FloatRange(0, min_open=True),
@@ -77,7 +79,8 @@ def confirm_writes(workspace: Workspace, alias: str, app: AppRef) -> None:
 async def run_doctor(workspace: Workspace, app: AppRef, kwargs: dict[str, Any]) -> Report:
     async with workspace.qrvey(parallelism=1) as gateway:
         doctor = Doctor(gateway.client, app, say, configured=workspace.environment.routes,
-                        connection_id=kwargs["connection_id"], load_timeout=kwargs["load_timeout"],
+                        connection_id=kwargs["connection_id"], connector_type=kwargs["connector_type"],
+                        load_timeout=kwargs["load_timeout"],
                         poll_interval=kwargs["poll_interval"])
         return await doctor.run()
 

@@ -140,12 +140,13 @@ class Doctor:
 
     def __init__(self, client: QrveyClient, app: AppRef, say: Callable[[str], None], *,
                  configured: Mapping[str, str], connection_id: str | None = None,
-                 load_timeout: float = 120.0, poll_interval: float = 2.0) -> None:
+                 connector_type: str = "MSSQL_LIVE", load_timeout: float = 120.0, poll_interval: float = 2.0) -> None:
         self.client = client
         self.app = app
         self.say = say
         self.configured = dict(configured)
         self.connection_id = connection_id or PLACEHOLDER_CONNECTION
+        self.connector_type = connector_type
         self.load_timeout = load_timeout
         self.poll_interval = poll_interval
         self.report = Report(run_id=uuid.uuid4().hex[:8])
@@ -173,7 +174,13 @@ class Doctor:
     async def _create(self) -> None:
         self.scratch.dataset_id = str(uuid.uuid4())
         body = {"datasetId": self.scratch.dataset_id, **self._definition("")}
-        created = await self._find("dataset.create", lambda: self.client.create_dataset(self.app, body))
+        try:
+            created = await self._find("dataset.create", lambda: self.client.create_dataset(self.app, body))
+        except StepFailed as error:
+            if self.connection_id != PLACEHOLDER_CONNECTION:
+                raise
+            raise StepFailed(f"{error} (the scratch dataset is on a made-up connection: if the instance wants a "
+                             "real one, pass --connection-id and --connector-type)") from None
         self.answer("Create Dataset keeps a client-chosen datasetId", f"yes ({created['datasetId']})")
 
     async def _read_back(self) -> None:
@@ -196,12 +203,14 @@ class Doctor:
         self.answer("the update shows in Get Dataset after Apply Changes", shown)
 
     async def _load(self) -> None:
-        await self.client.load_dataset(self.app, self.scratch.dataset_id)
+        """A load that cannot finish (a made-up connection) leaves the question open, no more."""
         try:
+            await self.client.load_dataset(self.app, self.scratch.dataset_id)
             loaded = await self.client.wait_until_loaded(self.app, self.scratch.dataset_id,
                                                          poll_interval=self.poll_interval, timeout=self.load_timeout)
-        except DatasetLoadError as error:
-            kind = "ended FAILED" if isinstance(error, LoadFailedError) else "did not end in time"
+        except (DatasetLoadError, ApiError) as error:
+            kind = ("ended FAILED" if isinstance(error, LoadFailedError) else
+                    "did not end in time" if isinstance(error, DatasetLoadError) else "was refused")
             self.answer("a finished load's status", f"unknown: the load {kind} ({error}); a dataset on a real "
                         "connection and table (--connection-id) answers it")
             return
@@ -273,7 +282,7 @@ class Doctor:
         """A dataset definition (D4's fields) on --connection-id, marked as doctor's."""
         return {
             "name": self._name(suffix),
-            "datasources": [{"name": "doctor", "connectionId": self.connection_id, "connectorType": "MSSQL_LIVE",
+            "datasources": [{"name": "doctor", "connectionId": self.connection_id, "connectorType": self.connector_type,
                              "database": "qrvey_iac_doctor", "tableName": "qrvey_iac_doctor"}],
             "columns": [{"columnName": "One", "columnType": "NUMBER", "origColumnType": "NUMBER"},
                         {"columnName": "Label", "columnType": "STRING"}],
@@ -322,7 +331,12 @@ def describe_view(view: dict[str, Any], source: dict[str, Any]) -> str:
     parts = [f"fields a dataset has not: {', '.join(own) or 'none'}"]
     parts += [f"{key}: {json.dumps(source[key])} -> {json.dumps(view[key])}" for key in differing]
     datasources = view.get("datasources") or [{}]
-    follows = datasources[0].get("connectionId") == source.get("connectionId")
+    first = datasources[0] if isinstance(datasources, list) and isinstance(datasources[0], dict) else {}
+    follows = first.get("connectionId") == source.get("connectionId")
     parts.append(f"datasources[0].connectionId is the source's connectionId: {'yes' if follows else 'no'}")
-    parts.append(f"columns: {len(view.get('columns') or [])} (the source has {len(source.get('columns') or [])})")
+    parts.append(f"columns: {_count(view.get('columns'))} (the source has {_count(source.get('columns'))})")
     return "; ".join(parts)
+
+
+def _count(items: Any) -> int:
+    return len(items) if isinstance(items, list) else 0

@@ -284,3 +284,22 @@ def test_doctor_finds_the_routes_of_a_served_emulator_and_the_quick_start_works_
         assert again.exit_code == 0, again.output
         assert KEY not in applied.output + again.output
     shutil.rmtree(project.root / "state")
+
+
+@pytest.mark.anyio
+async def test_a_load_that_fails_leaves_the_question_open_and_the_rest_goes_on():
+    faults = parse_faults("POST /qollect/dataset/*/load: load-fail")
+    report, world, _ = await run_doctor(EmulatorConfig(faults=faults))
+    assert report.ok, report
+    assert report.answers["a finished load's status"].startswith("unknown: the load ended FAILED")
+    assert "--connection-id" in report.answers["a finished load's status"]
+    assert world.datasets == {}
+
+
+@pytest.mark.anyio
+async def test_a_refused_create_on_the_made_up_connection_says_what_to_pass():
+    faults = parse_faults("POST /qollect/dataset: body=error")
+    report, world, _ = await run_doctor(EmulatorConfig(faults=faults))
+    assert report.failure.startswith("create a dataset with a client-chosen id:")
+    assert "pass --connection-id and --connector-type" in report.failure
+    assert world.datasets == {}                   # body=error commits the create: the cleanup deletes it
