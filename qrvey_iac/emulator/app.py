@@ -45,7 +45,8 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
-        self.routes = route_table(self.config.routes)   # ValueError for a bad answer
+        # other answers to the open route questions (ValueError for a bad one); None: the defaults
+        self.routes = route_table(self.config.routes) if self.config.routes else None
         self.world = _initial_world(self.config)
         self.ids = IdMinter(self.config.seed)
         self.injector = FaultInjector(self.config.faults, self.config.seed)

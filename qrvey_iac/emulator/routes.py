@@ -91,10 +91,11 @@ def split_prefix(raw_path: str) -> Target:
 
 
 def match_route(method: str, segments: list[str],
-                routes: tuple[Route, ...] = ROUTES) -> tuple[Route, dict[str, str]]:
-    """The route for method and path; 404 for an unknown path, 405 for a known path, wrong method."""
+                routes: tuple[Route, ...] | None = None) -> tuple[Route, dict[str, str]]:
+    """The route for method and path in ``routes`` (None: ROUTES, as it is at the call); 404
+    for an unknown path, 405 for a known path, wrong method."""
     path_known = False
-    for route in routes:
+    for route in ROUTES if routes is None else routes:
         params = route.match(segments)
         if params is None:
             continue
