@@ -129,9 +129,9 @@ def report_json(report: Report, workspace: Workspace, alias: str) -> str:
     findings = {name: {"accepted": finding.accepted, "isDefault": finding.is_default,
                        "refused": [{"route": route, "answer": answer} for route, answer in finding.refused]}
                 for name, finding in sorted(report.routes.items())}
-    document = {"environment": env.name, "scratchApp": alias, "ok": report.ok, "routes": report.routes_block(env.routes),
-                "findings": findings, "unchecked": report.unchecked(), "answers": report.answers,
-                "failure": report.failure, "leftOver": report.left_over}
+    document = {"environment": env.name, "scratchApp": alias, "ok": report.ok,
+                "routes": report.routes_block(env.routes), "findings": findings, "unchecked": report.unchecked(),
+                "answers": report.answers, "failure": report.failure, "leftOver": report.left_over}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 

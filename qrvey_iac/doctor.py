@@ -49,7 +49,8 @@ ALTERNATIVES: Mapping[str, tuple[str, ...]] = {
     "dataset.create": ("POST /qollect/dataset/create",),
     "dataset.update": ("PUT /qollect/dataset/{datasetId}/update", "POST /qollect/dataset/{datasetId}/update",
                        "PATCH /qollect/dataset/{datasetId}"),
-    "dataset.apply_changes": ("POST /qollect/dataset/{datasetId}/apply", "PUT /qollect/dataset/{datasetId}/applyChanges",
+    "dataset.apply_changes": ("POST /qollect/dataset/{datasetId}/apply",
+                              "PUT /qollect/dataset/{datasetId}/applyChanges",
                               "POST /qollect/dataset/{datasetId}/applychanges"),
     "dataset.publish": ("PUT /qollect/dataset/{datasetId}/publishVersion?runPublicTrigger=true",),
     "view.create": ("PUT /qollect/dataset/clone/connection/{connectionId}",),
@@ -151,7 +152,7 @@ class Doctor:
         self.poll_interval = poll_interval
         self.report = Report(run_id=uuid.uuid4().hex[:8])
         self.scratch = Scratch()
-        self.source: dict[str, Any] = {}          # the dataset as read back
+        self.source: dict[str, Any] = {}          # the dataset as read back before its view is made
 
     async def run(self) -> Report:
         steps = [("create a dataset with a client-chosen id", self._create), ("read it back", self._read_back),
@@ -186,11 +187,11 @@ class Doctor:
     async def _read_back(self) -> None:
         dataset = await self._read(self.scratch.dataset_id)
         self.answer("status after create", str(dataset.get("status")))
-        kept = (dataset.get("customAttributes") or {}).get(MARKER) == self.report.run_id
-        self.answer("customAttributes kept", "yes" if kept else f"no (Get Dataset has {dataset.get('customAttributes')!r})")
+        attributes = dataset.get("customAttributes")
+        kept = isinstance(attributes, dict) and attributes.get(MARKER) == self.report.run_id
+        self.answer("customAttributes kept", "yes" if kept else f"no (Get Dataset has {json.dumps(attributes)})")
         if not dataset.get("connectionId"):
             raise StepFailed("Get Dataset has no top-level connectionId: a view cannot be made from it")
-        self.source = dataset
 
     async def _update(self) -> None:
         body = {"datasetId": self.scratch.dataset_id, **self._definition(" (updated)")}
@@ -232,7 +233,7 @@ class Doctor:
         self.answer("what a view looks like", describe_view(await self._read(view["datasetId"]), self.source))
 
     async def _list(self) -> None:
-        listed = {item.get("datasetId") for item in await self.client.list_datasets(self.app)}
+        listed = {item.get("datasetId") for item in await self.client.list_datasets(self.app) if isinstance(item, dict)}
         wanted = {"the dataset": self.scratch.dataset_id, "its view": self.scratch.view_ids[0]}
         missing = [what for what, dataset_id in wanted.items() if dataset_id not in listed]
         self.answer("Get All Datasets lists the dataset and its view",
@@ -316,9 +317,10 @@ class Doctor:
         self.report.deleted.append(dataset_id)
 
     def _ours(self, item: dict[str, Any]) -> bool:
-        if item.get("datasetId") in self.scratch.attempted:       # deleted, or reported as left over
+        if not isinstance(item, dict) or item.get("datasetId") in self.scratch.attempted:   # tried already
             return False
-        marked = (item.get("customAttributes") or {}).get(MARKER) == self.report.run_id
+        attributes = item.get("customAttributes")
+        marked = isinstance(attributes, dict) and attributes.get(MARKER) == self.report.run_id
         return marked or str(item.get("name", "")).startswith(self._name(""))
 
 
