@@ -19,6 +19,7 @@ import click
 
 from qrvey_iac import __version__
 from qrvey_iac.adapters.runtime import large_batch
+from qrvey_iac.cli_doctor import doctor
 from qrvey_iac.cli_progress import make_meter
 from qrvey_iac.cli_support import KNOWN_SECRETS, Commands, environment_options, open_workspace, reports_errors
 from qrvey_iac.cli_tools import emulator, export, state
@@ -427,3 +428,4 @@ def main() -> None:
 cli.add_command(state)
 cli.add_command(export)
 cli.add_command(emulator)
+cli.add_command(doctor)

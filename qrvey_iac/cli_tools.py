@@ -262,10 +262,13 @@ def emulator() -> None:
 @click.option("--terminal-status", type=click.Choice(["LOADED", "ACTIVE"]), default="LOADED", show_default=True)
 @click.option("--on-source-delete", type=click.Choice(["orphan", "refuse", "cascade"]), default="orphan",
               show_default=True, help="What deleting a view's source does to the view.")
+@click.option("--route", "routes", multiple=True, metavar="NAME=METHOD /PATH",
+              help="Serve an unconfirmed operation elsewhere, as another instance might (repeatable), e.g. "
+                   "'dataset.update=POST /qollect/dataset/{datasetId}/update' (see docs/emulator.md).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @reports_errors
 def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, terminal_status, on_source_delete,
-          debug):
+          routes, debug):
     """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
     from qrvey_iac.emulator import EmulatorConfig, parse_faults
     from qrvey_iac.emulator.serve import serve as run_server
@@ -276,9 +279,30 @@ def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, te
         raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
     config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, save_interval=save_interval,
                             seed=seed, latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
-                            on_source_delete=on_source_delete)
+                            on_source_delete=on_source_delete, routes=_route_answers(routes))
     click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
     run_server(config, host=host, port=port, on_exit=_say_faults if fault_set is not None else None)
+
+
+def _route_answers(options: tuple[str, ...]) -> dict[str, str]:
+    """``--route NAME=METHOD /PATH`` options as EmulatorConfig.routes, checked before serving."""
+    from qrvey_iac.emulator.routes import route_table
+
+    answers: dict[str, str] = {}
+    problems = []
+    for option in options:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            problems.append(Problem("--route", None, "", f"expected NAME=METHOD /PATH, got {option!r}"))
+            continue
+        answers[name.strip()] = value.strip()
+    try:
+        route_table(answers)
+    except ValueError as exc:
+        problems.append(Problem("--route", None, "", str(exc)))
+    if problems:
+        raise ConfigError(problems)
+    return answers
 
 
 def _say_faults(emulator) -> None:

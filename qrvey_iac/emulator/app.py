@@ -27,7 +27,7 @@ from qrvey_iac.emulator.errors import ApiError, error_body, invalid
 from qrvey_iac.emulator.faults import FaultRule
 from qrvey_iac.emulator.ids import IdMinter
 from qrvey_iac.emulator.injector import FaultInjector
-from qrvey_iac.emulator.routes import Route, match_route, split_prefix
+from qrvey_iac.emulator.routes import Route, match_route, route_table, split_prefix
 from qrvey_iac.emulator.world import World, write_atomically
 
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -45,6 +45,8 @@ class Emulator:
 
     def __init__(self, config: EmulatorConfig | None = None) -> None:
         self.config = config or EmulatorConfig()
+        # other answers to the open route questions (ValueError for a bad one); None: the defaults
+        self.routes = route_table(self.config.routes) if self.config.routes else None
         self.world = _initial_world(self.config)
         self.ids = IdMinter(self.config.seed)
         self.injector = FaultInjector(self.config.faults, self.config.seed)
@@ -113,7 +115,7 @@ class Emulator:
     async def _dispatch(self, request: Request) -> Response:
         target = split_prefix(_raw_path(request))
         _check_api_key(request, self.config.api_key)
-        route, params = match_route(request.method, target.segments)
+        route, params = match_route(request.method, target.segments, self.routes)
         self.request_counts[f"{route.method} {route.template}"] += 1
         body = await read_json(request, self.config)   # read on arrival: a client leaving during a stall stops nothing
         decision = self.injector.decide(request.method, target.path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,6 +31,9 @@ class EmulatorConfig:
     max_body_depth: int = 64                 # a body nested deeper is refused with 400
     body_timeout: float = 30.0               # a body slower than this is refused with 408
     head_timeout: float = 10.0               # served: a connection not sending a request head in time is closed
+    # other answers to qrvey-api.md's open route questions: operation -> "METHOD /path", e.g.
+    # {"dataset.update": "POST /qollect/dataset/{datasetId}/update"} (routes.route_table)
+    routes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.data_file is not None:

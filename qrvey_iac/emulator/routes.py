@@ -6,7 +6,7 @@ an encoded ``/`` stays one segment.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -90,10 +90,12 @@ def split_prefix(raw_path: str) -> Target:
     return Target(head[3], head[5], segments[6:])
 
 
-def match_route(method: str, segments: list[str]) -> tuple[Route, dict[str, str]]:
-    """The route for method and path; 404 for an unknown path, 405 for a known path, wrong method."""
+def match_route(method: str, segments: list[str],
+                routes: tuple[Route, ...] | None = None) -> tuple[Route, dict[str, str]]:
+    """The route for method and path in ``routes`` (None: ROUTES, as it is at the call); 404
+    for an unknown path, 405 for a known path, wrong method."""
     path_known = False
-    for route in ROUTES:
+    for route in ROUTES if routes is None else routes:
         params = route.match(segments)
         if params is None:
             continue
@@ -104,3 +106,55 @@ def match_route(method: str, segments: list[str]) -> tuple[Route, dict[str, str]
     if path_known:
         raise ApiError(405, f"Method {method} is not allowed on {path}")
     raise ApiError(404, f"Route {method} {path} not found")
+
+
+# The operations whose method or path qrvey-api.md leaves open (§6, questions 1 and 2), by the
+# names a qrvey-iac.yaml ``routes:`` block gives them: the handler each runs and the path
+# parameters it needs. An emulator given other answers (EmulatorConfig.routes) serves such an
+# operation at that one method and path only, as a real instance would; the defaults stay as
+# ROUTES has them (publishVersion and clone on POST and PUT).
+MOVABLE: Mapping[str, tuple[Callable[[Call], dict], frozenset[str]]] = {
+    "dataset.create": (datasets.create_dataset, frozenset()),
+    "dataset.update": (datasets.update_dataset, frozenset({"datasetId"})),
+    "dataset.apply_changes": (datasets.apply_changes, frozenset({"datasetId"})),
+    "dataset.publish": (views.publish_version, frozenset({"datasetId"})),
+    "view.create": (views.clone_view, frozenset({"connectionId"})),
+    "connection.update": (connections.update_connection, frozenset({"connectionId"})),
+}
+_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def route_table(answers: Mapping[str, str]) -> tuple[Route, ...]:
+    """ROUTES with each operation of ``answers`` (name -> ``"METHOD /path"``, a query string
+    ignored) moved to that method and path. ValueError names an unknown operation, a malformed
+    answer, a path without the parameters its handler needs, or one another route already serves."""
+    moved = [_moved_route(name, text) for name, text in sorted(answers.items())]
+    gone = {MOVABLE[name][0] for name in answers}
+    kept = [route for route in ROUTES if route.handler not in gone]
+    for route in moved:
+        clash = next((other for other in kept if other.method == route.method
+                      and _shape(other.template) == _shape(route.template)), None)
+        if clash is not None:
+            raise ValueError(f"{route.method} {route.template} is already served by {clash.method} {clash.template}")
+        kept.append(route)
+    return tuple(kept)
+
+
+def _moved_route(name: str, text: str) -> Route:
+    if name not in MOVABLE:
+        raise ValueError(f"unknown route {name!r}; the emulator can move {', '.join(sorted(MOVABLE))}")
+    parts = str(text).split()
+    if len(parts) != 2 or parts[0].upper() not in _METHODS or not parts[1].startswith("/"):
+        raise ValueError(f"route {name}: expected 'METHOD /path' with METHOD one of {', '.join(_METHODS)}, "
+                         f"got {text!r}")
+    template = parts[1].split("?", 1)[0].rstrip("/") or "/"
+    handler, needed = MOVABLE[name]
+    found = {part.strip("{}") for part in template.strip("/").split("/") if part.startswith("{")}
+    if found != needed:
+        want = ", ".join("{" + p + "}" for p in sorted(needed)) or "no parameters"
+        raise ValueError(f"route {name}: the path {template!r} must use {want}")
+    return Route(parts[0].upper(), template, handler)
+
+
+def _shape(template: str) -> tuple[str, ...]:
+    return tuple("{}" if part.startswith("{") else part for part in template.strip("/").split("/"))

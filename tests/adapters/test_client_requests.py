@@ -219,3 +219,19 @@ async def test_wait_until_loaded_gives_up_at_the_timeout(make_client, fake_sleep
     assert fake_sleep.delays == [1.0, 1.0, 0.5]
     assert len(script.requests) == 4
     assert caught.value.status == "LOADING"
+
+
+async def test_use_route_moves_one_operation_and_keeps_the_environments_overrides(make_client):
+    script = Script(ok({"datasetId": "ds1"}), ok({"datasetId": "ds1"}), ok({"datasetId": "ds1"}))
+    moved_apply = {"dataset.apply_changes": "POST /qollect/dataset/{datasetId}/apply"}
+    async with make_client(script, routes=moved_apply) as client:
+        client.use_route("dataset.update", "POST /qollect/dataset/{datasetId}/update")
+        await client.update_dataset(APP, "ds1", {"name": "New"})
+        await client.apply_changes(APP, "ds1")
+        with pytest.raises(RouteConfigError, match="must use"):
+            client.use_route("dataset.update", "PUT /qollect/dataset/update")
+        await client.update_dataset(APP, "ds1", {"name": "New"})     # the refused one changed nothing
+        assert str(client.route("dataset.update")) == "POST /qollect/dataset/{datasetId}/update"
+    assert [(r.method, r.url.raw_path.decode()) for r in script.requests] == [
+        ("POST", PREFIX + "/qollect/dataset/ds1/update"), ("POST", PREFIX + "/qollect/dataset/ds1/apply"),
+        ("POST", PREFIX + "/qollect/dataset/ds1/update")]

@@ -60,7 +60,8 @@ def test_import_check_would_catch_a_violation(tmp_path):
 
 
 def test_config_fields_and_defaults_are_the_agreed_ones():
-    defaults = {field.name: field.default for field in dataclasses.fields(EmulatorConfig)}
+    defaults = {field.name: field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+                for field in dataclasses.fields(EmulatorConfig)}
     assert defaults == {
         "api_key": "local",
         "data_file": None,
@@ -76,6 +77,7 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
         "max_body_depth": 64,
         "body_timeout": 30.0,
         "head_timeout": 10.0,
+        "routes": {},
     }
 
 

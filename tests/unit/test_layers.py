@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "qrvey_iac"
 THIRD_PARTY_IO = ("httpx", "httpcore", "click", "yaml", "psycopg", "starlette", "uvicorn", "anyio")
 USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows", "qrvey_iac.exporting")
 COMPOSITION = ("qrvey_iac.wiring", "qrvey_iac.cli", "qrvey_iac.cli_tools", "qrvey_iac.cli_support",
-               "qrvey_iac.cli_progress", "qrvey_iac.__main__")
+               "qrvey_iac.cli_progress", "qrvey_iac.cli_doctor", "qrvey_iac.doctor", "qrvey_iac.__main__")
 
 # (layer, module path globs relative to the package, forbidden import prefixes)
 LAYERS = [
@@ -34,7 +34,8 @@ LAYERS = [
      ("qrvey_iac.emulator", *USE_CASES, *COMPOSITION)),
     ("emulator", ("emulator/*.py",), ("qrvey_iac.core", "qrvey_iac.adapters", "qrvey_iac.ports",
                                        *USE_CASES, *COMPOSITION)),
-    ("composition", ("wiring.py", "cli.py", "cli_tools.py", "cli_support.py", "cli_progress.py", "__main__.py"), ()),
+    ("composition", ("wiring.py", "cli.py", "cli_tools.py", "cli_support.py", "cli_progress.py", "cli_doctor.py",
+                     "doctor.py", "__main__.py"), ()),
     ("package", ("__init__.py",), ("qrvey_iac.",)),
 ]
 DEEPDIFF_USERS = ["core/diff.py"]

@@ -76,7 +76,8 @@ class QrveyClient:
         self._redact = Redactor(api_key, secrets)
         self._log_filter = RedactingFilter(self._redact)
         logging.getLogger("httpx").addFilter(self._log_filter)    # its INFO line shows each URL
-        self._routes: Mapping[str, Route] = resolve_routes(routes)
+        self._route_overrides = dict(routes or {})
+        self._routes: Mapping[str, Route] = resolve_routes(self._route_overrides)
         self._sleep = sleep
         self._parallelism = parallelism
         self._max_list_pages = max_list_pages
@@ -105,6 +106,18 @@ class QrveyClient:
     async def aclose(self) -> None:
         logging.getLogger("httpx").removeFilter(self._log_filter)
         await self._http.aclose()
+
+    def route(self, name: str) -> Route:
+        """The method and path the operation ``name`` is sent with."""
+        return self._routes[name]
+
+    def use_route(self, name: str, route: str) -> None:
+        """Send the operation ``name`` as ``route`` (``"METHOD /path"``) from now on, as if the
+        environment's ``routes:`` said so (``doctor`` tries each candidate of an unconfirmed route
+        this way). RouteConfigError, with nothing changed, for an override ``routes:`` would refuse."""
+        overrides = {**self._route_overrides, name: route}
+        self._routes = resolve_routes(overrides)
+        self._route_overrides = overrides
 
     # -- the choke point ---------------------------------------------------
 
