@@ -65,6 +65,7 @@ class QrveyApi(Protocol):
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]: ...
     async def delete(self, app: AppRef, dataset_id: str) -> bool: ...                  # False: 404
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
+    async def get_app(self, app: AppRef) -> dict[str, Any] | None: ...                 # None: 404
 
 
 @dataclass(frozen=True)
