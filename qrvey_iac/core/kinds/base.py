@@ -142,6 +142,11 @@ class Kind:
         fields outside its ``broken`` paths, which are reported already."""
         return []
 
+    def missing_source_columns(self, spec: Any, source_live: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """Columns the spec overrides that its source, as Qrvey holds it now (``source_live``),
+        does not have (a view's column overrides); () when nothing is overridden or unknown."""
+        return ()
+
     # -- documents ----------------------------------------------------------------------------
 
     def desired(self, address: str, spec: Any) -> dict[str, Any]:
