@@ -27,9 +27,9 @@ from collections.abc import Callable
 from urllib.parse import unquote
 
 from qrvey_iac.emulator.context import Call, utc_now
-from qrvey_iac.emulator.errors import ApiError, invalid, not_found
+from qrvey_iac.emulator.errors import ApiError, invalid, not_found, wrong_type
 from qrvey_iac.emulator.listing import list_page
-from qrvey_iac.emulator.validation import optional_text, require_object, require_text
+from qrvey_iac.emulator.validation import require_object, require_text
 
 API_ROOTS = ("devapi", "api")
 END_USER_LINK = "https://qrvey-emulator.local/app/{appid}"
@@ -74,7 +74,9 @@ def create_app(call: Call) -> dict:
     _require_user(call)
     body = require_object(call.body, "body")
     name = require_text(body, "name")
-    description = optional_text(body, "description") or ""
+    description = body.get("description", "")
+    if not isinstance(description, str):
+        raise wrong_type("description", "a string")
     app = _app_record(call.mint_short_id(), call.user_id, name, description)
     call.world.apps.setdefault(call.user_id, {})[app["appid"]] = app
     call.world.mark_changed()

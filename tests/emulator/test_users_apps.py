@@ -92,9 +92,12 @@ async def test_list_apps_of_a_user(client):
     assert listed == {"Count": 2, "Items": [apps[0], apps[2]]}
 
 
-async def test_create_app_needs_a_name(client):
+async def test_create_app_needs_a_name_and_takes_an_empty_description(client):
     user = await new_user(client)
     assert "name" in error_message(await client.post(f"{V4}/user/{user['userid']}/app", json={}), 400)
+    assert (await new_app(client, user["userid"], description=""))["description"] == ""
+    assert "description" in error_message(await client.post(f"{V4}/user/{user['userid']}/app",
+                                                            json={"name": "x", "description": 3}), 400)
 
 
 async def test_deleting_a_user_deletes_its_apps(client):
