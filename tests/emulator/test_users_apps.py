@@ -174,3 +174,27 @@ def test_a_world_file_with_a_bad_apps_section_is_refused(tmp_path):
     path.write_text('{"apps": {"u": {"a": 3}}}')
     with pytest.raises(ValueError, match="apps.u"):
         World.load(path)
+
+
+def test_emulator_serve_takes_unknown_apps_and_list_shape(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from emulator_helpers import free_port, http_client, wait_for_port
+
+    port = free_port()
+    command = [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(port),
+               "--unknown-apps", "refuse", "--list-shape", "items-token"]
+    process = subprocess.Popen(command, cwd=Path(__file__).parents[2], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_port(port, process)
+        with http_client(f"http://127.0.0.1:{port}") as client:
+            assert client.get(f"{V4}/user/u/app/a").status_code == 404
+            user = client.post(f"{V4}/core/user", json={"email": "a@b.c", "password": "p"}).json()
+            app = client.post(f"{V4}/user/{user['userid']}/app", json={"name": "A"}).json()
+            listed = client.post(f"{V4}/user/{user['userid']}/app/all", json={}).json()
+        assert listed == {"count": 1, "items": [app]}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
