@@ -136,11 +136,12 @@ class Emulator:
             return garbled_response(decision.outcome, response)
         return response
 
-    async def _account(self, request: Request, handler: Callable[[Call], dict], params: dict[str, str]) -> Response:
+    async def _account(self, request: Request, handler: Callable[[Call], dict], params: dict[str, str],
+                       template: str) -> Response:
         """A user or app route (users.py): authenticated and counted like the others; fault
         rules, written for the routes under an app, do not apply to it."""
         _check_api_key(request, self.config.api_key)
-        self.request_counts[f"{request.method} {handler.__name__}"] += 1
+        self.request_counts[f"{request.method} {template}"] += 1
         body = await read_json(request, self.config)
         call = Call(self.world, self.config, self.ids, params.get("userId", ""), params.get("appId", ""), params, body)
         return self._run(handler, call)

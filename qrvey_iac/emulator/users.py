@@ -111,8 +111,8 @@ def existing_app(call: Call) -> dict:
     if call.app_id in apps:
         app = apps[call.app_id]
     elif call.config.unknown_apps == "create":
-        call.world.users.setdefault(call.user_id, {"userid": call.user_id, "createDate": utc_now()})
-        app = apps[call.app_id] = _app_record(call.app_id, call.user_id, call.app_id, "")
+        _require_user(call)
+        app = apps[call.app_id] = _app_record(call.world.claim_id(call.app_id), call.user_id, call.app_id, "")
     else:
         app = None
     if app is None:
@@ -124,40 +124,42 @@ def public_app(app: dict) -> dict:
     return {key: app[key] for key in ("appid", "userid", "name", "description")}
 
 
-def match_account_route(method: str, raw_path: str) -> tuple[Handler, dict[str, str]] | None:
-    """The user or app route of ``raw_path`` and its parameters; None for any other path (a
-    dataset or connection route, or no route). A known path with another method is a 405."""
+def match_account_route(method: str, raw_path: str) -> tuple[Handler, dict[str, str], str] | None:
+    """The user or app route of ``raw_path``: its handler, parameters and template (relative
+    to ``/devapi/v4``); None for any other path (a dataset or connection route, or no route).
+    A known path with another method is a 405."""
     segments = [unquote(segment) for segment in raw_path.split("/")[1:]]
     if segments and not segments[-1]:
         segments.pop()
     if len(segments) < 4 or segments[0] not in API_ROOTS or segments[1] != "v4":
         return None
     rest = segments[2:]
-    methods: dict[str, Handler] = {}
     params: dict[str, str] = {}
     if rest == ["core", "user"]:
-        methods = {"POST": create_user}
+        template, methods = "/core/user", {"POST": create_user}
     elif len(rest) == 3 and rest[:2] == ["core", "user"] and rest[2]:
-        methods, params = {"GET": get_user, "DELETE": delete_user}, {"userId": rest[2]}
+        template, methods = "/core/user/{userId}", {"GET": get_user, "DELETE": delete_user}
+        params = {"userId": rest[2]}
     elif len(rest) == 3 and rest[0] == "user" and rest[1] and rest[2] == "app":
-        methods, params = {"POST": create_app}, {"userId": rest[1]}
+        template, methods = "/user/{userId}/app", {"POST": create_app}
+        params = {"userId": rest[1]}
     elif len(rest) == 4 and rest[0] == "user" and rest[1] and rest[2] == "app" and rest[3]:
+        template, methods = "/user/{userId}/app/{appId}", {"GET": get_app, "DELETE": delete_app}
         params = {"userId": rest[1], "appId": rest[3]}
-        methods = {"GET": get_app, "DELETE": delete_app}
-        if rest[3] == "all":
-            methods["POST"] = list_apps
+        if rest[3] == "all" and method == "POST":
+            template, methods = "/user/{userId}/app/all", {"POST": list_apps}
     else:
         return None
     if method not in methods:
         raise ApiError(405, f"Method {method} is not allowed on /{'/'.join(rest)}")
-    return methods[method], params
+    return methods[method], params, template
 
 
 def _require_user(call: Call) -> None:
     if call.user_id in call.world.users:
         return
-    if call.config.unknown_apps == "create":
-        call.world.users[call.user_id] = {"userid": call.user_id, "createDate": utc_now()}
+    if call.config.unknown_apps == "create":     # made on first use, as existing_app makes apps
+        call.world.users[call.world.claim_id(call.user_id)] = {"userid": call.user_id, "createDate": utc_now()}
         return
     raise not_found("User", call.user_id)
 

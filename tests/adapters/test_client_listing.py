@@ -86,7 +86,7 @@ async def test_get_app_reads_the_app_and_a_missing_one_is_none_asked_once(make_c
         missing = AppRef("u-none", "a-none")
         assert await gateway.get_app(missing) is None
         assert await gateway.get_app(missing) is None
-        assert emulator.state.emulator.request_counts["GET get_app"] == 1
+        assert emulator.state.emulator.request_counts["GET /user/{userId}/app/{appId}"] == 1
     open_world = create_app(EmulatorConfig())
     async with QrveyClient("http://emulator", "local", transport=EmulatorTransport(open_world)) as client:
         got = await client.get_app(APP)

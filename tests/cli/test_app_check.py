@@ -46,7 +46,7 @@ def test_the_quick_start_works_against_apps_made_with_the_user_and_app_endpoints
     applied = project.run("apply", "--auto-approve")
     assert applied.exit_code == 0, applied.output
     assert project.run("plan").stdout.strip() == "No changes. Qrvey matches the manifests."
-    assert strict.emulator.request_counts["GET get_app"] == 3 * 2          # one GET per app, per run
+    assert strict.emulator.request_counts["GET /user/{userId}/app/{appId}"] == 3 * 2          # one GET per app, per run
 
 
 @pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["drift"]])
