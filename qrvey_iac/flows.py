@@ -232,16 +232,18 @@ async def check_apps(qrvey: QrveyPort, manifest: Manifest, config_file: str, env
     one problem naming its alias, ids and where they are configured."""
     apps = {resource.app_alias: resource.app for resource in manifest.resources.values()}
     aliases = sorted(apps)
-    found = await asyncio.gather(*(qrvey.get_app(AppRef(apps[a].user_id, apps[a].app_id)) for a in aliases))
-    problems = [
-        Problem(config_file, None, f"environments.{environment}.apps.{alias}",
-                f"app {alias!r} (userId {apps[alias].user_id}, appId {apps[alias].app_id}) does not exist in "
-                f"Qrvey (GET /user/{apps[alias].user_id}/app/{apps[alias].app_id} answered 404): check its "
-                "userId and appId, or create the app in Qrvey")
-        for alias, app in zip(aliases, found) if app is None
-    ]
+    found = await asyncio.gather(*(qrvey.get_app(apps[alias]) for alias in aliases))
+    problems = [_missing_app(alias, apps[alias], config_file, environment)
+                for alias, answer in zip(aliases, found) if answer is None]
     if problems:
         raise ConfigError(problems, "Nothing was planned or changed.")
+
+
+def _missing_app(alias: str, app: AppRef, config_file: str, environment: str) -> Problem:
+    ids = f"userId {app.user_id}, appId {app.app_id}"
+    return Problem(config_file, None, f"environments.{environment}.apps.{alias}",
+                   f"app {alias!r} ({ids}) does not exist in Qrvey (GET /user/{app.user_id}/app/{app.app_id} "
+                   "answered 404): check its userId and appId, or create the app in Qrvey")
 
 
 async def _settled(engine: Engine, workspace: Workspace, state: State, manifest: Manifest) -> State:

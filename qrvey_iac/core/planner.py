@@ -92,8 +92,9 @@ def _blocked_by_source(resource: Resource, current: ResourceState | None, live: 
     drift = current is not None and sealer.same(recorded.get("datasetId"), external.datasetId)
     where = f"dataset {external.datasetId} in app {external.appId}"
     if found is not None and found.get("isPublic", False):
+        them = "it" if len(missing) == 1 else "them"
         problem = (f"{'no longer has' if drift else 'has no'} {_columns(missing)} that spec.columns overrides "
-                   "(a view's columns follow its source): restore it in Qrvey or remove the override")
+                   f"(a view's columns follow its source): restore {them} in Qrvey or remove the override")
     elif found is None:
         problem = "was deleted in Qrvey: restore it" if drift else "does not exist: check spec.source.datasetId"
     else:
@@ -119,7 +120,7 @@ def _with_lost_source_columns(
     if not missing or not actions[0].changing:
         return actions
     note = (f"spec.columns overrides {_columns(missing)}, which its source {source} no longer has "
-            f"in Qrvey: this apply puts it back on {source} first")
+            f"in Qrvey: this apply puts {'it' if len(missing) == 1 else 'them'} back on {source} first")
     first = actions[0].model_copy(update={"reason": f"{actions[0].reason}; {note}"})
     return [first, *actions[1:]]
 

@@ -226,20 +226,9 @@ class QrveyClient:
 
     def _check_complete(self, route: str, app: AppRef, page: dict, batch: list, items: list, page_size: int) -> None:
         """The last page (no cursor): refuse a listing that says, or may be, longer than what was read."""
-        total = _number(page, LIST_TOTAL_KEYS)
-        count = _number(page, LIST_COUNT_KEYS)
-        if total is not None and total > len(items):
-            said = f"a total of {total}"
-        elif count is not None and count > len(batch) and count > len(items):
-            said = f"a count of {count}"
-        elif total is None and count is None and len(batch) >= page_size:
-            message = (f"the listing answered a full page ({len(batch)} items, the limit asked for) with neither "
-                       f"a cursor nor a count: more may exist and there is no way to read them")
-            raise self._unusable_listing(route, app, message + LIST_INCOMPLETE_HINT)
-        else:
-            return
-        message = f"the listing says {said} but answered {len(items)} items and no cursor to read the rest"
-        raise self._unusable_listing(route, app, message + LIST_INCOMPLETE_HINT)
+        missing = _incomplete(page, len(batch), len(items), page_size)
+        if missing:
+            raise self._unusable_listing(route, app, missing + LIST_INCOMPLETE_HINT)
 
     def _unusable_listing(self, route: str, app: AppRef, message: str) -> UnusableAnswerError:
         request = self._prepare(route, app, {}, None)
@@ -343,6 +332,25 @@ def _next_cursor(page: dict) -> tuple[str, dict[str, Any]]:
         if value:
             return answered, {sent: value}
     return "", {}
+
+
+def _incomplete(page: dict, on_page: int, read: int, page_size: int) -> str:
+    """Why a listing's last page (it gave no cursor) leaves objects unread, or "" when it does not.
+
+    A total says how many the whole listing holds. A count is either this page's (DynamoDB's
+    ``Count``) or the whole listing's: larger than both the page and what was read, it is the
+    latter, and some were not read. With neither, a page as full as the limit asked for may
+    have been cut there."""
+    total = _number(page, LIST_TOTAL_KEYS)
+    count = _number(page, LIST_COUNT_KEYS)
+    if total is not None and total > read:
+        return f"the listing says a total of {total} but answered {read} items and no cursor to read the rest"
+    if count is not None and count > on_page and count > read:
+        return f"the listing says a count of {count} but answered {read} items and no cursor to read the rest"
+    if total is None and count is None and on_page >= page_size:
+        return (f"the listing answered a full page ({on_page} items, the limit asked for) with neither a cursor "
+                "nor a count: more may exist and there is no way to read them")
+    return ""
 
 
 def _number(page: dict, keys: tuple[str, ...]) -> int | None:
