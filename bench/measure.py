@@ -111,13 +111,14 @@ class EmulatorProcess:
 
     def take_log(self) -> list[Request]:
         """Every request since the last call, in arrival order, but the API key check that a
-        command on an empty state makes first (a GET of engine.KEY_CHECK_ID, answered 404):
+        command on an empty state makes first (a GET of engine.KEY_CHECK_ID, answered 404) and
+        the check that each app exists (one GET of /user/{u}/app/{a} per app, before planning):
         not part of the workload measured."""
         response = httpx.get(self.base_url + LOG_PATH, timeout=30)
         response.raise_for_status()
         return [Request(method, _after_prefix(path), status, started, ended)
                 for method, path, status, started, ended in response.json()
-                if not path.endswith("/" + KEY_CHECK_ID)]
+                if not path.endswith("/" + KEY_CHECK_ID) and not _is_app_check(method, path)]
 
 
 @contextmanager
@@ -158,6 +159,10 @@ def _wait_listening(emulator: EmulatorProcess, timeout: float = 20.0) -> None:
         except httpx.HTTPError:
             time.sleep(0.05)
     raise SystemExit(f"the emulator did not listen within {timeout} s")
+
+
+def _is_app_check(method: str, path: str) -> bool:
+    return method == "GET" and len(path.strip("/").split("/")) == API_PREFIX_SEGMENTS
 
 
 def _after_prefix(path: str) -> str:

@@ -265,10 +265,15 @@ def emulator() -> None:
 @click.option("--route", "routes", multiple=True, metavar="NAME=METHOD /PATH",
               help="Serve an unconfirmed operation elsewhere, as another instance might (repeatable), e.g. "
                    "'dataset.update=POST /qollect/dataset/{datasetId}/update' (see docs/emulator.md).")
+@click.option("--unknown-apps", type=click.Choice(["create", "refuse"]), default="create", show_default=True,
+              help="An app never created with POST /user/{u}/app: made on first use, or answered 404.")
+@click.option("--list-shape", type=click.Choice(["cursor", "items-token", "total", "count", "unpaged"]),
+              default="cursor", show_default=True,
+              help="How POST .../all listings answer (see docs/emulator.md, Listings).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @reports_errors
 def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, terminal_status, on_source_delete,
-          routes, debug):
+          routes, unknown_apps, list_shape, debug):
     """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
     from qrvey_iac.emulator import EmulatorConfig, parse_faults
     from qrvey_iac.emulator.serve import serve as run_server
@@ -279,7 +284,8 @@ def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, te
         raise ConfigError([Problem("--faults", None, "", str(exc))]) from None
     config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, save_interval=save_interval,
                             seed=seed, latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
-                            on_source_delete=on_source_delete, routes=_route_answers(routes))
+                            on_source_delete=on_source_delete, routes=_route_answers(routes),
+                            unknown_apps=unknown_apps, list_shape=list_shape)
     click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
     run_server(config, host=host, port=port, on_exit=_say_faults if fault_set is not None else None)
 

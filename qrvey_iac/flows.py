@@ -6,20 +6,22 @@ for confirmation and reports progress.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
+from qrvey_iac.core.errors import ApiError, ConfigError, Problem, QrveyIacError, StateError, TransportError
+from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, drift_part
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine, Stop
-from qrvey_iac.ports import Workspace
+from qrvey_iac.ports import QrveyPort, Workspace
 
 T = TypeVar("T")
 
@@ -67,6 +69,7 @@ async def read_drift(
     """Read-only: no lock, nothing written; the journal is settled in memory only."""
     state = workspace.store.read()
     async with _engine(workspace, ui, options) as engine:
+        read_manifest = _checking_apps(read_manifest, engine.qrvey, workspace)
         if state.journal:
             manifest = await _manifest(read_manifest, ui)
             ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
@@ -119,7 +122,8 @@ async def apply_saved(
             if workspace.store.exists():
                 manifest, state, live = await _before_changes(_read(engine, workspace, read_manifest, ui), options)
             else:
-                manifest, state = await _manifest(read_manifest, ui), State(lineage=saved.lineage)
+                checked = _checking_apps(read_manifest, engine.qrvey, workspace)
+                manifest, state = await _manifest(checked, ui), State(lineage=saved.lineage)
                 live = await _before_changes(engine.refresh(manifest, state), options)
             check_fresh(saved, state, fingerprints_of(state, live, manifest.sealer), manifest)
             # planned again from what the plan pins (protection enforced as in any plan): the
@@ -151,6 +155,7 @@ async def _read(
     a journal to settle needs the manifest first.
     """
     state = workspace.store.read()
+    read_manifest = _checking_apps(read_manifest, engine.qrvey, workspace)
     if not state.journal:
         manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
         return manifest, state, live
@@ -206,6 +211,39 @@ async def _manifest(read_manifest: ReadManifest, ui: UI) -> Manifest:
     manifest = await read_manifest()
     ui.learn_secrets(manifest.secrets)
     return manifest
+
+
+def _checking_apps(read_manifest: ReadManifest, qrvey: QrveyPort, workspace: Workspace) -> ReadManifest:
+    """``read_manifest``, then the check that every app the manifests use exists in Qrvey:
+    done as part of reading the input, so it runs before anything is planned (and its error
+    wins over the refresh's reads in flight, which a missing app would fail less clearly)."""
+
+    async def checked() -> Manifest:
+        manifest = await read_manifest()
+        await check_apps(qrvey, manifest, workspace.config_file, workspace.environment_name)
+        return manifest
+
+    return checked
+
+
+async def check_apps(qrvey: QrveyPort, manifest: Manifest, config_file: str, environment: str) -> None:
+    """One GET per app alias the manifests use (qrvey-api.md §1.4 ``GET /user/{u}/app/{a}``;
+    the port keeps the answers for the run), all at once; every app that does not exist is
+    one problem naming its alias, ids and where they are configured."""
+    apps = {resource.app_alias: resource.app for resource in manifest.resources.values()}
+    aliases = sorted(apps)
+    found = await asyncio.gather(*(qrvey.get_app(apps[alias]) for alias in aliases))
+    problems = [_missing_app(alias, apps[alias], config_file, environment)
+                for alias, answer in zip(aliases, found) if answer is None]
+    if problems:
+        raise ConfigError(problems, "Nothing was planned or changed.")
+
+
+def _missing_app(alias: str, app: AppRef, config_file: str, environment: str) -> Problem:
+    ids = f"userId {app.user_id}, appId {app.app_id}"
+    return Problem(config_file, None, f"environments.{environment}.apps.{alias}",
+                   f"app {alias!r} ({ids}) does not exist in Qrvey (GET /user/{app.user_id}/app/{app.app_id} "
+                   "answered 404): check its userId and appId, or create the app in Qrvey")
 
 
 async def _settled(engine: Engine, workspace: Workspace, state: State, manifest: Manifest) -> State:

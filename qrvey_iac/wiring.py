@@ -139,6 +139,10 @@ class Workspace:
         return self.environment.name
 
     @property
+    def config_file(self) -> str:
+        return self.environment.config_file
+
+    @property
     def request_timeout(self) -> float:
         return self.environment.request_timeout
 

@@ -171,7 +171,8 @@ class Unshare(ActionBase):
 
 
 class Blocked(ActionBase):
-    """A resource that cannot be planned (its unmanaged source is gone or unshared in Qrvey);
+    """A resource that cannot be planned (its unmanaged source is gone, unshared, or lacks a
+    column it overrides, in Qrvey);
     the rest of the plan goes on, and apply refuses until it is fixed or excluded."""
 
     op: Literal["blocked"] = "blocked"

@@ -49,7 +49,8 @@ def build_plan(
     for level in order:
         for address in level:
             resource = manifest.resources[address]
-            actions.extend(_plan_resource(resource, moved, moved_live, recreated, manifest.sealer))
+            planned = _plan_resource(resource, moved, moved_live, recreated, manifest.sealer)
+            actions.extend(_with_lost_source_columns(planned, resource, moved_live, recreated))
     removals = {removal.address: removal for removal in manifest.removals}
     for address in sorted(set(moved.resources) - set(manifest.resources)):
         if address in removals:
@@ -91,12 +92,17 @@ def _blocked_by_source(resource: Resource, current: ResourceState | None, live: 
     if external is None:
         return None
     found = live.sources.get(external.datasetId)     # refresh reads every source the manifests name
-    if found is not None and found.get("isPublic", False):
+    missing = resource.definition.missing_source_columns(resource.spec, found)
+    if found is not None and found.get("isPublic", False) and not missing:
         return None
     recorded = (current.source or {}) if current else {}
     drift = current is not None and sealer.same(recorded.get("datasetId"), external.datasetId)
     where = f"dataset {external.datasetId} in app {external.appId}"
-    if found is None:
+    if found is not None and found.get("isPublic", False):
+        them = "it" if len(missing) == 1 else "them"
+        problem = (f"{'no longer has' if drift else 'has no'} {_columns(missing)} that spec.columns overrides "
+                   f"(a view's columns follow its source): restore {them} in Qrvey or remove the override")
+    elif found is None:
         problem = "was deleted in Qrvey: restore it" if drift else "does not exist: check spec.source.datasetId"
     else:
         problem = "is no longer shared in Qrvey: share it again" if drift else "is not shared: share it"
@@ -104,6 +110,31 @@ def _blocked_by_source(resource: Resource, current: ResourceState | None, live: 
               f"or leave it out with --exclude {resource.address}")
     base = _base(resource)
     return Blocked(reason=reason, drift=drift, dataset_id=current.datasetId if current else None, **base)
+
+
+def _with_lost_source_columns(
+    actions: list[ActionBase], resource: Resource, live: Live, recreated: set[str]
+) -> list[ActionBase]:
+    """A managed source that lost, in Qrvey, a column this resource overrides (a view's column
+    override of a column removed from its source by hand): the resource's action says so in its
+    reason, naming the column and the source. Not blocked: the source's manifest still has the
+    column (validation checks every override against it), so this same plan puts the column
+    back on the source, which is applied first; the override is then set on it."""
+    source = resource.source_address
+    if not actions or not source or source in recreated:
+        return actions
+    missing = resource.definition.missing_source_columns(resource.spec, live.objects.get(source))
+    if not missing or not actions[0].changing:
+        return actions
+    note = (f"spec.columns overrides {_columns(missing)}, which its source {source} no longer has "
+            f"in Qrvey: this apply puts {'it' if len(missing) == 1 else 'them'} back on {source} first")
+    first = actions[0].model_copy(update={"reason": f"{actions[0].reason}; {note}"})
+    return [first, *actions[1:]]
+
+
+def _columns(names: tuple[str, ...]) -> str:
+    quoted = ", ".join(repr(name) for name in names)
+    return f"column {quoted}" if len(names) == 1 else f"columns {quoted}"
 
 
 def refuse_blocked(plan: Plan, command: str, saved: bool = False) -> None:

@@ -5,8 +5,8 @@ comment would be too long the cut starts at the bottom):
 
 1. ``<!-- qrvey-iac plan: environment=E -->``: a hidden marker CI uses to update one comment;
 2. a heading and the table of counts (never cut);
-3. blocked resources (a view whose unmanaged source is gone or unshared: apply refuses
-   them), destructive actions (every delete and replace), then drift (changed outside
+3. blocked resources (a view whose unmanaged source is gone, unshared or lacks an overridden
+   column: apply refuses them), destructive actions (every delete and replace), then drift (changed outside
    qrvey-iac), then the other changes, one line each, by address;
 4. one folded ``<details>`` block per address with the per-field changes.
 

@@ -8,7 +8,7 @@ import hmac
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from qrvey_iac.emulator.faults import FaultRule
 from qrvey_iac.emulator.ids import IdMinter
 from qrvey_iac.emulator.injector import FaultInjector
 from qrvey_iac.emulator.routes import Route, match_route, route_table, split_prefix
+from qrvey_iac.emulator.users import existing_app, match_account_route
 from qrvey_iac.emulator.world import World, write_atomically
 
 HTTP_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -113,6 +114,9 @@ class Emulator:
         return response
 
     async def _dispatch(self, request: Request) -> Response:
+        account = match_account_route(request.method, _raw_path(request))
+        if account is not None:
+            return await self._account(request, *account)
         target = split_prefix(_raw_path(request))
         _check_api_key(request, self.config.api_key)
         route, params = match_route(request.method, target.segments, self.routes)
@@ -127,16 +131,29 @@ class Emulator:
         if decision.endless:
             return endless_page(self.fault_counts["endless"])
         call = Call(self.world, self.config, self.ids, target.user_id, target.app_id, params, body, decision.load_fails)
-        response = self._run(route, call)
+        response = self._run(route.handler, call, app_scoped=True)
         if decision.loses:
             return fault_response(decision.outcome)
         if decision.garbles:
             return garbled_response(decision.outcome, response)
         return response
 
-    def _run(self, route: Route, call: Call) -> Response:
+    async def _account(self, request: Request, handler: Callable[[Call], dict], params: dict[str, str],
+                       template: str) -> Response:
+        """A user or app route (users.py): authenticated and counted like the others; fault
+        rules, written for the routes under an app, do not apply to it."""
+        _check_api_key(request, self.config.api_key)
+        self.request_counts[f"{request.method} {template}"] += 1
+        body = await read_json(request, self.config)
+        call = Call(self.world, self.config, self.ids, params.get("userId", ""), params.get("appId", ""), params, body)
+        return self._run(handler, call)
+
+    def _run(self, handler: Callable[[Call], dict], call: Call, app_scoped: bool = False) -> Response:
+        """The handler's answer; a route under an app first needs the app (users.existing_app)."""
         try:
-            return JSONResponse(route.handler(call))
+            if app_scoped:
+                existing_app(call)
+            return JSONResponse(handler(call))
         except ApiError as error:
             return error_response(error)
 

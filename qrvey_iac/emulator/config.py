@@ -11,6 +11,10 @@ if TYPE_CHECKING:
 
 TERMINAL_STATUSES = ("LOADED", "ACTIVE")
 SOURCE_DELETE_MODES = ("orphan", "refuse", "cascade")
+UNKNOWN_APP_MODES = ("create", "refuse")   # a path's user and app the world lacks: made on first use, or 404
+# How a listing (POST .../all) answers (listing.py): with a DynamoDB cursor (the default), with a
+# lower-case items array and a nextToken, or with no cursor at all (a Total, a Count of all, nothing).
+LIST_SHAPES = ("cursor", "items-token", "total", "count", "unpaged")
 
 
 @dataclass
@@ -27,6 +31,8 @@ class EmulatorConfig:
     terminal_status: str = "LOADED"
     load_polls: int = 2
     on_source_delete: str = "orphan"
+    unknown_apps: str = "create"   # see users.py: "refuse" answers 404 for an app not created
+    list_shape: str = "cursor"
     max_body_bytes: int = 16 * 1024 * 1024   # a larger request body is refused with 413, unread
     max_body_depth: int = 64                 # a body nested deeper is refused with 400
     body_timeout: float = 30.0               # a body slower than this is refused with 408
@@ -44,6 +50,10 @@ class EmulatorConfig:
             raise ValueError(
                 f"on_source_delete must be one of {SOURCE_DELETE_MODES}, got {self.on_source_delete!r}"
             )
+        if self.unknown_apps not in UNKNOWN_APP_MODES:
+            raise ValueError(f"unknown_apps must be one of {UNKNOWN_APP_MODES}, got {self.unknown_apps!r}")
+        if self.list_shape not in LIST_SHAPES:
+            raise ValueError(f"list_shape must be one of {LIST_SHAPES}, got {self.list_shape!r}")
         if self.load_polls < 0:
             raise ValueError(f"load_polls must be >= 0, got {self.load_polls}")
         if not self.save_interval > 0:

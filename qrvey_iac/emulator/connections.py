@@ -34,10 +34,8 @@ def get_connection(call: Call) -> dict:
 
 def list_connections(call: Call) -> dict:
     """POST /connections/all: the path app's connections, same envelope as the dataset list."""
-    mine = [conn for conn in call.world.ordered_connections() if call.owns(conn, "appid", "userid")]
-    page = list_page(call.body, mine, call.world.connection_order, key="connectorid")
-    page["Items"] = [public_connection(connection) for connection in page["Items"]]
-    return page
+    mine = [public_connection(conn) for conn in call.world.ordered_connections() if call.owns(conn, "appid", "userid")]
+    return list_page(call.body, mine, call.world.connection_order, key="connectorid", shape=call.config.list_shape)
 
 
 def update_connection(call: Call) -> dict:

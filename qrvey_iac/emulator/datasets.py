@@ -67,13 +67,16 @@ def get_dataset(call: Call) -> dict:
     """GET /qollect/dataset/{id}; each GET also moves a running load forward."""
     dataset = call.owned_dataset(call.params["datasetId"])
     _advance_load(call, dataset)
+    views.follow_source(call, dataset)
     return dataset
 
 
 def list_datasets(call: Call) -> dict:
     """POST /qollect/dataset/all: the path app's datasets, views included, in creation order."""
     mine = [dataset for dataset in call.world.ordered_datasets() if call.owns(dataset, "appId", "userId")]
-    return list_page(call.body, mine, call.world.dataset_order)
+    for dataset in mine:
+        views.follow_source(call, dataset)
+    return list_page(call.body, mine, call.world.dataset_order, shape=call.config.list_shape)
 
 
 def update_dataset(call: Call) -> dict:
@@ -85,12 +88,15 @@ def update_dataset(call: Call) -> dict:
         raise invalid(f"datasetId {body['datasetId']} does not match the datasetId {dataset_id} in the path")
     definition = validate_definition(body)
     if stored["datasetType"] == VIEW:
+        views.follow_source(call, stored)
         views.check_view_update(stored, definition)
         definition["datasources"] = copy.deepcopy(stored["datasources"])
     server_fields = {key: value for key, value in stored.items() if key in PRESERVED_ON_UPDATE}
     updated = {**server_fields, "pendingChanges": True, "updateDate": utc_now()}
     _apply_definition(call, updated, definition, previous=stored)
     call.world.put_dataset(updated)
+    for view in call.world.views_of(dataset_id):     # a view's columns follow its source's
+        views.follow_source(call, view)
     return updated
 
 

@@ -1,4 +1,19 @@
-"""The ``POST .../all`` list envelope: limit, CONTAINS search filter and a DynamoDB-style cursor."""
+"""The ``POST .../all`` list envelope: limit, CONTAINS search filter and a cursor.
+
+Qrvey's 2021 lists answered ``{Count, Items}``; newer list endpoints answer a lower-case
+``items`` (qrvey-api.md §8 N8), and no source shows a cursor. So the shape is a setting
+(``EmulatorConfig.list_shape``), for clients to be tested against each:
+
+- ``cursor`` (default): ``{Count: <this page>, Items, LastEvaluatedKey: {<key>: <last id>}}``,
+  the next page asked with ``ExclusiveStartKey``;
+- ``items-token``: ``{count: <this page>, items, nextToken: "<last id>"}``, asked with ``nextToken``;
+- ``total``: ``{Total: <all that match>, Items: <first page>}``, no cursor;
+- ``count``: ``{Count: <all that match>, Items: <first page>}``, no cursor;
+- ``unpaged``: ``{Items: <first page>}``: no cursor, nothing says more exist.
+
+The last three cannot be paged: a listing longer than the limit is cut, which a client must
+notice (``total``, ``count``: the number is larger than what came back; ``unpaged``: a full page).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +31,12 @@ MAX_LIMIT = 1000
 class ListQuery:
     limit: int = DEFAULT_LIMIT
     needles: tuple[str, ...] = ()  # lower-cased CONTAINS values; all must match the name
-    start_after: str | None = None  # ExclusiveStartKey id
+    start_after: str | None = None  # ExclusiveStartKey id, or nextToken
 
 
-def list_page(body: Any, items: list[dict], order: dict[str, int], key: str = "datasetId") -> dict:
-    """One page of ``items`` (already in order) as ``{Count, Items[, LastEvaluatedKey]}``."""
+def list_page(body: Any, items: list[dict], order: dict[str, int], key: str = "datasetId",
+              shape: str = "cursor") -> dict:
+    """One page of ``items`` (already in order), in the envelope ``shape`` names (see above)."""
     query = parse_list_query(body, key)
     selected = [item for item in items if _matches(item, query.needles)]
     if query.start_after is not None:
@@ -29,8 +45,20 @@ def list_page(body: Any, items: list[dict], order: dict[str, int], key: str = "d
         position = order[query.start_after]
         selected = [item for item in selected if order.get(item[key], float("inf")) > position]
     page = selected[: query.limit]
-    result: dict[str, Any] = {"Count": len(page), "Items": page}
-    if len(selected) > query.limit:
+    more = len(selected) > query.limit
+    if shape == "items-token":
+        result: dict[str, Any] = {"count": len(page), "items": page}
+        if more:
+            result["nextToken"] = page[-1][key]
+        return result
+    if shape == "total":
+        return {"Total": len(selected), "Items": page}
+    if shape == "count":
+        return {"Count": len(selected), "Items": page}
+    if shape == "unpaged":
+        return {"Items": page}
+    result = {"Count": len(page), "Items": page}
+    if more:
         result["LastEvaluatedKey"] = {key: page[-1][key]}
     return result
 
@@ -42,7 +70,7 @@ def parse_list_query(body: Any, key: str = "datasetId") -> ListQuery:
     return ListQuery(
         limit=_parse_limit(body.get("limit")),
         needles=tuple(_parse_filter(item, index) for index, item in enumerate(_filters(body))),
-        start_after=_parse_start_key(body.get("ExclusiveStartKey"), key),
+        start_after=_parse_start_key(body.get("ExclusiveStartKey"), key) or _parse_token(body.get("nextToken")),
     )
 
 
@@ -84,6 +112,14 @@ def _parse_start_key(value: Any, key: str) -> str | None:
     if not isinstance(start, str) or not start:
         raise wrong_type(f"ExclusiveStartKey.{key}", "a non-empty string")
     return start
+
+
+def _parse_token(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise wrong_type("nextToken", "a non-empty string")
+    return value
 
 
 def _matches(item: dict, needles: tuple[str, ...]) -> bool:

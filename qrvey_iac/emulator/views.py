@@ -125,6 +125,39 @@ def before_source_delete(call: Call, dataset: dict) -> list[str]:
     return []
 
 
+def follow_source(call: Call, view: dict) -> None:
+    """A view's columns follow its source's current columns (qrvey-api.md §4: "changes to the
+    source show up in every view"; §8 N6): a column added to the source appears in the view,
+    one removed from it leaves the view, a retyped one is retyped. What the view sets itself
+    (its columnName, visibility, formats) stays on the columns it keeps. A view column is the
+    source column with the same origColumnSourceName (columnName when that is missing).
+
+    Called whenever a view is read or written, and for every view of a source that is updated,
+    so a source edited any way (the API, or the world file by hand) is followed. A view whose
+    source is gone (deleted, orphaned) keeps the columns it has."""
+    if view.get("datasetType") != VIEW:
+        return
+    source = call.world.datasets.get((view.get("sourceDataset") or {}).get("datasetId"))
+    if source is None:
+        return
+    have = {_source_key(column): column for column in view.get("columns", [])}
+    followed = []
+    for column in source.get("columns", []):
+        mine = have.get(_source_key(column))
+        if mine is None:
+            followed.extend(copied_columns(call, view["datasetId"], [column]))
+        else:
+            followed.append({**mine, **{key: column[key] for key in STRUCTURAL_COLUMN_FIELDS if key in column}})
+    if followed != view.get("columns"):
+        view["columns"] = followed
+        view["updateDate"] = utc_now()
+        call.world.mark_changed()
+
+
+def _source_key(column: dict) -> object:
+    return column.get("origColumnSourceName") or column.get("columnName")
+
+
 def set_status(world: World, dataset: dict, status: str) -> None:
     """Set a dataset's status; its views mirror their source's status."""
     dataset["status"] = status

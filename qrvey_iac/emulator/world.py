@@ -21,7 +21,7 @@ from typing import Any
 
 WORLD_FORMAT = "qrvey-iac-emulator-world"
 WORLD_VERSION = 1
-_SECTIONS = ("datasets", "connections", "datasetOrder", "connectionOrder", "loads")
+_SECTIONS = ("datasets", "connections", "datasetOrder", "connectionOrder", "loads", "users", "apps")
 
 
 class Datasets(MutableMapping[str, dict]):
@@ -94,6 +94,8 @@ class World:
     dataset_order: dict[str, int] = field(default_factory=dict)  # kept after delete: list cursors
     connection_order: dict[str, int] = field(default_factory=dict)
     loads: dict[str, dict] = field(default_factory=dict)  # datasetId -> {"pollsLeft", "fails"}
+    users: dict[str, dict] = field(default_factory=dict)  # userid -> user (users.py)
+    apps: dict[str, dict[str, dict | None]] = field(default_factory=dict)  # userid -> appid -> app; None: deleted
     revision: int = field(default=0, compare=False)  # +1 per change; saving looks at it
     used_ids: set[str] = field(default_factory=set, compare=False, repr=False)  # see taken_ids
     last_position: int = field(default=0, compare=False, repr=False)
@@ -104,6 +106,9 @@ class World:
         for dataset in self.datasets.values():
             self._index(dataset)
         self.used_ids.update(self.connections)
+        self.used_ids.update(self.users)
+        for apps in self.apps.values():
+            self.used_ids.update(apps)
         positions = [*self.dataset_order.values(), *self.connection_order.values()]
         self.last_position = max(positions, default=0)
 
@@ -182,6 +187,8 @@ class World:
             "datasetOrder": self.dataset_order,
             "connectionOrder": self.connection_order,
             "loads": self.loads,
+            "users": self.users,
+            "apps": self.apps,
         }
 
     @classmethod
@@ -194,6 +201,8 @@ class World:
             dataset_order=dict(data.get("datasetOrder", {})),
             connection_order=dict(data.get("connectionOrder", {})),
             loads=dict(data.get("loads", {})),
+            users=dict(data.get("users", {})),
+            apps={user: dict(apps) for user, apps in data.get("apps", {}).items()},
         )
 
     def file_text(self) -> str:
@@ -257,7 +266,7 @@ def _check_world_json(data: Any) -> None:
     for name in _SECTIONS:
         if not isinstance(data.get(name, {}), dict):
             raise ValueError(f"emulator world: {name} must be an object")
-    for name in ("datasets", "connections"):
+    for name in ("datasets", "connections", "users"):
         for key, value in data.get(name, {}).items():
             if not isinstance(value, dict):
                 raise ValueError(f"emulator world: {name}.{key} must be an object")
@@ -265,6 +274,9 @@ def _check_world_json(data: Any) -> None:
         for key, value in data.get(name, {}).items():
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ValueError(f"emulator world: {name}.{key} must be an integer")
+    for user, apps in data.get("apps", {}).items():
+        if not isinstance(apps, dict) or not all(app is None or isinstance(app, dict) for app in apps.values()):
+            raise ValueError(f"emulator world: apps.{user} must map app ids to objects (null: deleted)")
     for key, load in data.get("loads", {}).items():
         if not isinstance(load, dict) or not isinstance(load.get("pollsLeft"), int) or "fails" not in load:
             raise ValueError(f"emulator world: loads.{key} must be an object with pollsLeft and fails")

@@ -29,6 +29,7 @@ EXPECTED_ROUTES = {
     "connection.list": "POST /connections/all",
     "connection.update": "PUT /connections/{connectionId}",
     "connection.delete": "DELETE /connections/{connectionId}",
+    "app.get": "GET ",        # the prefix itself: GET /devapi/v4/user/{userId}/app/{appId}
 }
 
 

@@ -73,6 +73,8 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
         "terminal_status": "LOADED",
         "load_polls": 2,
         "on_source_delete": "orphan",
+        "unknown_apps": "create",
+        "list_shape": "cursor",
         "max_body_bytes": 16 * 1024 * 1024,
         "max_body_depth": 64,
         "body_timeout": 30.0,

@@ -27,6 +27,8 @@ class FakeQrvey:
         self._lose: dict[str, int] = {}                # operation -> answers still to lose (write lands)
         self._fail: dict[str, int] = {}                # operation -> writes still to drop (nothing lands)
         self._refuse: dict[str, int] = {}              # operation -> writes still to refuse (never sent)
+        self.missing_apps: set[AppRef] = set()         # apps get_app says do not exist
+        self.app_checks: list[AppRef] = []             # get_app calls (kept out of ``calls``)
         self.read_delay = 0.0
         self.reading = 0
         self.most_reading = 0
@@ -115,6 +117,12 @@ class FakeQrvey:
         del self.objects[dataset_id]
         self._answer("delete", {})
         return True
+
+    async def get_app(self, app: AppRef) -> dict[str, Any] | None:
+        self.app_checks.append(app)
+        if app in self.missing_apps:
+            return None
+        return {"appid": app.app_id, "userid": app.user_id, "name": app.app_id, "description": ""}
 
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
         self.calls.append(("list_app", app.app_id))

@@ -111,6 +111,7 @@ class FakeWorkspace:
     def __init__(self) -> None:
         self.environment_name = "test"
         self.request_timeout = 30.0
+        self.config_file = "qrvey-iac.yaml"
         self.store, self.locker, self.qrvey_fake = MemoryStateStore(), MemoryLocker(), FakeQrvey()
 
     def parallelism(self, requested):

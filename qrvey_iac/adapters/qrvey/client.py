@@ -43,6 +43,14 @@ LOADED_STATUSES = frozenset({"LOADED", "ACTIVE"})
 FAILED_STATUSES = frozenset({"FAILED"})
 _FAILURE_DETAIL_KEYS = ("statusMessage", "errorMessage", "error", "message")
 MAX_LIST_PAGES = 1_000      # a listing longer than this never ends: 100,000 objects at 100 a page
+LIST_ITEM_KEYS = ("Items", "items")
+LIST_TOTAL_KEYS = ("Total", "total", "TotalCount", "totalCount")   # how many the whole listing holds
+LIST_COUNT_KEYS = ("Count", "count")      # this page's items (DynamoDB), or, on some lists, all of them
+# cursor key in an answer -> the key the next request sends it back under
+LIST_CURSORS = (("LastEvaluatedKey", "ExclusiveStartKey"), ("lastEvaluatedKey", "exclusiveStartKey"),
+                ("nextToken", "nextToken"), ("NextToken", "NextToken"))
+LIST_INCOMPLETE_HINT = ("; qrvey-iac stops rather than work from part of the listing (it would miss objects). "
+                        "Tell the qrvey-iac maintainers how this Qrvey instance pages its lists")
 
 
 class QrveyClient:
@@ -191,42 +199,58 @@ class QrveyClient:
         raise UnusableAnswerError(200, self._redact(message), request.method, self._redact(request.path))
 
     async def _list_all(self, route: str, app: AppRef, filters: list[dict] | None, page_size: int) -> list[dict]:
-        """Every item of a ``{Count, Items, LastEvaluatedKey}`` list, page by page: a cursor that
-        repeats, or more than ``max_list_pages`` pages, is a listing that never ends."""
+        """Every item of a listing, page by page, whatever its envelope (qrvey-api.md §5, §8 N8):
+        the items under ``Items`` or ``items``; the next page asked with the cursor the answer
+        gives (``LastEvaluatedKey`` sent back as ``ExclusiveStartKey``, or ``nextToken``).
+
+        It never returns part of a listing as the whole: an answer without a cursor whose
+        ``Total`` (or a ``Count`` larger than the items it holds) says more exist than were read,
+        or a full page with neither a cursor nor a number, is an UnusableAnswerError naming what
+        is missing. A cursor that repeats, or more than ``max_list_pages`` pages, is a listing
+        that never ends."""
         items: list[dict] = []
-        start_key: Any = None
+        cursor: dict[str, Any] = {}
         seen: set[str] = set()
         for _ in range(self._max_list_pages):
             body: dict[str, Any] = {"limit": page_size}
             if filters:
                 body["filters"] = filters
-            if start_key is not None:
-                body["ExclusiveStartKey"] = start_key
+            body.update(cursor)
             page = await self._object(route, app, body=body)
-            items.extend(self._page_items(route, app, page))
-            start_key = page.get("LastEvaluatedKey")
-            if not start_key:
+            batch = self._page_items(route, app, page)
+            items.extend(batch)
+            named, cursor = _next_cursor(page)
+            if not cursor:
+                self._check_complete(route, app, page, batch, items, page_size)
                 return items
-            self._check_progress(route, app, start_key, seen)
-        request = self._prepare(route, app, {}, None)
+            self._check_progress(route, app, named, cursor, seen)
         message = (f"the listing did not end after {self._max_list_pages} pages ({len(items)} items); "
                    "stopped rather than read forever")
-        raise UnusableAnswerError(200, message, request.method, self._redact(request.path))
+        raise self._unusable_listing(route, app, message)
 
     def _page_items(self, route: str, app: AppRef, page: dict) -> list:
-        batch = page.get("Items")
-        if not isinstance(batch, list):
-            request = self._prepare(route, app, {}, None)
-            raise UnusableAnswerError(200, "list response has no 'Items' array", request.method,
-                                      self._redact(request.path))
-        return batch
+        for key in LIST_ITEM_KEYS:
+            if key in page:
+                batch = page[key]
+                if isinstance(batch, list):
+                    return batch
+                raise self._unusable_listing(route, app, f"the list answer's {key!r} is not an array")
+        raise self._unusable_listing(route, app, "list response has no 'Items' array (nor an 'items' one)")
 
-    def _check_progress(self, route: str, app: AppRef, key: Any, seen: set[str]) -> None:
-        marker = json.dumps(key, sort_keys=True, default=str)
+    def _check_complete(self, route: str, app: AppRef, page: dict, batch: list, items: list, page_size: int) -> None:
+        """The last page (no cursor): refuse a listing that says, or may be, longer than what was read."""
+        missing = _incomplete(page, len(batch), len(items), page_size)
+        if missing:
+            raise self._unusable_listing(route, app, missing + LIST_INCOMPLETE_HINT)
+
+    def _unusable_listing(self, route: str, app: AppRef, message: str) -> UnusableAnswerError:
+        request = self._prepare(route, app, {}, None)
+        return UnusableAnswerError(200, self._redact(message), request.method, self._redact(request.path))
+
+    def _check_progress(self, route: str, app: AppRef, named: str, cursor: dict[str, Any], seen: set[str]) -> None:
+        marker = json.dumps(list(cursor.values())[0], sort_keys=True, default=str)
         if marker in seen:
-            request = self._prepare(route, app, {}, None)
-            raise UnusableAnswerError(200, self._redact(f"pagination repeats LastEvaluatedKey {marker}"),
-                                      request.method, self._redact(request.path))
+            raise self._unusable_listing(route, app, f"pagination repeats {named} {marker}")
         seen.add(marker)
 
     async def get_dataset(self, app: AppRef, dataset_id: str) -> dict:
@@ -278,6 +302,10 @@ class QrveyClient:
             await self._sleep(pause)
             slept += pause
 
+    async def get_app(self, app: AppRef) -> dict:
+        """GET /user/{u}/app/{a} (qrvey-api.md §1.4): the app, NotFoundError when it does not exist."""
+        return await self._object("app.get", app)
+
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict:
         return await self._object("dataset.publish", app, body={"isPublic": shared}, datasetId=dataset_id)
 
@@ -307,6 +335,43 @@ class QrveyClient:
     async def delete_connection(self, app: AppRef, connection_id: str) -> dict:
         gone = {"connectorid": connection_id}
         return await self._object("connection.delete", app, gone_result=gone, connectionId=connection_id)
+
+
+def _next_cursor(page: dict) -> tuple[str, dict[str, Any]]:
+    """The answer's cursor key and the body entry that asks for the next page ({} when the
+    answer gives no cursor)."""
+    for answered, sent in LIST_CURSORS:
+        value = page.get(answered)
+        if value:
+            return answered, {sent: value}
+    return "", {}
+
+
+def _incomplete(page: dict, on_page: int, read: int, page_size: int) -> str:
+    """Why a listing's last page (it gave no cursor) leaves objects unread, or "" when it does not.
+
+    A total says how many the whole listing holds. A count is either this page's (DynamoDB's
+    ``Count``) or the whole listing's: larger than both the page and what was read, it is the
+    latter, and some were not read. With neither, a page as full as the limit asked for may
+    have been cut there."""
+    total = _number(page, LIST_TOTAL_KEYS)
+    count = _number(page, LIST_COUNT_KEYS)
+    if total is not None and total > read:
+        return f"the listing says a total of {total} but answered {read} items and no cursor to read the rest"
+    if count is not None and count > on_page and count > read:
+        return f"the listing says a count of {count} but answered {read} items and no cursor to read the rest"
+    if total is None and count is None and on_page >= page_size:
+        return (f"the listing answered a full page ({on_page} items, the limit asked for) with neither a cursor "
+                "nor a count: more may exist and there is no way to read them")
+    return ""
+
+
+def _number(page: dict, keys: tuple[str, ...]) -> int | None:
+    for key in keys:
+        value = page.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _failure_detail(dataset: dict, redact: Redactor) -> str:

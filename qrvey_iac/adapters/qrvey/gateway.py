@@ -12,6 +12,16 @@ from qrvey_iac.core.keys import AppRef
 class QrveyGateway:
     def __init__(self, client: QrveyClient) -> None:
         self.client = client
+        self._apps: dict[AppRef, dict[str, Any] | None] = {}     # get_app's answers, for this run
+
+    async def get_app(self, app: AppRef) -> dict[str, Any] | None:
+        """The app, None when Qrvey says it does not exist; asked once per app per run."""
+        if app not in self._apps:
+            try:
+                self._apps[app] = await self.client.get_app(app)
+            except NotFoundError:
+                self._apps[app] = None
+        return self._apps[app]
 
     async def read(self, app: AppRef, dataset_id: str) -> dict[str, Any] | None:
         try:

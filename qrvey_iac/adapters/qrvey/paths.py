@@ -66,6 +66,7 @@ DEFAULT_ROUTES: Mapping[str, Route] = MappingProxyType({
     "connection.list": Route("POST", "/connections/all"),                # C3 confirmed
     "connection.update": Route("PUT", _ONE_CONNECTION),                  # C5 UNCONFIRMED method and path
     "connection.delete": Route("DELETE", _ONE_CONNECTION),               # C4 confirmed
+    "app.get": Route("GET", ""),                  # §1.4 confirmed: GET /user/{userId}/app/{appId} itself
 })
 
 # Routes whose method or path no public source confirms (qrvey-api.md §2.1).

@@ -65,6 +65,7 @@ class QrveyApi(Protocol):
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]: ...
     async def delete(self, app: AppRef, dataset_id: str) -> bool: ...                  # False: 404
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
+    async def get_app(self, app: AppRef) -> dict[str, Any] | None: ...                 # None: 404
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,11 @@ class Kind:
         Either may be a document that failed validation (``Salvaged``): a check reads only
         fields outside its ``broken`` paths, which are reported already."""
         return []
+
+    def missing_source_columns(self, spec: Any, source_live: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """Columns the spec overrides that its source, as Qrvey holds it now (``source_live``),
+        does not have (a view's column overrides); () when nothing is overridden or unknown."""
+        return ()
 
     # -- documents ----------------------------------------------------------------------------
 

@@ -128,6 +128,17 @@ class DatasetViewKind(Kind):
                                  f"(its columns: {', '.join(sorted(known))})"))
         return problems
 
+    def missing_source_columns(self, spec: DatasetViewSpec, source_live: Mapping[str, Any] | None) -> tuple[str, ...]:
+        """The overridden columns the source's current columns lack, in manifest order. A view's
+        columns follow its source's (qrvey-api.md §4): an override of a column removed from the
+        source has nothing left to act on. A source not read (None) or with no column list
+        (its answer lacks one) is not judged."""
+        columns = (source_live or {}).get("columns")
+        if not isinstance(columns, list) or not spec.columns:
+            return ()
+        have = {c.get("origColumnSourceName") or c.get("columnName") for c in columns if isinstance(c, dict)}
+        return tuple(override.column for override in spec.columns if override.column not in have)
+
     def desired(self, address: str, spec: DatasetViewSpec) -> dict[str, Any]:
         columns = spec.model_dump(include={"columns"})["columns"]
         return {
