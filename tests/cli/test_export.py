@@ -26,7 +26,8 @@ APPS = {"hq": ("u-hq", "a-hq"), "emea": ("u-emea", "a-emea"), "apac": ("u-apac",
 OTHER = ("u-other", "a-other")          # an app that is not in the config
 WAREHOUSE = "84b500d7-71c8-4b1f-adf4-f1eb0000973d"   # declared as a variable in the config
 CRM = "5c0f9a52-7d4e-4a8e-9b1e-2f2d3c4b5a69"         # not declared: export names it
-READS = {"GET /qollect/dataset/{datasetId}", "POST /qollect/dataset/all"}
+READS = {"GET /qollect/dataset/{datasetId}", "POST /qollect/dataset/all",
+         "GET /user/{userId}/app/{appId}"}   # the last: plan checks that each app exists
 
 
 def prefix(app: tuple[str, str]) -> str:
