@@ -10,7 +10,8 @@ from qrvey_iac.core.diff import FieldChange, diff_documents
 from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
-from qrvey_iac.core.kinds import Kind
+from qrvey_iac.core.kinds import KINDS, Kind
+from qrvey_iac.core.kinds.base import resolve_references
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
@@ -33,6 +34,9 @@ class Live:
     # fingerprint() of objects, by address, when the reader already took it (each as its
     # answer arrived, while others were still in flight); the rest are taken when needed
     fingerprints: Mapping[str, str] = field(default_factory=dict)
+    # what Qrvey told of the objects using each state resource the manifests no longer have,
+    # of a kind that guards its delete (a connection: the datasets of its app built on it)
+    users: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def build_plan(
@@ -49,7 +53,9 @@ def build_plan(
             resource = manifest.resources[address]
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
-        actions.append(_delete_action(address, state.resources[address], live))
+        in_use = _in_use(address, manifest, state, live, recreated)
+        actions.append(_delete_action(address, state.resources[address], live) if not in_use
+                       else _blocked_delete(address, state.resources[address], in_use))
     plan = Plan(
         environment=environment,
         lineage=state.lineage,
@@ -120,7 +126,7 @@ def _plan_resource(
     if blocked is not None:
         return [blocked]
     obj = live.objects.get(resource.address) if current else None
-    base = _base(resource)
+    base = _base(resource, known_ids(state, recreated))
     if current is None or obj is None:
         recreated.add(resource.address)
         reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
@@ -134,7 +140,13 @@ def _plan_resource(
     return [_update_or_noop(resource, current, obj, base, sealer), *_share_change(resource, current, obj, base)]
 
 
-def _base(resource: Resource) -> dict[str, Any]:
+def known_ids(state: State, recreated: set[str] = frozenset()) -> dict[str, str]:
+    """The ids references resolve to: every recorded object this plan does not create anew."""
+    return {a: r.datasetId for a, r in state.resources.items() if a not in recreated}
+
+
+def _base(resource: Resource, ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fields every action of ``resource`` has; its references resolved with ``ids``."""
     source = None
     if resource.source_address:
         source = {"address": resource.source_address}
@@ -144,7 +156,7 @@ def _base(resource: Resource) -> dict[str, Any]:
         "address": resource.address,
         "kind": resource.kind,
         "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
-        "desired": resource.desired,
+        "desired": resolve_references(resource.desired, ids or {}),
         "source": source,
         "depends_on": resource.depends_on,
         "protect": resource.protect,
@@ -229,6 +241,41 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBa
         dataset_id=current.datasetId,
         depends_on=(source_address,) if source_address else (),
         protect=current.protect,
+    )
+
+
+def _in_use(address: str, manifest: Manifest, state: State, live: Live, recreated: set[str]) -> list[str]:
+    """What still uses the object at ``address`` (removed from the manifests) once this plan is
+    applied, when its kind guards its delete: the managed resources the manifests keep whose
+    live object or desired document uses its id, and what Qrvey told of others (``live.users``),
+    less the resources this plan deletes. Each as shown in the refusal."""
+    current = state.resources[address]
+    if not KINDS[current.kind].guards_delete:
+        return []
+    object_id = current.datasetId
+    ids = known_ids(state, recreated)
+    found: list[str] = []
+    for other, resource in sorted(manifest.resources.items()):
+        kind = resource.definition
+        live_object = live.objects.get(other) if other in state.resources else None
+        if object_id in kind.uses(live_object) | kind.uses(resolve_references(resource.desired, ids)):
+            found.append(other)
+    managed = {r.datasetId for r in state.resources.values()}
+    for user in live.users.get(address, ()):
+        if user.get("datasetId") not in managed:
+            found.append(f"{user.get('name')!r} (id {user.get('datasetId')}, not managed by qrvey-iac)")
+    return found
+
+
+def _blocked_delete(address: str, current: ResourceState, in_use: list[str]) -> ActionBase:
+    reason = (f"it is removed from the manifests, but {len(in_use)} dataset(s) in Qrvey still use it: "
+              f"{', '.join(in_use)} (deleted, it would leave them unable to reload their data); point them at "
+              f"another connection or delete them first (apply --exclude {address} applies the rest of the "
+              "plan, and the next plan deletes it), or keep it in the manifests")
+    return Blocked(
+        address=address, kind=current.kind, reason=reason,
+        app=AppTarget(alias="", userId=current.userId, appId=current.appId),
+        dataset_id=current.datasetId, protect=current.protect,
     )
 
 
