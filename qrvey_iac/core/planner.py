@@ -11,7 +11,7 @@ from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import KINDS, Kind
-from qrvey_iac.core.kinds.base import resolve_references
+from qrvey_iac.core.kinds.base import WRITE_ONLY, resolve_references
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
@@ -22,7 +22,6 @@ from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
 
-WRITE_ONLY = "(write-only: not returned by Qrvey)"
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 # prefix is reported as an unknown reference, with the known addresses suggested.
 ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+WRITE_ONLY = "(write-only: not returned by Qrvey)"   # the "before" of a write-only field in a plan
 
 
 class Frozen(BaseModel):
