@@ -52,9 +52,7 @@ def build_plan(
             resource = manifest.resources[address]
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
-        in_use = _in_use(address, manifest, state, live, recreated)
-        actions.append(_delete_action(address, state.resources[address], live) if not in_use
-                       else _blocked_delete(address, state.resources[address], in_use))
+        actions.append(_delete_action(address, state.resources[address], live))
     plan = Plan(
         environment=environment,
         lineage=state.lineage,
@@ -64,6 +62,7 @@ def build_plan(
         actions=tuple(actions),
     )
     plan = select(plan, targets, excludes)
+    plan = _guard_deletes(plan, manifest, state, live, recreated)
     _refuse_protected(plan.actions)
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
 
@@ -243,21 +242,35 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBa
     )
 
 
-def _in_use(address: str, manifest: Manifest, state: State, live: Live, recreated: set[str]) -> list[str]:
-    """What still uses the object at ``address`` (removed from the manifests) once this plan is
-    applied, when its kind guards its delete: the managed resources the manifests keep whose
-    live object or desired document uses its id, and what Qrvey told of others (``live.users``),
-    less the resources this plan deletes. Each as shown in the refusal."""
-    current = state.resources[address]
-    if not KINDS[current.kind].guards_delete:
-        return []
-    object_id = current.datasetId
+def _guard_deletes(plan: Plan, manifest: Manifest, state: State, live: Live, recreated: set[str]) -> Plan:
+    """Each delete of a kind that guards its delete (a connection) turned into a refusal while
+    something would still use it once the plan (as selected) is applied."""
+    deleted = {a.address for a in plan.actions if a.op == "delete"}
+    actions = []
+    for action in plan.actions:
+        current = state.resources.get(action.address)
+        in_use = (_in_use(action.address, manifest, state, live, recreated, deleted)
+                  if action.op == "delete" and current is not None and KINDS[current.kind].guards_delete else [])
+        actions.append(_blocked_delete(action.address, current, in_use) if in_use else action)
+    return plan.model_copy(update={"actions": tuple(actions)})
+
+
+def _in_use(
+    address: str, manifest: Manifest, state: State, live: Live, recreated: set[str], deleted: set[str]
+) -> list[str]:
+    """What still uses the object at ``address`` once the plan is applied: the managed
+    resources it does not delete whose live object (or, in the manifests, desired document)
+    uses its id, and what Qrvey told of others (``live.users``). Each as the refusal shows it."""
+    object_id = state.resources[address].datasetId
     ids = known_ids(state, recreated)
     found: list[str] = []
-    for other, resource in sorted(manifest.resources.items()):
-        kind = resource.definition
-        live_object = live.objects.get(other) if other in state.resources else None
-        if object_id in kind.uses(live_object) | kind.uses(resolve_references(resource.desired, ids)):
+    for other in sorted((set(state.resources) | set(manifest.resources)) - deleted - {address}):
+        recorded, resource = state.resources.get(other), manifest.resources.get(other)
+        kind = KINDS[recorded.kind if recorded else resource.kind]
+        used = kind.uses(live.objects.get(other)) if recorded else set()
+        if resource is not None:
+            used |= kind.uses(resolve_references(resource.desired, ids))
+        if object_id in used:
             found.append(other)
     managed = {r.datasetId for r in state.resources.values()}
     for user in live.users.get(address, ()):
@@ -267,10 +280,10 @@ def _in_use(address: str, manifest: Manifest, state: State, live: Live, recreate
 
 
 def _blocked_delete(address: str, current: ResourceState, in_use: list[str]) -> ActionBase:
-    reason = (f"it is removed from the manifests, but {len(in_use)} dataset(s) in Qrvey still use it: "
-              f"{', '.join(in_use)} (deleted, it would leave them unable to reload their data); point them at "
-              f"another connection or delete them first (apply --exclude {address} applies the rest of the "
-              "plan, and the next plan deletes it), or keep it in the manifests")
+    reason = (f"its delete is refused: {len(in_use)} dataset(s) in Qrvey still use it: {', '.join(in_use)} "
+              "(deleted, it would leave them unable to reload their data); point them at another connection "
+              f"or delete them first (--exclude {address} applies the rest of the plan, and a later plan "
+              "deletes it), or keep it in the manifests")
     return Blocked(
         address=address, kind=current.kind, reason=reason,
         app=AppTarget(alias="", userId=current.userId, appId=current.appId),

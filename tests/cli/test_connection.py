@@ -133,7 +133,7 @@ def test_deleting_a_connection_its_datasets_use_is_refused_naming_them(project, 
     sales.write_text(sales.read_text().replace("connection: connection.warehouse", f"connectionId: {connection_id}"))
     plan = project.run("plan")
     assert plan.exit_code == 0, plan.output
-    assert "# connection.warehouse cannot be planned (it is removed from the manifests, but 3 dataset(s)" in plan.stdout
+    assert "# connection.warehouse cannot be planned (its delete is refused: 3 dataset(s) in Qrvey" in plan.stdout
     assert "! connection.warehouse [id=" in plan.stdout
     assert "dataset.monthly-revenue, dataset.orders, dataset.products" in plan.stdout
     applied = project.run("apply", "--auto-approve")
