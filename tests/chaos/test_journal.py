@@ -7,6 +7,7 @@ write landed or not), settles it, and checks what was adopted, forgotten or refu
 from __future__ import annotations
 
 import dataclasses
+import os
 import uuid
 from pathlib import Path
 from collections.abc import Callable
@@ -33,7 +34,8 @@ from qrvey_iac.flows import _settled
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = load_environment(REPO / "qrvey-iac.yaml", "local")
-MANIFEST = load_manifest(REPO / "manifests", ENV.apps, ENV.variables, {})
+# the example connection's password, from its environment variable (tests/conftest.py sets it)
+MANIFEST = load_manifest(REPO / "manifests", ENV.apps, ENV.variables, {"WAREHOUSE_PASSWORD": os.environ["WAREHOUSE_PASSWORD"]})
 SALES = ENV.apps["sales"]
 
 pytestmark = pytest.mark.anyio
