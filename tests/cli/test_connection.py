@@ -162,3 +162,35 @@ def test_an_unknown_connection_reference_is_reported_at_its_line(project, monkey
     assert result.exit_code == 1
     assert ("Error: manifests/sales.yaml:14: spec.datasources[0].connection: unknown reference "
             "connection.warehous (did you mean 'connection.warehouse'?)") in result.stderr
+
+
+def test_deleting_a_connection_a_dataset_made_outside_qrvey_iac_uses_is_refused(project, monkeypatch):
+    """Qrvey tells which other datasets of the app use it (the dataset list's items carry their
+    datasources in the emulator): one made by hand is named, by name and id."""
+    import asyncio
+
+    from qrvey_iac.adapters.qrvey.client import QrveyClient
+    from qrvey_iac.core.keys import AppRef
+    from qrvey_iac.emulator import EmulatorConfig, EmulatorTransport, create_app
+
+    monkeypatch.setenv("WAREHOUSE_PASSWORD", PASSWORD)
+    run_ok(project, "apply", "--auto-approve")
+    connection_id = project.state()["resources"]["connection.warehouse"]["datasetId"]
+    app = create_app(EmulatorConfig(api_key="k", data_file=project.world_path))
+
+    async def made_by_hand():
+        async with QrveyClient("http://e", "k", transport=EmulatorTransport(app)) as client:
+            await client.create_dataset(AppRef("u-hq-owner", "a-sales"), {
+                "datasetId": "by-hand", "name": "Made by hand", "columns": [],
+                "datasources": [{"name": "t", "connectionId": connection_id, "connectorType": "MSSQL_LIVE",
+                                 "tableName": "t"}]})
+    asyncio.run(made_by_hand())
+    app.state.emulator.save()
+    destroy = project.run("destroy", "--auto-approve")            # the managed datasets go first: they do not count
+    assert destroy.exit_code == 1
+    assert ("connection.warehouse cannot be planned (its delete is refused: 1 dataset(s) in Qrvey still use it: "
+            "'Made by hand' (id by-hand, not managed by qrvey-iac)") in destroy.stdout
+    assert connection_id in project.world()["connections"]
+    excluded = project.run("destroy", "--exclude", "connection.warehouse", "--auto-approve")
+    assert excluded.exit_code == 0, excluded.output
+    assert set(project.state()["resources"]) == {"connection.warehouse"}
