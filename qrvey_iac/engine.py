@@ -136,7 +136,8 @@ class Engine:
             await self._check_key(manifest)
         source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
                         for s in externals.values()]
-        guarded = [a for a in addresses if a not in manifest.resources and KINDS[state.resources[a].kind].guards_delete]
+        guarded = [a for a in addresses
+                   if a not in manifest.resources and KINDS[state.resources[a].kind].guards_delete]
         user_reads = [asyncio.ensure_future(_users(self.qrvey, state.resources[a])) for a in guarded]
         try:
             results = await asyncio.gather(*reads, *source_reads, *user_reads)
@@ -165,7 +166,8 @@ class Engine:
         window) is reported, never silently left untracked."""
         apps = sorted({(r.kind, r.userId, r.appId) for r in state.resources.values()
                        if not KINDS[r.kind].client_minted_id})
-        listings = await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app)) for kind, user, app in apps))
+        listings = await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
+                                          for kind, user, app in apps))
         problems = [line for items in listings for line in claimed_twice(items, state)]
         if problems:
             raise UndecidedError(

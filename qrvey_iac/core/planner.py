@@ -23,7 +23,6 @@ from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
 
 
-
 @dataclass(frozen=True)
 class Live:
     """What refresh read: every state resource by address (None: 404, gone)."""

@@ -93,8 +93,8 @@ def test_debug_output_and_an_error_path_hold_no_password(project):
     assert rotated.returncode == 0, rotated.stderr
     assert "Resources: 0 created, 1 updated" in rotated.stdout
     config = project.root / "qrvey-iac.yaml"
-    config.write_text(config.read_text().replace(
-        "    endpoint: local\n", "    endpoint: local\n    routes: {connection.update: 'PUT /connections/{connectionId}/nowhere'}\n", 1))
+    nowhere = "    routes: {connection.update: 'PUT /connections/{connectionId}/nowhere'}\n"
+    config.write_text(config.read_text().replace("    endpoint: local\n", "    endpoint: local\n" + nowhere, 1))
     env["WAREHOUSE_PASSWORD"] = PASSWORD
     failed = cli("apply", "--auto-approve")
     assert failed.returncode == 1

@@ -44,7 +44,8 @@ class FakeQrvey:
         self._refuse[operation] = self._refuse.get(operation, 0) + times
 
     def writes(self) -> list[tuple[str, str]]:
-        return [call for call in self.calls if call[0] not in ("read", "list_app", "read_connection", "list_connections")]
+        reads = ("read", "list_app", "read_connection", "list_connections")
+        return [call for call in self.calls if call[0] not in reads]
 
     # -- the port -------------------------------------------------------------------------
 
@@ -157,7 +158,8 @@ class FakeQrvey:
 
     async def list_connections(self, app: AppRef) -> list[dict[str, Any]]:
         self.calls.append(("list_connections", app.app_id))
-        return [_public(c) for c in self.connections.values() if (c["userid"], c["appid"]) == (app.user_id, app.app_id)]
+        mine = (app.user_id, app.app_id)
+        return [_public(c) for c in self.connections.values() if (c["userid"], c["appid"]) == mine]
 
     # -- internals --------------------------------------------------------------------------
 

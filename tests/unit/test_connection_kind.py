@@ -205,7 +205,8 @@ async def test_a_connection_deleted_with_its_datasets_goes_after_them():
     engine = Engine(qrvey, store)
     await converge(engine, store, manifest(connection(), dataset("orders")))
     plan = await converge(engine, store, manifest())
-    assert [(a.op, a.address) for a in plan.changes] == [("delete", "dataset.orders"), ("delete", "connection.warehouse")]
+    assert [(a.op, a.address) for a in plan.changes] == [
+        ("delete", "dataset.orders"), ("delete", "connection.warehouse")]
     deletes = [op for op, _ in qrvey.writes() if op.startswith("delete")]
     assert deletes == ["delete", "delete_connection"]
     assert qrvey.connections == {} and store.read().resources == {}

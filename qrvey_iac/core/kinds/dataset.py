@@ -132,7 +132,8 @@ class DatasetKind(Kind):
             datasources = list(datasources.values())
         if not isinstance(datasources, list):
             return set()
-        return {d["connectionId"] for d in datasources if isinstance(d, dict) and isinstance(d.get("connectionId"), str)}
+        return {d["connectionId"] for d in datasources
+                if isinstance(d, dict) and isinstance(d.get("connectionId"), str)}
 
     def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
         dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
