@@ -17,7 +17,7 @@ from qrvey_iac.core.errors import (
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice, resolve_references, unresolved_references
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
@@ -109,16 +109,18 @@ class Engine:
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
         claims = asyncio.ensure_future(self._check_claims(state))     # its listings alongside the GETs
         with _metered(self.meter, reads, "objects refreshed"):    # counted from the first answer
-            manifest, live = await self._refreshed(loading, addresses, [*reads, claims])
+            manifest, live = await self._refreshed(loading, state, [*reads, claims])
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         return manifest, live
 
     async def _refreshed(
-        self, loading: Awaitable[Manifest], addresses: list[str], reads: list[asyncio.Future]
+        self, loading: Awaitable[Manifest], state: State, reads: list[asyncio.Future]
     ) -> tuple[Manifest, Live]:
         """refresh_while once its reads are out (one GET per address, then the check of the
-        markers): the manifest, then the sources it names."""
+        markers): the manifest, then the sources it names, and what uses each object the
+        manifests no longer have whose kind guards its delete (a connection's datasets)."""
+        addresses = sorted(state.resources)
         try:
             manifest = await loading
         except BaseException:
@@ -134,15 +136,21 @@ class Engine:
             await self._check_key(manifest)
         source_reads = [asyncio.ensure_future(self.qrvey.read(AppRef(s.userId, s.appId), s.datasetId))
                         for s in externals.values()]
+        guarded = [a for a in addresses
+                   if a not in manifest.resources and KINDS[state.resources[a].kind].guards_delete]
+        user_reads = [asyncio.ensure_future(_users(self.qrvey, state.resources[a])) for a in guarded]
         try:
-            results = await asyncio.gather(*reads, *source_reads)
+            results = await asyncio.gather(*reads, *source_reads, *user_reads)
         except BaseException:
-            await _cancelled([*reads, *source_reads])   # none left running once the client closes
+            await _cancelled([*reads, *source_reads, *user_reads])   # none left running once the client closes
             raise
-        pinned, sources = results[: len(addresses)], results[len(addresses) + 1:]
+        pinned = results[: len(addresses)]
+        sources = results[len(addresses) + 1: len(addresses) + 1 + len(source_reads)]
+        users = results[len(addresses) + 1 + len(source_reads):]
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
         fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
-        return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints)
+        return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints,
+                              users=dict(zip(guarded, users)))
 
     async def _check_key(self, manifest: Manifest) -> None:
         """With nothing to read (an empty state), one GET in the first app the manifests name, of
@@ -156,8 +164,10 @@ class Engine:
         """List each app holding a server-minted id (views): an object there with the marker of
         an address the state records with another id (a create that landed past its landing
         window) is reported, never silently left untracked."""
-        apps = sorted({(r.userId, r.appId) for r in state.resources.values() if not KINDS[r.kind].client_minted_id})
-        listings = await asyncio.gather(*(self.qrvey.list_app(AppRef(user, app)) for user, app in apps))
+        apps = sorted({(r.kind, r.userId, r.appId) for r in state.resources.values()
+                       if not KINDS[r.kind].client_minted_id})
+        listings = await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
+                                          for kind, user, app in apps))
         problems = [line for items in listings for line in claimed_twice(items, state)]
         if problems:
             raise UndecidedError(
@@ -314,6 +324,10 @@ def _app(resource: ResourceState) -> AppRef:
     return AppRef(resource.userId, resource.appId)
 
 
+async def _users(qrvey: QrveyPort, resource: ResourceState) -> list[dict]:
+    return await KINDS[resource.kind].users(qrvey, _app(resource), resource.datasetId)
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -387,6 +401,21 @@ class _StepCalls:
 
     async def delete(self, app: AppRef, dataset_id: str) -> bool:
         return await self._write(self._qrvey.delete(app, dataset_id))
+
+    async def create_connection(self, app: AppRef, body: dict) -> dict:
+        return await self._write(self._qrvey.create_connection(app, body))
+
+    async def read_connection(self, app: AppRef, connection_id: str) -> dict | None:
+        return await self._qrvey.read_connection(app, connection_id)
+
+    async def update_connection(self, app: AppRef, connection_id: str, body: dict) -> dict:
+        return await self._write(self._qrvey.update_connection(app, connection_id, body))
+
+    async def delete_connection(self, app: AppRef, connection_id: str) -> bool:
+        return await self._write(self._qrvey.delete_connection(app, connection_id))
+
+    async def list_connections(self, app: AppRef) -> list[dict]:
+        return await self._qrvey.list_connections(app)
 
 
 class _ApplyRun:
@@ -480,6 +509,7 @@ class _ApplyRun:
             self.in_flight.add(step.key)
             api = _StepCalls(self.engine.qrvey)
             try:
+                action = self._resolved(action)
                 detail = await self._run(step, action, api)
             except StateError as exc:
                 # its journal entry (or its record) could not be written, so its call was not
@@ -500,6 +530,18 @@ class _ApplyRun:
             self.done.append(step.key)
             elapsed = time.monotonic() - started
             self.engine.progress(f"{action.address}: {past} after {elapsed:.1f}s{detail}")
+
+    def _resolved(self, action: ActionBase) -> ActionBase:
+        """``action`` with the references of its document (``(known after apply: connection.x)``)
+        resolved from the state as it is now: what it needs was created in an earlier level."""
+        if action.desired is None:
+            return action
+        desired = resolve_references(action.desired, {a: r.datasetId for a, r in self.state.resources.items()})
+        missing = unresolved_references(desired)
+        if missing:
+            raise ApplyError(f"{', '.join(sorted(missing))} has no id in the state yet: nothing was sent for "
+                             f"{action.address}; plan again")
+        return action.model_copy(update={"desired": desired})
 
     async def _unsent(self, step: Step, entry: JournalEntry | None) -> None:
         """A step that failed before any of its writes reached Qrvey: its journal entry holds

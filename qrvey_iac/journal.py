@@ -45,7 +45,7 @@ from typing import Any
 from qrvey_iac.core.errors import QrveyIacError, UndecidedError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, resolve_references
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.state import JournalEntry, ResourceState, State
 from qrvey_iac.ports import QrveyPort
@@ -133,7 +133,7 @@ class Settler:
             return self._not_landed(state, entry, kind.client_minted_id)
         recorded = state.resources.get(entry.address)
         if recorded is not None and recorded.datasetId != found["datasetId"]:
-            if await self.qrvey.read(_app(recorded), recorded.datasetId) is not None:
+            if await kind.read(self.qrvey, _app(recorded), recorded.datasetId) is not None:
                 raise UndecidedError(f"both {recorded.datasetId} (in the state) and {found['datasetId']} (from an "
                                 f"interrupted create) exist in app {entry.appId}; delete the one you do not "
                                 f"want in Qrvey, then run again")
@@ -167,12 +167,12 @@ class Settler:
         current = _tracked(state, entry)
         if current is None:
             return unchanged
-        live = await self.qrvey.read(_app(current), current.datasetId)
+        kind = KINDS[current.kind]
+        live = await kind.read(self.qrvey, _app(current), current.datasetId)
         resource = self.manifest.resources.get(entry.address) if self.manifest else None
         if live is None or resource is None:
             return unchanged        # gone (the plan recreates it) or no longer managed
-        kind = KINDS[current.kind]
-        desired = resource.desired
+        desired = resolve_references(resource.desired, {a: r.datasetId for a, r in state.resources.items()})
         sent = entry.detail.applied_hash
         sealer = self.manifest.sealer
         if (kind.applied_hash(desired, sealer) != sent
@@ -190,7 +190,7 @@ class Settler:
         current = _tracked(state, entry)
         if current is None:
             return unchanged
-        live = await self.qrvey.read(_app(current), current.datasetId)
+        live = await KINDS[current.kind].read(self.qrvey, _app(current), current.datasetId)
         if live is None:
             return unchanged
         return _updating(entry, {"shared": bool(live.get("isPublic"))})
@@ -199,7 +199,7 @@ class Settler:
         current = _tracked(state, entry)
         if current is None:
             return unchanged
-        if await self.qrvey.read(_app(current), current.datasetId) is not None:
+        if await KINDS[current.kind].read(self.qrvey, _app(current), current.datasetId) is not None:
             return unchanged        # not deleted: still managed, the plan deletes it again
         self.progress(f"{entry.address}: an interrupted delete had landed; removed it from the state")
         return lambda settled: settled.without_resource(entry.address)

@@ -1,9 +1,15 @@
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The example connection's password (manifests/connections.yaml reads ${env:WAREHOUSE_PASSWORD}),
+# as the README's quick start exports it; set for every test (and the CLIs they start) that
+# reads the example manifests.
+DEMO_PASSWORD = "quickstart-demo-password"
+os.environ.setdefault("WAREHOUSE_PASSWORD", DEMO_PASSWORD)
 
 
 @pytest.fixture

@@ -44,6 +44,7 @@ from qrvey_iac.adapters.manifest_moves import checked_instructions, declared_add
 DOCUMENT = TypeAdapter(document_union())
 INSTRUCTIONS = (MovedDocument, RemovedDocument)
 REFERENCE = re.compile(r"\$\{(?:var\.([A-Za-z0-9_-]+)|env:([A-Za-z_][A-Za-z0-9_]*))\}")
+ENV_ONLY = re.compile(r"\$\{env:[A-Za-z_][A-Za-z0-9_]*\}")
 SUFFIXES = (".yaml", ".yml")
 T = TypeVar("T")
 
@@ -274,7 +275,7 @@ def _validate_document(
     if not isinstance(document.data, dict):
         problems.append(Problem(document.file, document.line, "", "expected a mapping (a manifest document)"))
         return None
-    unresolved: set[tuple] = set()
+    unresolved = _literal_secrets(document, problems)
     data = _interpolate(document.data, (), document, variables, environ, secrets, problems, unresolved)
     try:
         parsed = DOCUMENT.validate_python(data)
@@ -282,6 +283,26 @@ def _validate_document(
         problems.extend(problems_from(exc, document, reported=unresolved))
         return _failed(data, unresolved)
     return _failed(data, unresolved) if unresolved else parsed
+
+
+def _literal_secrets(document: YamlDocument, problems: list[Problem]) -> set[tuple]:
+    """The paths a kind takes only as ``${env:NAME}`` (a password) that hold anything else, each
+    a problem naming the path and never the value (it may be a password written in git)."""
+    kind = document.data.get("kind")
+    if not isinstance(kind, str) or kind not in KINDS.names:
+        return set()
+    refused: set[tuple] = set()
+    for path in KINDS[kind].env_only:
+        value: Any = document.data
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or (isinstance(value, str) and ENV_ONLY.fullmatch(value)):
+            continue
+        problems.append(Problem(document.file, document.line_of(path), format_path(path),
+                                "only an environment variable is accepted here, as ${env:NAME}: a value written "
+                                "in a manifest (or a ${var.X}) would be kept in git"))
+        refused.add(path)
+    return refused
 
 
 def _failed(data: dict[str, Any], unresolved: set[tuple]) -> Failed | None:
@@ -418,9 +439,14 @@ def _resolve(
 def _check_references(nodes: dict[str, Resource | Salvaged], where, problems: list[Problem]) -> None:
     for address, node in nodes.items():
         document = where[address]
+        in_spec = 0          # the references made in the spec come first in depends_on
         for index, needed in enumerate(node.depends_on):
             is_source = needed == node.source_address
-            field = ("spec", "source") if is_source else ("metadata", "dependsOn", index - bool(node.source_address))
+            field = node.definition.reference_path(node.spec, needed)
+            if field is None:
+                field = ("metadata", "dependsOn", index - in_spec)
+            else:
+                in_spec += 1
             if needed not in nodes:
                 problems.append(Problem(document.file, document.line_of(field), format_path(field),
                                         f"unknown reference {needed}{did_you_mean_address(needed, nodes)}"))

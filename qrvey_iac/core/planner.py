@@ -10,7 +10,8 @@ from qrvey_iac.core.diff import FieldChange, diff_documents
 from qrvey_iac.core.errors import ManifestError, PlanError, Problem, ProtectedResourceError, did_you_mean_address
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
-from qrvey_iac.core.kinds import Kind
+from qrvey_iac.core.kinds import KINDS, Kind
+from qrvey_iac.core.kinds.base import WRITE_ONLY, resolve_references
 from qrvey_iac.core.manifest import Manifest, Moved, Removed, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
@@ -20,8 +21,6 @@ from qrvey_iac.core.plan import (
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
-
-WRITE_ONLY = "(write-only: not returned by Qrvey)"
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,9 @@ class Live:
     # fingerprint() of objects, by address, when the reader already took it (each as its
     # answer arrived, while others were still in flight); the rest are taken when needed
     fingerprints: Mapping[str, str] = field(default_factory=dict)
+    # what Qrvey told of the objects using each state resource the manifests no longer have,
+    # of a kind that guards its delete (a connection: the datasets of its app built on it)
+    users: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def build_plan(
@@ -67,6 +69,7 @@ def build_plan(
         actions=tuple(actions),
     )
     plan = select(plan, targets, excludes)
+    plan = _guard_deletes(plan, manifest, state, live, recreated)
     _refuse_protected(plan.actions)
     return plan.model_copy(update={"actions": _in_execution_order(plan)})
 
@@ -158,7 +161,7 @@ def _plan_resource(
     if blocked is not None:
         return [blocked]
     obj = live.objects.get(resource.address) if current else None
-    base = _base(resource)
+    base = _base(resource, known_ids(state, recreated))
     if current is None or obj is None:
         recreated.add(resource.address)
         reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
@@ -172,7 +175,13 @@ def _plan_resource(
     return [_update_or_noop(resource, current, obj, base, sealer), *_share_change(resource, current, obj, base)]
 
 
-def _base(resource: Resource) -> dict[str, Any]:
+def known_ids(state: State, recreated: set[str] = frozenset()) -> dict[str, str]:
+    """The ids references resolve to: every recorded object this plan does not create anew."""
+    return {a: r.datasetId for a, r in state.resources.items() if a not in recreated}
+
+
+def _base(resource: Resource, ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The fields every action of ``resource`` has; its references resolved with ``ids``."""
     source = None
     if resource.source_address:
         source = {"address": resource.source_address}
@@ -182,7 +191,7 @@ def _base(resource: Resource) -> dict[str, Any]:
         "address": resource.address,
         "kind": resource.kind,
         "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
-        "desired": resource.desired,
+        "desired": resolve_references(resource.desired, ids or {}),
         "source": source,
         "depends_on": resource.depends_on,
         "protect": resource.protect,
@@ -267,6 +276,55 @@ def _delete_action(address: str, current: ResourceState, live: Live) -> ActionBa
         dataset_id=current.datasetId,
         depends_on=(source_address,) if source_address else (),
         protect=current.protect,
+    )
+
+
+def _guard_deletes(plan: Plan, manifest: Manifest, state: State, live: Live, recreated: set[str]) -> Plan:
+    """Each delete of a kind that guards its delete (a connection) turned into a refusal while
+    something would still use it once the plan (as selected) is applied."""
+    deleted = {a.address for a in plan.actions if a.op == "delete"}
+    actions = []
+    for action in plan.actions:
+        current = state.resources.get(action.address)
+        in_use = (_in_use(action.address, manifest, state, live, recreated, deleted)
+                  if action.op == "delete" and current is not None and KINDS[current.kind].guards_delete else [])
+        actions.append(_blocked_delete(action.address, current, in_use) if in_use else action)
+    return plan.model_copy(update={"actions": tuple(actions)})
+
+
+def _in_use(
+    address: str, manifest: Manifest, state: State, live: Live, recreated: set[str], deleted: set[str]
+) -> list[str]:
+    """What still uses the object at ``address`` once the plan is applied: the managed
+    resources it does not delete whose live object (or, in the manifests, desired document)
+    uses its id, and what Qrvey told of others (``live.users``). Each as the refusal shows it."""
+    object_id = state.resources[address].datasetId
+    ids = known_ids(state, recreated)
+    found: list[str] = []
+    for other in sorted((set(state.resources) | set(manifest.resources)) - deleted - {address}):
+        recorded, resource = state.resources.get(other), manifest.resources.get(other)
+        kind = KINDS[recorded.kind if recorded else resource.kind]
+        used = kind.uses(live.objects.get(other)) if recorded else set()
+        if resource is not None:
+            used |= kind.uses(resolve_references(resource.desired, ids))
+        if object_id in used:
+            found.append(other)
+    managed = {r.datasetId for r in state.resources.values()}
+    for user in live.users.get(address, ()):
+        if user.get("datasetId") not in managed:
+            found.append(f"{user.get('name')!r} (id {user.get('datasetId')}, not managed by qrvey-iac)")
+    return found
+
+
+def _blocked_delete(address: str, current: ResourceState, in_use: list[str]) -> ActionBase:
+    reason = (f"its delete is refused: {len(in_use)} dataset(s) in Qrvey still use it: {', '.join(in_use)} "
+              "(deleted, it would leave them unable to reload their data); point them at another connection "
+              f"or delete them first (--exclude {address} applies the rest of the plan, and a later plan "
+              "deletes it), or keep it in the manifests")
+    return Blocked(
+        address=address, kind=current.kind, reason=reason,
+        app=AppTarget(alias="", userId=current.userId, appId=current.appId),
+        dataset_id=current.datasetId, protect=current.protect,
     )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from qrvey_iac.core.diff import FieldChange
+from qrvey_iac.core.kinds.base import WRITE_ONLY
 from qrvey_iac.core.plan import ActionBase, Plan
 from qrvey_iac.core.sealing import Sealer
 
@@ -59,8 +60,8 @@ def _mask_action(action: ActionBase, secrets: frozenset[str]) -> ActionBase:
 def _mask_change(change: FieldChange, secrets: frozenset[str]) -> FieldChange:
     after = mask_value(change.after, secrets)
     before = mask_value(change.before, secrets)
-    if after != change.after and change.before is not None:
-        before = MASK            # the field holds a secret: its old value is one too
+    if after != change.after and change.before not in (None, WRITE_ONLY):
+        before = MASK            # the field holds a secret: its old value is one too (unless never read)
     return change.model_copy(update={"before": before, "after": after})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -46,14 +47,28 @@ OPERATIONS = [
 
 @pytest.mark.parametrize(("name", "args", "kwargs", "method", "path", "body"), OPERATIONS)
 async def test_each_operation_sends_its_method_path_and_body(make_client, name, args, kwargs, method, path, body):
-    script = Script(ok({"datasetId": "ds1", "echo": name}))
+    answer = {"datasetId": "ds1", "connectorid": "c1", "echo": name}   # each names the id it is about
+    script = Script(ok(answer))
     async with make_client(script) as client:
         result = await getattr(client, name)(APP, *args, **kwargs)
-    assert result == {"datasetId": "ds1", "echo": name}
+    assert result == answer
     [request] = script.requests
     assert request.method == method
     assert request.url.raw_path.decode() == PREFIX + path
     assert script.bodies() == [body]
+
+
+@pytest.mark.parametrize(("call", "answer", "complaint"), [
+    (("create_connection", {"name": "db", "connectorType": "MYSQL_LIVE"}), {"name": "db"},
+     "the answer names no connectorid (it has None)"),
+    (("get_connection", "c1"), {"connectorid": "c2"}, "the answer names connectorid 'c2', not 'c1'"),
+])
+async def test_a_connection_answer_must_name_its_connection(make_client, call, answer, complaint):
+    """Qrvey mints a connection's id: a create's answer without one, or a read's naming another,
+    is refused rather than recorded (the engine would record whatever id it was handed)."""
+    async with make_client(Script(ok(answer))) as client:
+        with pytest.raises(UnusableAnswerError, match=re.escape(complaint)):
+            await getattr(client, call[0])(APP, *call[1:])
 
 
 async def test_every_request_carries_the_key_and_json_headers(make_client):

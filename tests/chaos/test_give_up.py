@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import pytest
+from chaos_harness import copy_examples_without_connection
 from click.testing import CliRunner
 
 from qrvey_iac.adapters.state.local import LocalStateStore
@@ -22,7 +22,7 @@ KEY = "give-up-key"
 @pytest.fixture
 def remote(tmp_path, monkeypatch):
     """The example project against the emulator over real HTTP; yields the running server."""
-    shutil.copytree(REPO / "manifests", tmp_path / "manifests")
+    copy_examples_without_connection(tmp_path / "manifests")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("QI_GIVE_UP_KEY", KEY)
     with running_server(EmulatorConfig(api_key=KEY)) as server:

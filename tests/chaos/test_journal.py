@@ -7,6 +7,8 @@ write landed or not), settles it, and checks what was adopted, forgotten or refu
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import tempfile
 import uuid
 from pathlib import Path
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
+from chaos_harness import copy_examples_without_connection
 
 from qrvey_iac.adapters.config import load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest
@@ -33,7 +36,10 @@ from qrvey_iac.flows import _settled
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = load_environment(REPO / "qrvey-iac.yaml", "local")
-MANIFEST = load_manifest(REPO / "manifests", ENV.apps, ENV.variables, {})
+EXAMPLES = Path(tempfile.mkdtemp(prefix="qrvey-iac-journal-examples-"))
+copy_examples_without_connection(EXAMPLES)
+MANIFEST = load_manifest(EXAMPLES, ENV.apps, ENV.variables, {})
+shutil.rmtree(EXAMPLES)
 SALES = ENV.apps["sales"]
 
 pytestmark = pytest.mark.anyio

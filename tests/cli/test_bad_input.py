@@ -114,7 +114,7 @@ def test_every_problem_of_every_file_is_reported_at_once(project):
     project.manifest("second.yaml").write_text("kind: Widget\n")
     lines = errors_of(project)
     assert lines == [
-        "Error: manifests/second.yaml:1: kind: unknown kind 'Widget' (expected 'Dataset', 'DatasetView', 'Moved', 'Removed')",
+        "Error: manifests/second.yaml:1: kind: unknown kind 'Widget' (expected 'Connection', 'Dataset', 'DatasetView', 'Moved', 'Removed')",
         "Error: manifests/test.yaml:10: spec.datasources[0]: give exactly one of tableName or query",
         "2 problems found; nothing was changed.",
     ]

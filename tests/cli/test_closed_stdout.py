@@ -53,4 +53,4 @@ def test_state_list_piped_into_head_ends_quietly(project):
     command.stdout.close()              # as head does after its line
     stderr = command.stderr.read().decode()
     assert command.wait(timeout=60) == 1
-    assert first.startswith(b"dataset.") and stderr == ""
+    assert first.startswith(b"connection.warehouse\t") and stderr == ""

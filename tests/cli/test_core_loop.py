@@ -5,6 +5,7 @@ import re
 import pytest
 
 EXAMPLE_ADDRESSES = {
+    "connection.warehouse",
     "dataset.orders", "dataset.customers", "dataset.products", "dataset.monthly-revenue",
     "dataset.emea-targets", "dataset.apac-campaigns",
     "view.orders-emea", "view.customers-emea", "view.orders-apac", "view.customers-apac",
@@ -17,7 +18,7 @@ def applied(project):
     return result
 
 
-@pytest.mark.parametrize("keep", [["sales.yaml"], ["sales.yaml", "regions.yaml"]])
+@pytest.mark.parametrize("keep", [["connections.yaml", "sales.yaml"], ["connections.yaml", "sales.yaml", "regions.yaml"]])
 def test_every_example_converges(project, keep):
     for path in project.root.joinpath("manifests").iterdir():
         if path.name not in keep:
@@ -31,7 +32,7 @@ def test_every_example_converges(project, keep):
 
 def test_apply_creates_every_example_object(project):
     result = applied(project)
-    assert "Plan: 10 to create, 0 to update, 0 to replace, 0 to delete, 2 to share." in result.stdout
+    assert "Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 2 to share." in result.stdout
     state = project.state()
     assert set(state["resources"]) == EXAMPLE_ADDRESSES
     world = project.world()["datasets"]
@@ -127,11 +128,13 @@ def test_destroy_removes_everything_views_first(project):
     result = project.run("destroy", "--auto-approve")
     assert result.exit_code == 0, result.output
     finished = re.findall(r"\] (\S+): destroyed", result.stderr)
-    assert len(finished) == 10
+    assert len(finished) == 11
     last_view = max(i for i, a in enumerate(finished) if a.startswith("view."))
     first_dataset = min(i for i, a in enumerate(finished) if a.startswith("dataset."))
+    last_dataset = max(i for i, a in enumerate(finished) if a.startswith("dataset."))
     assert last_view < first_dataset
-    assert project.world()["datasets"] == {}
+    assert finished[-1] == "connection.warehouse" and last_dataset < len(finished) - 1   # after its datasets
+    assert project.world()["datasets"] == {} and project.world()["connections"] == {}
     assert project.state()["resources"] == {}
 
 
@@ -142,7 +145,7 @@ def test_apply_asks_and_a_no_changes_nothing(project):
     assert not project.state_path.exists() or project.state()["resources"] == {}
     result = project.run("apply", input="yes\n")
     assert result.exit_code == 0, result.output
-    assert len(project.state()["resources"]) == 10
+    assert len(project.state()["resources"]) == 11
 
 
 def test_second_writer_fails_at_once_naming_the_lock_holder(project):

@@ -32,15 +32,20 @@ def test_destroy_target_is_not_refused_for_an_unrelated_protected_dataset(projec
     assert "protected" not in result.output
     resources = project.state()["resources"]
     assert "dataset.emea-targets" not in resources
-    assert "dataset.products" in resources and len(resources) == 9
+    assert "dataset.products" in resources and len(resources) == 10
 
 
 def test_a_protected_dataset_excluded_does_not_block_the_rest(project):
     protect_products(project)
     applied(project)
-    result = project.run("destroy", "--exclude", "dataset.products", "--auto-approve")
+    refused = project.run("destroy", "--exclude", "dataset.products", "--auto-approve")
+    assert refused.exit_code == 1               # its connection cannot go while it stays
+    assert "connection.warehouse cannot be planned (its delete is refused: 1 dataset(s) in Qrvey still use it: " \
+           "dataset.products" in refused.stdout
+    result = project.run("destroy", "--exclude", "dataset.products", "--exclude", "connection.warehouse",
+                         "--auto-approve")
     assert result.exit_code == 0, result.output
-    assert set(project.state()["resources"]) == {"dataset.products"}
+    assert set(project.state()["resources"]) == {"dataset.products", "connection.warehouse"}
 
 
 def test_a_targeted_protected_dataset_still_refuses(project):
@@ -50,7 +55,7 @@ def test_a_targeted_protected_dataset_still_refuses(project):
         result = project.run("destroy", *args, "--auto-approve")
         assert result.exit_code == 1
         assert "the plan would destroy protected resources: dataset.products (delete" in result.stderr
-    assert len(project.state()["resources"]) == 10
+    assert len(project.state()["resources"]) == 11
 
 
 def test_plan_target_skips_a_protected_delete_elsewhere(project):

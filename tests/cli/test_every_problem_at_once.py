@@ -198,7 +198,7 @@ def test_unknown_fields_and_kinds_get_a_suggestion_when_one_is_close(project):
     assert lines == [
         "metadata.dependOn: unknown field (did you mean 'dependsOn'?)",
         "spec.shard: unknown field (did you mean 'shared'?)",
-        "kind: unknown kind 'DataSetView' (expected 'Dataset', 'DatasetView', 'Moved', 'Removed') (did you mean 'DatasetView'?)",
+        "kind: unknown kind 'DataSetView' (expected 'Connection', 'Dataset', 'DatasetView', 'Moved', 'Removed') (did you mean 'DatasetView'?)",
     ]
 
 

@@ -24,14 +24,14 @@ def test_destroy_ends_with_destroy_complete(project):
     applied(project)
     result = project.run("destroy", "--auto-approve")
     assert result.exit_code == 0, result.output
-    assert result.stdout.rstrip().endswith("Destroy complete! Resources: 10 destroyed.")
+    assert result.stdout.rstrip().endswith("Destroy complete! Resources: 11 destroyed.")
     assert "Apply complete!" not in result.output
 
 
 def test_apply_still_ends_with_apply_complete(project):
     result = project.run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
-    assert "Apply complete! Resources: 10 created, 0 updated, 0 replaced, 0 destroyed, 2 shared." in result.stdout
+    assert "Apply complete! Resources: 11 created, 0 updated, 0 replaced, 0 destroyed, 2 shared." in result.stdout
     assert "Destroy complete!" not in result.output
 
 

@@ -42,7 +42,7 @@ def test_workflow_commands_work_against_the_emulator(project):
 
     applied = project.run(*apply_job[0])
     assert applied.exit_code == 0, applied.output
-    assert len(project.state()["resources"]) == 10
+    assert len(project.state()["resources"]) == 11
 
     drift = project.run(*drift_job[0])
     assert drift.exit_code == 0, drift.output

@@ -37,7 +37,8 @@ def remote(project, monkeypatch):
 
 
 def created_ids(server) -> set[str]:
-    return set(server.emulator.world.datasets)
+    """The ids of every dataset and connection in the emulator (the state records both)."""
+    return set(server.emulator.world.datasets) | set(server.emulator.world.connections)
 
 
 def test_a_create_answered_with_another_id_is_refused_then_settled(project, remote):

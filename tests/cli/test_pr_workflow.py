@@ -105,14 +105,15 @@ def test_refresh_only_shows_drift_but_not_manifest_changes(project):
 def test_target_pulls_in_dependencies_and_exclude_leaves_out_dependents(project):
     result = project.run("plan", "--target", "view.orders-emea")
     assert result.exit_code == 0, result.output
-    assert "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 to share." in result.stdout
+    assert "Plan: 3 to create, 0 to update, 0 to replace, 0 to delete, 1 to share." in result.stdout
     assert "dataset.orders pulled in: needed by a target" in result.stdout
+    assert "connection.warehouse pulled in: needed by a target" in result.stdout    # dataset.orders' connection
     result = project.run("plan", "--exclude", "dataset.orders")
-    assert "Plan: 7 to create" in result.stdout
+    assert "Plan: 8 to create" in result.stdout
     assert "view.orders-emea left out: it depends on excluded dataset.orders" in result.stdout
     assert "view.orders-apac left out: it depends on excluded dataset.orders" in result.stdout
     applied(project, "--target", "view.orders-emea")
-    assert set(project.state()["resources"]) == {"dataset.orders", "view.orders-emea"}
+    assert set(project.state()["resources"]) == {"connection.warehouse", "dataset.orders", "view.orders-emea"}
     unknown = project.run("plan", "--target", "dataset.nope")
     assert unknown.exit_code == 1 and "unknown address dataset.nope" in unknown.stderr
 
@@ -161,10 +162,11 @@ def test_schema_validates_examples_and_rejects_an_invalid_one(project):
     validator = jsonschema.Draft202012Validator(schema)
     documents = [d for p in sorted((project.root / "manifests").glob("*.yaml"))
                  for d in yaml.safe_load_all(p.read_text()) if d]
-    assert len(documents) == 10
+    assert len(documents) == 11
     for document in documents:
         validator.validate(document)
-    bad = dict(documents[0], spec={**documents[0]["spec"], "columns": [{"columnName": "x", "columnTyp": "NUMBER"}]})
+    dataset = next(d for d in documents if d["kind"] == "Dataset")
+    bad = dict(dataset, spec={**dataset["spec"], "columns": [{"columnName": "x", "columnTyp": "NUMBER"}]})
     assert list(validator.iter_errors(bad))
 
 
@@ -190,7 +192,7 @@ def test_rate_limit_option(project):
 def test_state_commands(project):
     applied(project)
     listed = project.run("state", "list")
-    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 10
+    assert listed.exit_code == 0 and len(listed.stdout.splitlines()) == 11
     shown = json.loads(project.run("state", "show", "dataset.orders").stdout)
     assert shown["shared"] is True and shown["appId"] == "a-sales"
     moved = project.run("state", "mv", "dataset.products", "dataset.catalogue")
@@ -390,4 +392,4 @@ def test_a_saved_plan_made_with_target_is_planned_again_with_the_same_selection(
     assert (saved["targets"], saved["excludes"]) == (["view.orders-emea"], [])
     result = project.run("apply", "p.json")
     assert result.exit_code == 0, result.output
-    assert set(project.state()["resources"]) == {"dataset.orders", "view.orders-emea"}
+    assert set(project.state()["resources"]) == {"connection.warehouse", "dataset.orders", "view.orders-emea"}

@@ -123,7 +123,8 @@ def test_two_checkouts_sharing_a_symlinked_state_share_it_and_duplicate_nothing(
         assert sorted(p.name for p in (folder / "state").iterdir()) == ["local.json"]
     assert sorted(p.name for p in shared.iterdir()) == ["local.emulator.json", "local.json"]
     world = json.loads((shared / "local.emulator.json").read_text())
-    assert len(world["datasets"]) == len(json.loads((shared / "local.json").read_text())["resources"])
+    made = len(world["datasets"]) + len(world["connections"])
+    assert made == len(json.loads((shared / "local.json").read_text())["resources"])
 
 
 def test_a_state_symlink_that_leads_nowhere_is_refused_and_nothing_is_created(project):

@@ -107,7 +107,7 @@ def test_every_unreadable_entry_is_reported_at_once_with_the_other_problems(proj
     make_fifo(project.manifest("two.yaml"))
     project.manifest("bad.yaml").write_text("kind: Widget\n")
     assert refused(project) == [
-        "Error: manifests/bad.yaml:1: kind: unknown kind 'Widget' (expected 'Dataset', 'DatasetView', 'Moved', 'Removed')",
+        "Error: manifests/bad.yaml:1: kind: unknown kind 'Widget' (expected 'Connection', 'Dataset', 'DatasetView', 'Moved', 'Removed')",
         "Error: manifests/one.yaml: cannot read: a dangling symlink (its target nowhere.yaml does not exist)",
         "Error: manifests/two.yaml: cannot read: a FIFO (named pipe), not a regular file",
         "3 problems found; nothing was changed.",
@@ -127,7 +127,7 @@ def test_entries_that_are_not_manifests_are_left_alone(project, case):
     NOT_MANIFESTS[case](project.root / "manifests")
     result = project.run("validate")
     assert result.exit_code == 0, result.output
-    assert "10 resources are valid" in result.output
+    assert "11 resources are valid" in result.output
 
 
 def test_a_symlinked_folder_is_read_like_any_other(project):
@@ -137,7 +137,7 @@ def test_a_symlinked_folder_is_read_like_any_other(project):
     project.manifest("regions").symlink_to("../shared-manifests")
     result = project.run("validate")
     assert result.exit_code == 0, result.output
-    assert "10 resources are valid" in result.output
+    assert "11 resources are valid" in result.output
 
 
 def test_a_manifests_folder_behind_a_dangling_link_is_named(project):

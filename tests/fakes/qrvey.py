@@ -22,6 +22,7 @@ from qrvey_iac.core.keys import AppRef
 class FakeQrvey:
     def __init__(self) -> None:
         self.objects: dict[str, dict[str, Any]] = {}
+        self.connections: dict[str, dict[str, Any]] = {}   # by connectorid, passwords included
         self.calls: list[tuple[str, str]] = []          # (operation, datasetId or app id)
         self._ids = itertools.count(1)
         self._lose: dict[str, int] = {}                # operation -> answers still to lose (write lands)
@@ -45,7 +46,8 @@ class FakeQrvey:
         self._refuse[operation] = self._refuse.get(operation, 0) + times
 
     def writes(self) -> list[tuple[str, str]]:
-        return [call for call in self.calls if call[0] not in ("read", "list_app")]
+        reads = ("read", "list_app", "read_connection", "list_connections")
+        return [call for call in self.calls if call[0] not in reads]
 
     # -- the port -------------------------------------------------------------------------
 
@@ -128,6 +130,45 @@ class FakeQrvey:
         self.calls.append(("list_app", app.app_id))
         return [copy.deepcopy(o) for o in self.objects.values() if (o["userId"], o["appId"]) == (app.user_id, app.app_id)]
 
+    # connections: Qrvey's lower-case keys; the password is kept (Qrvey's side) and never answered
+    async def create_connection(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
+        self._before_write("create_connection", app.app_id)
+        connection_id = f"00000000-0000-4000-8000-{next(self._ids):012d}"
+        record = {**copy.deepcopy(body), "connectorid": connection_id, "userid": app.user_id, "appid": app.app_id}
+        self.connections[connection_id] = record
+        return self._answer("create_connection", _public(record))
+
+    async def read_connection(self, app: AppRef, connection_id: str) -> dict[str, Any] | None:
+        self.calls.append(("read_connection", connection_id))
+        found = self.connections.get(connection_id)
+        if found is None or (found["userid"], found["appid"]) != (app.user_id, app.app_id):
+            return None
+        return _public(found)
+
+    async def update_connection(self, app: AppRef, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._before_write("update_connection", connection_id)
+        current = self.connections.get(connection_id)
+        if current is None or (current["userid"], current["appid"]) != (app.user_id, app.app_id):
+            raise NotFoundError(404, f"connection {connection_id} not found", "PUT", f"connections/{connection_id}")
+        kept = {k: current[k] for k in ("connectorid", "userid", "appid")}
+        current.clear()
+        current.update({**copy.deepcopy(body), **kept})
+        return self._answer("update_connection", _public(current))
+
+    async def delete_connection(self, app: AppRef, connection_id: str) -> bool:
+        self._before_write("delete_connection", connection_id)
+        current = self.connections.get(connection_id)
+        if current is None or (current["userid"], current["appid"]) != (app.user_id, app.app_id):
+            return False
+        del self.connections[connection_id]
+        self._answer("delete_connection", {})
+        return True
+
+    async def list_connections(self, app: AppRef) -> list[dict[str, Any]]:
+        self.calls.append(("list_connections", app.app_id))
+        mine = (app.user_id, app.app_id)
+        return [_public(c) for c in self.connections.values() if (c["userid"], c["appid"]) == mine]
+
     # -- internals --------------------------------------------------------------------------
 
     def _before_write(self, operation: str, what: str) -> None:
@@ -152,3 +193,8 @@ class FakeQrvey:
         if current is None or (current["userId"], current["appId"]) != (app.user_id, app.app_id):
             raise NotFoundError(404, f"dataset {dataset_id} not found", method, f"dataset/{dataset_id}")
         return current
+
+
+def _public(connection: dict[str, Any]) -> dict[str, Any]:
+    """A connection as Qrvey answers it: never its password."""
+    return {k: copy.deepcopy(v) for k, v in connection.items() if k != "password"}

@@ -180,19 +180,19 @@ class QrveyClient:
         return request, result
 
     async def _identified(self, route: str, app: AppRef, expected: str | None, body: Any = None,
-                          **ids: str) -> dict:
-        """The answer about one dataset. A create's must name one, the one its body chose
-        (``expected``) when it chose one; a read's, when it names one, the one asked for.
-        Never an id recorded blindly."""
+                          key: str = "datasetId", **ids: str) -> dict:
+        """The answer about one dataset (or connection: ``key`` ``connectorid``). A create's must
+        name one, the one its body chose (``expected``) when it chose one; a read's, when it
+        names one, the one asked for. Never an id recorded blindly."""
         request, result = await self._request_object(route, app, body, RAISE_ON_404, ids)
-        answered = result.get("datasetId")
+        answered = result.get(key)
         reading = request.method == "GET"
         if reading and answered is None:
             return result
         if not isinstance(answered, str) or not answered:
-            message = f"the answer names no datasetId (it has {answered!r})"
+            message = f"the answer names no {key} (it has {answered!r})"
         elif expected is not None and answered != expected:
-            message = (f"the answer names datasetId {answered!r}, not {expected!r}, the one "
+            message = (f"the answer names {key} {answered!r}, not {expected!r}, the one "
                        f"{'asked for' if reading else 'sent'}; nothing was recorded from it")
         else:
             return result
@@ -321,10 +321,12 @@ class QrveyClient:
         return await self._identified("view.create", target, None, body=body, connectionId=connection_id)
 
     async def create_connection(self, app: AppRef, body: dict) -> dict:
-        return await self._object("connection.create", app, body=body)
+        """Create Connection (C1); the answer must name the ``connectorid`` Qrvey minted."""
+        return await self._identified("connection.create", app, None, body=body, key="connectorid")
 
     async def get_connection(self, app: AppRef, connection_id: str) -> dict:
-        return await self._object("connection.get", app, connectionId=connection_id)
+        return await self._identified("connection.get", app, connection_id, key="connectorid",
+                                      connectionId=connection_id)
 
     async def list_connections(self, app: AppRef, *, page_size: int = 100) -> list[dict]:
         return await self._list_all("connection.list", app, None, page_size)

@@ -56,3 +56,25 @@ class QrveyGateway:
 
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
         return await self.client.list_datasets(app)
+
+    async def create_connection(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.client.create_connection(app, body)
+
+    async def read_connection(self, app: AppRef, connection_id: str) -> dict[str, Any] | None:
+        try:
+            return await self.client.get_connection(app, connection_id)
+        except NotFoundError:
+            return None
+
+    async def update_connection(self, app: AppRef, connection_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.client.update_connection(app, connection_id, body)
+
+    async def delete_connection(self, app: AppRef, connection_id: str) -> bool:
+        try:
+            await self.client.delete_connection(app, connection_id)
+        except NotFoundError:
+            return False
+        return True
+
+    async def list_connections(self, app: AppRef) -> list[dict[str, Any]]:
+        return await self.client.list_connections(app)

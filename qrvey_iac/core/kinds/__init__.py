@@ -12,6 +12,7 @@ from typing import Annotated, Any, Union
 from pydantic import Field
 
 from qrvey_iac.core.kinds.base import Kind
+from qrvey_iac.core.kinds.connection import CONNECTION
 from qrvey_iac.core.kinds.dataset import DATASET
 from qrvey_iac.core.kinds.view import VIEW
 
@@ -67,6 +68,7 @@ class Registry:
 
 
 KINDS = Registry()
+KINDS.register(CONNECTION)
 KINDS.register(DATASET)
 KINDS.register(VIEW)
 

@@ -10,6 +10,7 @@ ask the registry; they never ask "which kind is this?".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
@@ -31,6 +32,7 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 # prefix is reported as an unknown reference, with the known addresses suggested.
 ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+WRITE_ONLY = "(write-only: not returned by Qrvey)"   # the "before" of a write-only field in a plan
 
 
 class Frozen(BaseModel):
@@ -66,6 +68,12 @@ class QrveyApi(Protocol):
     async def delete(self, app: AppRef, dataset_id: str) -> bool: ...                  # False: 404
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
     async def get_app(self, app: AppRef) -> dict[str, Any] | None: ...                 # None: 404
+    # connections (qrvey-api.md C1-C5): Qrvey's own lower-case keys (connectorid, appid, userid)
+    async def create_connection(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def read_connection(self, app: AppRef, connection_id: str) -> dict[str, Any] | None: ...  # None: 404
+    async def update_connection(self, app: AppRef, connection_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+    async def delete_connection(self, app: AppRef, connection_id: str) -> bool: ...     # False: 404
+    async def list_connections(self, app: AppRef) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,10 @@ class Kind:
     client_minted_id: ClassVar[bool] = True    # the create sends the id; False: Qrvey mints it
     checked_spec_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()   # spec lines kept for later checks
     reference_fields: ClassVar[tuple[str, ...]] = ()   # spec fields source() and dependencies() read
+    # document paths whose value must be exactly ``${env:NAME}`` (a password): a literal is refused
+    env_only: ClassVar[tuple[tuple[str, ...], ...]] = ()
+    # a delete is refused in the plan while other objects use it (``users``, ``uses``)
+    guards_delete: ClassVar[bool] = False
 
     # -- addresses and dependencies ---------------------------------------------------------
 
@@ -132,6 +144,27 @@ class Kind:
         """Managed addresses the spec itself references (its source first)."""
         source = self.source(spec)
         return (source.address,) if source and source.address else ()
+
+    def reference_path(self, spec: Any, address: str) -> tuple | None:
+        """The document path (``("spec", "source")``) where ``spec`` references ``address``, or
+        None when it does not (a ``metadata.dependsOn`` entry). ``spec`` may be salvaged."""
+        source = self.source(spec) if getattr(spec, "source", None) is not None else None
+        return ("spec", "source") if source is not None and source.address == address else None
+
+    def uses(self, document: Mapping[str, Any] | None) -> set[str]:
+        """The ids of other Qrvey objects a document (live or desired) is built on (a dataset:
+        the connections of its datasources)."""
+        return set()
+
+    async def users(self, api: QrveyApi, app: AppRef, object_id: str) -> list[dict[str, Any]]:
+        """What Qrvey tells of the objects that use this one (``guards_delete`` kinds), each
+        with its ``datasetId`` and ``name``; [] when it cannot tell."""
+        return []
+
+    async def listing(self, api: QrveyApi, app: AppRef) -> list[dict[str, Any]]:
+        """Every object of this kind in ``app`` (a kind whose ids Qrvey mints is listed to find
+        a create that landed late), each with its id as ``datasetId``."""
+        return await api.list_app(app)
 
     def is_shared(self, spec: Any) -> bool:
         return self.shareable and bool(getattr(spec, "shared", False))
@@ -347,6 +380,41 @@ def claimed_twice(items: list[dict[str, Any]], state: State) -> list[str]:
         found.append(f"{address}: {item.get('datasetId')} in app {item.get('appId')} carries its marker "
                      f"{OWNER_ATTRIBUTE} but the state records {recorded.datasetId}")
     return found
+
+
+KNOWN_AFTER_APPLY = "(known after apply: {address})"
+_PENDING = re.compile(r"^\(known after apply: ([a-z]+\.[a-z0-9_-]+)\)$")
+
+
+def reference(address: str) -> str:
+    """What a managed document holds where the id of the object at ``address`` goes (a
+    dataset's ``connectionId`` given as ``connection: connection.warehouse``) until it is
+    resolved: by the planner from the state, by apply from the state as it is then."""
+    return KNOWN_AFTER_APPLY.format(address=address)
+
+
+def resolve_references(document: Any, ids: Mapping[str, str]) -> Any:
+    """``document`` with every reference whose address ``ids`` knows replaced by its id; the
+    others stay, shown as ``(known after apply: <address>)``."""
+    if isinstance(document, dict):
+        return {k: resolve_references(v, ids) for k, v in document.items()}
+    if isinstance(document, list):
+        return [resolve_references(v, ids) for v in document]
+    if isinstance(document, str):
+        match = _PENDING.match(document)
+        if match and match.group(1) in ids:
+            return ids[match.group(1)]
+    return document
+
+
+def unresolved_references(document: Any) -> set[str]:
+    """The addresses whose ids ``document`` still waits for."""
+    if isinstance(document, dict):
+        return {a for v in document.values() for a in unresolved_references(v)}
+    if isinstance(document, list):
+        return {a for v in document for a in unresolved_references(v)}
+    match = _PENDING.match(document) if isinstance(document, str) else None
+    return {match.group(1)} if match else set()
 
 
 def given(fields: dict[str, Any], skip: str) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
     FieldRules, Frozen, Kind, Metadata, NamedProjection, QrveyApi, app_changed, attributes_with_removals,
-    given, managed_attributes, overlay_attributes, owner_attributes, project_named, reject_duplicates,
+    given, managed_attributes, overlay_attributes, owner_attributes, project_named, reference, reject_duplicates,
 )
 
 DATASOURCE_KEYS = ("connectionId", "connectorType", "database", "tableName", "query")
@@ -19,11 +19,19 @@ CLIENT_FIELDS = ("name", "datasources", "columns", "dataSync", "customAttributes
 REBUILT_FIELDS = ("name", "columns", "customAttributes")  # update_body replaces these: copying them is waste
 
 
+CONNECTION_REFERENCE = r"^connection\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
+
+
 class DatasourceSpec(Frozen):
-    """One source of a dataset: a table or a query over a connection."""
+    """One source of a dataset: a table or a query over a connection, given as a managed
+    Connection (``connection: connection.warehouse``) or as the id of one (``connectionId``)."""
 
     name: str = Field(min_length=1)
-    connectionId: str = Field(min_length=1)
+    connection: str | None = Field(
+        default=None, pattern=CONNECTION_REFERENCE,
+        description="connection.<name> of a managed Connection (its id is sent as connectionId).",
+    )
+    connectionId: str | None = Field(default=None, min_length=1, description="The id of a connection.")
     connectorType: str = Field(min_length=1, description="e.g. MSSQL_LIVE, MYSQL_LIVE")
     database: str | None = None
     tableName: str | None = None
@@ -34,6 +42,8 @@ class DatasourceSpec(Frozen):
 
     @model_validator(mode="after")
     def _table_or_query(self) -> DatasourceSpec:
+        if (self.connection is None) == (self.connectionId is None):
+            raise ValueError("give exactly one of connection (connection.<name>) or connectionId")
         if (self.tableName is None) == (self.query is None):
             raise ValueError("give exactly one of tableName or query")
         return self
@@ -101,6 +111,29 @@ class DatasetKind(Kind):
     teardown_phase = 1
     shareable = True
     client_minted_id = True
+    reference_fields = ("datasources",)
+    checked_spec_paths = (("spec", "datasources"),)   # a connection reference is reported at its line
+
+    def dependencies(self, spec: DatasetSpec) -> tuple[str, ...]:
+        """The managed connections its datasources name."""
+        datasources = getattr(spec, "datasources", None) or ()      # a salvaged spec may have none
+        return tuple(dict.fromkeys(d.connection for d in datasources if getattr(d, "connection", None)))
+
+    def reference_path(self, spec: Any, address: str) -> tuple | None:
+        for index, datasource in enumerate(getattr(spec, "datasources", None) or ()):
+            if getattr(datasource, "connection", None) == address:
+                return ("spec", "datasources", index, "connection")
+        return None
+
+    def uses(self, document: Mapping[str, Any] | None) -> set[str]:
+        """The connection ids of its datasources (a live list, or a managed document's map)."""
+        datasources = (document or {}).get("datasources")
+        if isinstance(datasources, dict):
+            datasources = list(datasources.values())
+        if not isinstance(datasources, list):
+            return set()
+        return {d["connectionId"] for d in datasources
+                if isinstance(d, dict) and isinstance(d.get("connectionId"), str)}
 
     def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
         dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
@@ -284,6 +317,8 @@ def _normalise(live: Mapping[str, Any]) -> dict[str, Any]:
 
 def _datasource_fields(fields: dict[str, Any]) -> dict[str, Any]:
     record = {k: fields.get(k) for k in DATASOURCE_KEYS}
+    if fields.get("connection"):
+        record["connectionId"] = reference(fields["connection"])    # resolved from the state
     if fields.get("datasourceId"):
         record["datasourceId"] = fields["datasourceId"]
     return record
