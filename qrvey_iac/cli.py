@@ -261,7 +261,8 @@ def validate(**kwargs):
     """Check config and manifests offline: syntax, fields, references, cycles."""
     workspace = open_workspace(kwargs)
     manifest = workspace.manifest()
-    counts = ", ".join(f"{count} {plural}" for plural, count in manifest.counts())
+    # every kind's plural is a singular and an s ("1 connection, 6 datasets")
+    counts = ", ".join(f"{count} {plural if count != 1 else plural[:-1]}" for plural, count in manifest.counts())
     instructions = ""
     if manifest.moves or manifest.removals:
         instructions = f", and {len(manifest.moves)} Moved and {len(manifest.removals)} Removed documents,"

@@ -223,7 +223,8 @@ def _chosen_apps(environment, aliases, all_apps):
 
 def _show_export(report, environment: str, config_file: str) -> None:
     export = report.export
-    counts = ", ".join(f"{sum(o.kind == kind.name for o in export.objects)} {kind.plural}" for kind in KINDS)
+    numbers = [(sum(o.kind == kind.name for o in export.objects), kind.plural) for kind in KINDS]
+    counts = ", ".join(f"{number} {plural}" for number, plural in numbers if number) or "no objects"
     files = ", ".join(f"{path} ({len(export.documents[path.stem])})" for path in report.files)
     click.echo(f"Exported {counts} of {len(export.documents)} app(s): {files}.")
     recorded, tracked = export.recorded, [o for o in export.objects if o.tracked]

@@ -319,8 +319,14 @@ def test_export_of_ui_made_objects_marks_them_and_the_plan_is_empty(project):
     result = project.run("export", "--all-apps")
     assert result.exit_code == 0, result.output
     assert "Marked 10 objects as managed by environment local" in result.stdout
-    assert "variables" not in result.stdout     # both connections are variables of the config already
+    # the CRM connection is a variable of the config already; the example's warehouse connection
+    # (kind: Connection, its id minted by Qrvey) is printed as a new variable, to add
+    (warehouse_id,) = project.world()["connections"]
+    assert printed_variables(result.stdout) == f'      shop_connection: "{warehouse_id}"\n'
     assert all(d["customAttributes"].get("qrveyIacAddress") for d in project.world()["datasets"].values())
+    config = project.root / "qrvey-iac.yaml"
+    config.write_text(config.read_text().replace("      warehouse_db: shop\n",
+                                                 "      warehouse_db: shop\n" + printed_variables(result.stdout), 1))
     planned = project.run("plan", "--detailed-exitcode")
     assert planned.exit_code == 0, planned.output
     assert "No changes" in planned.stdout
@@ -417,6 +423,9 @@ def test_the_readme_adoption_commands_work_on_a_ui_made_qrvey(project):
     exported = project.run(*commands[0])
     assert exported.exit_code == 0, exported.output
     assert "Marked 10 objects as managed by environment local" in exported.stdout
+    config = project.root / "qrvey-iac.yaml"        # the README's comment: the printed variables added
+    config.write_text(config.read_text().replace("      warehouse_db: shop\n",
+                                                 "      warehouse_db: shop\n" + printed_variables(exported.stdout), 1))
     planned = project.run(*commands[1])
     assert planned.exit_code == 0, planned.output
     assert "No changes" in planned.stdout
@@ -447,11 +456,13 @@ def test_a_listing_that_cannot_be_used_stops_the_export_before_anything_is_writt
 def test_export_records_each_object_exactly_as_apply_did(project):
     """The example applied (apply's records), the state lost, then exported: the same records."""
     assert project.run("apply", "--auto-approve").exit_code == 0
-    by_apply = project.state()["resources"]
+    # connections are not exported (Qrvey never returns a password a manifest would need)
+    by_apply = {address: record for address, record in project.state()["resources"].items()
+                if record["kind"] != "Connection"}
     project.state_path.unlink()
     result = project.run("export", "--all-apps", "--out", "exported")
     assert result.exit_code == 0, result.output
-    assert project.state()["resources"] == by_apply
+    assert project.state()["resources"] == by_apply and len(by_apply) == 10
 
 
 def test_an_app_with_nothing_in_it_gives_an_empty_manifest_file(project):
@@ -459,7 +470,7 @@ def test_an_app_with_nothing_in_it_gives_an_empty_manifest_file(project):
                        "      apac: {userId: u-apac-owner, appId: a-apac}\n      empty: {userId: u-x, appId: a-x}\n")
     result = project.run("export", "--app", "empty")
     assert result.exit_code == 0, result.output
-    assert "Exported 0 datasets, 0 views of 1 app(s): manifests/empty.yaml (0)." in result.stdout
+    assert "Exported no objects of 1 app(s): manifests/empty.yaml (0)." in result.stdout
     assert (project.root / "manifests" / "empty.yaml").read_text() == (
         "# App empty, exported by `qrvey-iac export --env local`.\n")
     assert project.run("validate").exit_code == 0

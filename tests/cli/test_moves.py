@@ -44,7 +44,7 @@ def requests(monkeypatch) -> list[tuple[str, str]]:
 
 def writes(requests: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The requests that change something (a listing is a POST that reads)."""
-    return [(m, p) for m, p in requests if m != "GET" and not p.endswith("/dataset/all")]
+    return [(m, p) for m, p in requests if m != "GET" and not p.endswith(("/dataset/all", "/connections/all"))]
 
 
 def applied(project):
@@ -198,9 +198,9 @@ BAD_DOCUMENTS = [
     (MOVED.format(source="dataset.x", target="dataset.orders") + "---\n" + REMOVED.format(address="dataset.x"),
      "manifests/moves.yaml:10: spec.from: dataset.x is the spec.from of a Moved at manifests/moves.yaml:1"),
     (REMOVED.format(address="folder.x"),
-     "manifests/moves.yaml:4: spec.from: 'folder.x' is no kind's address (expected dataset.<name>, view.<name>)"),
+     "manifests/moves.yaml:4: spec.from: 'folder.x' is no kind's address (expected connection.<name>, dataset.<name>, view.<name>)"),
     ("apiVersion: qrvey-iac/v1\nkind: Remove\nspec: {from: dataset.x}\n",
-     "manifests/moves.yaml:2: kind: unknown kind 'Remove' (expected 'Dataset', 'DatasetView', 'Moved', 'Removed') "
+     "manifests/moves.yaml:2: kind: unknown kind 'Remove' (expected 'Connection', 'Dataset', 'DatasetView', 'Moved', 'Removed') "
      "(did you mean 'Removed'?)"),
 ]
 
@@ -237,5 +237,5 @@ def test_validate_counts_the_moved_and_removed_documents(project):
     project.manifest("removed.yaml").write_text(REMOVED.format(address="dataset.legacy"))
     result = project.run("validate")
     assert result.exit_code == 0, result.output
-    assert result.stdout == ("Success: 10 resources are valid (6 datasets, 4 views), and 1 Moved and 1 Removed "
+    assert result.stdout == ("Success: 11 resources are valid (1 connection, 6 datasets, 4 views), and 1 Moved and 1 Removed "
                              "documents, for environment local.\n")
