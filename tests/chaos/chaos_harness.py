@@ -71,7 +71,7 @@ def free_port() -> int:
 class Emulator:
     """``qrvey-iac emulator serve`` in its own process, its world persisted to ``data``."""
 
-    def __init__(self, data: Path, faults: str | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, faults: str | None = None, seed: int = 0, latency_ms: float = 0) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -80,6 +80,8 @@ class Emulator:
                 "--seed", str(seed)]
         if faults:
             args += ["--faults", faults]
+        if latency_ms:
+            args += ["--latency-ms", str(latency_ms)]
         data.parent.mkdir(parents=True, exist_ok=True)
         self.log = data.with_suffix(".log").open("w")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
