@@ -21,6 +21,7 @@ from qrvey_iac.core.keys import AppRef
 DEFAULT_CONFIG = "qrvey-iac.yaml"
 LOCAL = "local"
 LOCAL_API_KEY = "qrvey-iac-embedded-emulator"   # long enough that redacting it never hides words
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _HOST_LABEL = re.compile(r"[\w-]+")       # letters (any script: IDN), digits, '_' and '-'
 
 
@@ -36,10 +37,19 @@ class AppConfig(Frozen):
 class StateConfig(Frozen):
     backend: Literal["local", "postgres"] = "local"
     path: str | None = Field(default=None, description="local: the state file (default: state/<environment>.json)")
-    dsnEnv: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    dsnEnv: str | None = Field(default=None,
                                description="postgres: the environment variable holding the DSN (never the DSN itself)")
     workspace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
                                   description="postgres: the state's name in the database (default: the environment name)")
+
+
+    @field_validator("dsnEnv")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not _VARIABLE_NAME.fullmatch(value):     # never echoed: it may be a DSN
+            raise ValueError("not an environment variable name (letters, digits and _, not starting with a "
+                             "digit); give the variable's name here and put the DSN in that variable")
+        return value
 
 
 class EnvironmentConfig(Frozen):
