@@ -101,6 +101,15 @@ def project(example_dir) -> Project:
     return Project(example_dir)
 
 
+@pytest.fixture
+def postgres_project(example_dir, monkeypatch, postgres):
+    """``project`` with its state in a new workspace of the test PostgreSQL server."""
+    project = Project(example_dir, "postgres")
+    project.use_postgres(monkeypatch)
+    yield project
+    project.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def any_backend_project(request, example_dir, monkeypatch):
     """``project`` once with each state backend (a test module uses it as its ``project``)."""

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from conftest import DSN_VARIABLE, Project
 from postgres_server import PASSWORD
 
 from qrvey_iac.cli import cli
 
+DSN_VARIABLE = "QRVEY_IAC_TEST_WRONG_DSN"
 LOCAL_ENV = "  local:\n    endpoint: local\n"
 
 
@@ -78,9 +78,8 @@ def test_a_dsn_that_does_not_connect_is_an_error_without_the_password(example_di
     assert PASSWORD not in debug.output
 
 
-def test_a_postgres_state_keeps_no_file_and_the_world_goes_under_state(example_dir, monkeypatch, postgres):
-    project = Project(example_dir, "postgres")
-    project.use_postgres(monkeypatch)
+def test_a_postgres_state_keeps_no_file_and_the_world_goes_under_state(postgres_project):
+    project, example_dir = postgres_project, postgres_project.root
     result = run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (example_dir / "state").iterdir()) == ["local.emulator.json"]
@@ -88,4 +87,3 @@ def test_a_postgres_state_keeps_no_file_and_the_world_goes_under_state(example_d
     refused = run("plan", "--out", "state/local.emulator.json")
     assert refused.exit_code == 1 and "embedded emulator's world of environment 'local'" in refused.stderr
     assert run("plan", "--detailed-exitcode").exit_code == 0
-    project.close()

@@ -418,11 +418,13 @@ class PostgresLocker:
             self._release(conn, holder["id"])
 
     def _release(self, conn: psycopg.Connection, lock_id: str) -> None:
-        """Remove our holder row, then close the connection, which releases the lock. A
-        connection already gone (the server restarted, `unlock --force`) released it already."""
+        """Remove our holder row, release the lock (at once: a session that closes lets its
+        locks go a moment later, and the next command must find it free), close the connection.
+        A connection already gone (the server restarted, `unlock --force`) released it already."""
         try:
             conn.execute("DELETE FROM qrvey_iac_lock_holders WHERE workspace = %s AND holder->>'id' = %s",
                          (self.workspace, lock_id))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
         except psycopg.Error:
             pass
         finally:
