@@ -7,13 +7,14 @@ take ~25 s each on a busy 2-core machine: they run under `-m slow`.
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import threading
 import time
 
 import psycopg
 import pytest
-from chaos_harness import APPS, Emulator, Kill, Project, _dataset_doc, check_invariants
+from chaos_harness import APPS, Emulator, Project, _dataset_doc, check_invariants, wait_for
 
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 
@@ -131,8 +132,11 @@ def test_an_apply_sigkilled_holding_the_lock_leaves_it_free_and_the_next_apply_s
     with Emulator(tmp_path / "world.json", latency_ms=30) as emulator:
         project = Project(tmp_path / "project", emulator, examples=False, backend="postgres")
         project.write_manifest("generated.yaml", manifests("kill", 12))
-        run = project.run_killed(Kill(writes=3), *APPLY)
-        assert run.killed
+        process = project.start(*APPLY)
+        state = wait_for(lambda: (s := project.read_state()).journal and s.resources and s, timeout=120)
+        process.send_signal(signal.SIGKILL)                                  # writes in flight, lock held
+        process.communicate()
+        assert process.returncode == -signal.SIGKILL
         state = project.read_state()
         assert state.journal, "the kill left no write in flight"            # something to settle
         with psycopg.connect(project.dsn, autocommit=True) as conn:          # the dead holder's row is still there...
