@@ -3,7 +3,9 @@
 Everything here talks to qrvey-iac the way a user does: ``qrvey-iac emulator serve``
 in its own process (loopback, ``--data`` so the world survives, ``--faults``), and
 ``qrvey-iac apply`` as a subprocess that the harness SIGKILLs at seeded random moments.
-After every run the invariants of DESIGN §5 are checked on the files themselves.
+After every run the invariants of DESIGN §5 are checked on the stored state itself. A
+project keeps its state in a local file (``backend="local"``) or in a workspace of the test
+PostgreSQL server (``backend="postgres"``, tests/postgres_server.py).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from click.testing import CliRunner
+from postgres_server import new_workspace, shared_database
 
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker
+from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.cli import cli
 from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.errors import StateError
@@ -48,6 +53,8 @@ API_KEY = "chaos-k3y-never-in-files"
 KEY_ENV = "QRVEY_CHAOS_API_KEY"
 SECRET = "s3cret-from-env-var"
 SECRET_ENV = "QRVEY_CHAOS_SECRET"
+DSN_ENV = "QRVEY_CHAOS_STATE_DSN"
+BACKENDS = ("local", "postgres")
 ENV = "chaos"
 APPS = {
     "sales": ("u-hq-owner", "a-sales"),
@@ -77,7 +84,7 @@ def free_port() -> int:
 class Emulator:
     """``qrvey-iac emulator serve`` in its own process, its world persisted to ``data``."""
 
-    def __init__(self, data: Path, faults: str | None = None, seed: int = 0) -> None:
+    def __init__(self, data: Path, faults: str | None = None, seed: int = 0, latency_ms: float = 0) -> None:
         self.data = data
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,6 +93,8 @@ class Emulator:
                 "--seed", str(seed)]
         if faults:
             args += ["--faults", faults]
+        if latency_ms:
+            args += ["--latency-ms", str(latency_ms)]
         data.parent.mkdir(parents=True, exist_ok=True)
         self.log = data.with_suffix(".log").open("w")
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -193,14 +202,15 @@ def _dataset_doc(name: str, app: str, display: str, shared: bool, i: int) -> str
     )
 
 
-def write_config(root: Path, endpoint: str, request_timeout: float | None = None) -> None:
+def write_config(root: Path, endpoint: str, request_timeout: float | None = None,
+                 state: str = f"{{path: state/{ENV}.json}}") -> None:
     apps = "\n".join(f"      {alias}: {{userId: {user}, appId: {app}}}" for alias, (user, app) in APPS.items())
     timeout = f"    requestTimeout: {request_timeout}\n" if request_timeout else ""
     (root / "qrvey-iac.yaml").write_text(
         f"manifests: manifests\ndefaultEnvironment: {ENV}\nenvironments:\n  {ENV}:\n"
         f"    endpoint: {endpoint}\n    apiKeyEnv: {KEY_ENV}\n{timeout}    apps:\n{apps}\n"
         "    variables: {warehouse_connection: conn-warehouse, crm_connection: conn-crm, warehouse_db: shop}\n"
-        f"    state: {{path: state/{ENV}.json}}\n"
+        f"    state: {state}\n"
     )
 
 
@@ -213,7 +223,7 @@ class Kill:
     writes: int = 0
     jitter: float = 0.0
 
-    def wait(self, process: subprocess.Popen, state_path: Path, started: float) -> bool:
+    def wait(self, process: subprocess.Popen, serial: Callable[[], int], started: float) -> bool:
         """Wait for the moment; False when the process ended first."""
         if self.seconds is not None:
             try:
@@ -221,9 +231,9 @@ class Kill:
                 return False
             except subprocess.TimeoutExpired:
                 return True
-        first = _serial(state_path)
+        first = serial()
         while process.poll() is None:
-            if _serial(state_path) - first >= self.writes:
+            if serial() - first >= self.writes:
                 time.sleep(self.jitter)
                 return process.poll() is None
             time.sleep(0.005)
@@ -233,13 +243,6 @@ class Kill:
         if self.seconds is not None:
             return f"{self.seconds:.2f}s after start"
         return f"{self.jitter * 1000:.0f}ms after write {self.writes}"
-
-
-def _serial(state_path: Path) -> int:
-    try:
-        return LocalStateStore(state_path).read().serial     # the file and its sidecar: a delta is a write
-    except (OSError, StateError):
-        return 0
 
 
 @dataclass
@@ -258,18 +261,56 @@ class Project:
     """A project folder pointed at an emulator process, driven by CLI subprocesses."""
 
     def __init__(self, root: Path, emulator: Emulator, *, examples: bool = True,
-                 request_timeout: float | None = None) -> None:
+                 request_timeout: float | None = None, backend: str = "local") -> None:
         self.root = root
         self.emulator = emulator
+        self.backend = backend
         (root / "manifests").mkdir(parents=True, exist_ok=True)
         if examples:
             copy_examples_without_connection(root / "manifests")
-        write_config(root, emulator.url, request_timeout)
         self.environ = {**os.environ, KEY_ENV: API_KEY, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
+        if backend == "postgres":
+            self.workspace = new_workspace()
+            self.environ[DSN_ENV] = self.dsn = shared_database("chaos")
+            write_config(root, emulator.url, request_timeout,
+                         f"{{backend: postgres, dsnEnv: {DSN_ENV}, workspace: {self.workspace}}}")
+        else:
+            write_config(root, emulator.url, request_timeout)
+        self._store = None
 
     @property
     def state_path(self) -> Path:
+        """The local state file (a postgres project has none: its ``state/`` folder holds only
+        what the commands write beside the state, checked for secrets all the same)."""
         return self.root / "state" / f"{ENV}.json"
+
+    def store(self):
+        """The project's state store (one object, kept: for postgres it holds a connection)."""
+        if self._store is None:
+            if self.backend == "postgres":
+                self._store = PostgresStateStore(self._database(), self.workspace)
+            else:
+                self._store = LocalStateStore(self.state_path)
+        return self._store
+
+    def read_state(self):
+        return self.store().read()
+
+    def serial(self) -> int:
+        """The stored serial (0 when nothing or nothing readable is stored): a write moves it."""
+        try:
+            return self.read_state().serial     # local: the file and its sidecar: a delta is a write
+        except (OSError, StateError):
+            return 0
+
+    def locker(self):
+        if self.backend == "postgres":
+            return PostgresLocker(self._database(), self.workspace)
+        return LocalLocker(self.state_path)
+
+    def _database(self) -> PostgresDatabase:
+        dsn = self.dsn
+        return PostgresDatabase(lambda: dsn, f"chaos workspace {self.workspace}")
 
     def write_manifest(self, name: str, text: str) -> None:
         path = self.root / "manifests" / name
@@ -294,7 +335,7 @@ class Project:
         with out.open("w") as stdout, err.open("w") as stderr:
             process = subprocess.Popen(self.command(*args), cwd=self.root, env=self.environ,
                                        stdout=stdout, stderr=stderr, text=True)
-            killed = kill is not None and kill.wait(process, self.state_path, started)
+            killed = kill is not None and kill.wait(process, self.serial, started)
             if killed:
                 process.send_signal(signal.SIGKILL)
             process.wait()
@@ -311,7 +352,12 @@ class Project:
         return result.output
 
     def lock_holder(self) -> dict | None:
-        return LocalLocker(self.state_path).holder()
+        locker = self.locker()
+        try:
+            return locker.holder()
+        finally:
+            if hasattr(locker, "close"):
+                locker.close()
 
 
 @dataclass
@@ -336,7 +382,7 @@ def check_invariants(project: Project) -> Findings:
     findings = Findings()
     findings.leaks = secret_leaks(project.state_path.parent)
     try:
-        state = LocalStateStore(project.state_path).read()
+        state = project.read_state()
     except StateError as exc:
         findings.unreadable = str(exc)
         return findings

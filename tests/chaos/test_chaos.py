@@ -3,7 +3,7 @@ emulator injects 5xx, 429 and committed-but-lost answers; it is rerun until it
 converges, and the invariants are checked after every run (see chaos_harness.py).
 
 The default run is a short version; ``pytest -m chaos -s`` runs >= 200 kill points and
-prints the figures.
+prints the figures. Each runs with the state in a local file and in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from pathlib import Path
 
 import pytest
 from chaos_harness import (
-    FAULT_MIX, LATE_MIX, LATE_SECONDS, LATE_TIMEOUT, Emulator, Figures, Project, check_invariants, converge_with_kills,
-    generated_manifests, plan_is_empty,
+    BACKENDS, FAULT_MIX, LATE_MIX, LATE_SECONDS, LATE_TIMEOUT, Emulator, Figures, Project, check_invariants,
+    converge_with_kills, generated_manifests, plan_is_empty,
 )
-
-from qrvey_iac.adapters.state.local import LocalStateStore
 
 APPLY = ("apply", "--auto-approve")
 DESTROY = ("destroy", "--auto-approve")
@@ -32,14 +30,14 @@ EPISODES = (("create everything", 0, APPLY), ("change a mix", 1, APPLY), ("chang
 
 def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills_per_episode: int,
              window: tuple[float, float], writes: int, seed: int, faults: str = FAULT_MIX,
-             request_timeout: float | None = None, plan_between: bool = False) -> Figures:
+             request_timeout: float | None = None, plan_between: bool = False, backend: str = "local") -> Figures:
     """One emulator and one project: episodes of manifest changes, each applied under kills
     (with ``plan_between``, a plan, itself sometimes killed, after each killed apply)."""
     rng = random.Random(seed)
     figures = Figures()
     emulator = Emulator(folder / "world.json", faults, seed=seed)
     with emulator:
-        project = Project(folder / "project", emulator, request_timeout=request_timeout)
+        project = Project(folder / "project", emulator, request_timeout=request_timeout, backend=backend)
         while figures.kill_points < kill_points:
             what, variant, command = EPISODES[figures.episodes % len(EPISODES)]
             text = "" if variant is None else generated_manifests(datasets, views, variant=variant)
@@ -47,7 +45,7 @@ def run_lane(folder: Path, *, datasets: int, views: int, kill_points: int, kills
             figures.episodes += 1
             converge_with_kills(project, rng, figures, kills=kills_per_episode, window=window, writes=writes,
                                 command=command, plan_between=plan_between)
-            state = LocalStateStore(project.state_path).read()
+            state = project.read_state()
             assert state.journal == (), f"{what}: journal left after exit 0"
             if command == DESTROY:
                 assert (state.resources, emulator.datasets()) == ({}, {}), f"{what}: objects left"
@@ -77,6 +75,11 @@ def run_chaos(folder: Path, *, lanes: int = 1, kill_points: int, seed: int, **op
     return figures
 
 
+# The short runs take a minute or two each: with the postgres backend they run under -m slow
+# (the default suite has them once, on the local file; the -m chaos runs take both backends).
+SHORT_RUN_BACKENDS = ["local", pytest.param("postgres", marks=pytest.mark.slow)]
+
+
 def report(figures: Figures, datasets: int, views: int, faults: str = FAULT_MIX) -> str:
     return (f"\nchaos: {datasets} generated datasets + {views} views + the 10 examples; faults {faults!r}\n"
             f"chaos: {figures.line()} in {figures.seconds:.0f}s\n"
@@ -89,18 +92,20 @@ def assert_clean(figures: Figures) -> None:
     assert figures.converged == figures.episodes
 
 
-def test_short_chaos_run_converges_without_duplicates(tmp_path):
+@pytest.mark.parametrize("backend", SHORT_RUN_BACKENDS)
+def test_short_chaos_run_converges_without_duplicates(tmp_path, backend):
     figures = run_chaos(tmp_path, kill_points=5, seed=7, datasets=10, views=10, kills_per_episode=3,
-                        window=(0, 0), writes=12)
+                        window=(0, 0), writes=12, backend=backend)
     print(report(figures, 10, 10), file=sys.__stdout__)   # lanes' CliRunners may leave sys.stdout swapped
     assert_clean(figures)
     assert figures.kill_points >= 5 and figures.in_flight >= 1
 
 
 @pytest.mark.chaos
-def test_chaos_200_kill_points(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chaos_200_kill_points(tmp_path, backend):
     figures = run_chaos(tmp_path, lanes=4, kill_points=200, seed=2024, datasets=50, views=50,
-                        kills_per_episode=6, window=(0.6, 5.5), writes=60)
+                        kills_per_episode=6, window=(0.6, 5.5), writes=60, backend=backend)
     print(report(figures, 50, 50), file=sys.__stdout__)
     assert_clean(figures)
     assert figures.kill_points >= 200
@@ -109,19 +114,21 @@ def test_chaos_200_kill_points(tmp_path):
 LATE = {"faults": LATE_MIX, "request_timeout": LATE_TIMEOUT, "plan_between": True}
 
 
-def test_short_late_landing_chaos_run(tmp_path):
+@pytest.mark.parametrize("backend", SHORT_RUN_BACKENDS)
+def test_short_late_landing_chaos_run(tmp_path, backend):
     """Writes landing after the client's timeout, kills between apply, plan and apply."""
     figures = run_chaos(tmp_path, kill_points=4, seed=12, datasets=8, views=8, kills_per_episode=2,
-                        window=(0, 0), writes=10, **LATE)
+                        window=(0, 0), writes=10, backend=backend, **LATE)
     print(report(figures, 8, 8, LATE_MIX), file=sys.__stdout__)
     assert_clean(figures)
     assert figures.kill_points >= 4 and figures.plans_between >= 4
 
 
 @pytest.mark.chaos
-def test_chaos_late_landings_200_kill_points(tmp_path):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_chaos_late_landings_200_kill_points(tmp_path, backend):
     figures = run_chaos(tmp_path, lanes=4, kill_points=200, seed=4242, datasets=30, views=30,
-                        kills_per_episode=6, window=(0.6, 5.5), writes=50, **LATE)
+                        kills_per_episode=6, window=(0.6, 5.5), writes=50, backend=backend, **LATE)
     print(report(figures, 30, 30, LATE_MIX), file=sys.__stdout__)
     assert_clean(figures)
     assert figures.kill_points >= 200 and figures.plans_between >= 200 and figures.late > 0
