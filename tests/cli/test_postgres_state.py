@@ -83,7 +83,7 @@ def test_a_postgres_state_keeps_no_file_and_the_world_goes_under_state(postgres_
     result = run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (example_dir / "state").iterdir()) == ["local.emulator.json"]
-    assert len(project.state()["resources"]) == 10
+    assert len(project.state()["resources"]) == 11     # the example: 1 connection, 6 datasets, 4 views
     refused = run("plan", "--out", "state/local.emulator.json")
     assert refused.exit_code == 1 and "embedded emulator's world of environment 'local'" in refused.stderr
     assert run("plan", "--detailed-exitcode").exit_code == 0
