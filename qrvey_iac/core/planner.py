@@ -11,6 +11,7 @@ from qrvey_iac.core.errors import PlanError, ProtectedResourceError
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import Kind
+from qrvey_iac.core.loads import with_loads
 from qrvey_iac.core.manifest import Manifest, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
@@ -50,6 +51,7 @@ def build_plan(
             actions.extend(_plan_resource(resource, state, live, recreated, manifest.sealer))
     for address in sorted(set(state.resources) - set(manifest.resources)):
         actions.append(_delete_action(address, state.resources[address], live))
+    actions = with_loads(actions, manifest, live.objects)
     plan = Plan(
         environment=environment,
         lineage=state.lineage,

@@ -28,6 +28,9 @@ class FakeQrvey:
         self._fail: dict[str, int] = {}                # operation -> writes still to drop (nothing lands)
         self._refuse: dict[str, int] = {}              # operation -> writes still to refuse (never sent)
         self.read_delay = 0.0
+        self.loading: dict[str, int] = {}              # datasetId -> reads still answering LOADING
+        self.load_reads = 1
+        self.load_ends = "LOADED"                       # the status a load ends in (FAILED to fail it)
         self.reading = 0
         self.most_reading = 0
 
@@ -59,6 +62,12 @@ class FakeQrvey:
         found = self.objects.get(dataset_id)
         if found is None or (found["userId"], found["appId"]) != (app.user_id, app.app_id):
             return None
+        if dataset_id in self.loading:
+            if self.loading[dataset_id] > 0:
+                self.loading[dataset_id] -= 1
+            else:
+                del self.loading[dataset_id]
+                found["status"] = self.load_ends
         return copy.deepcopy(found)
 
     async def create_dataset(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +124,15 @@ class FakeQrvey:
         del self.objects[dataset_id]
         self._answer("delete", {})
         return True
+
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
+        """Start a load: the dataset is LOADING for ``load_reads`` reads, then ``load_ends`` (LOADED)."""
+        self._before_write("load", dataset_id)
+        current = self._owned(app, dataset_id, "POST")
+        if current.get("status") != "LOADING":
+            current["status"] = "LOADING"
+            self.loading[dataset_id] = self.load_reads
+        return self._answer("load", {"datasetId": dataset_id, "status": "LOADING"})
 
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
         self.calls.append(("list_app", app.app_id))

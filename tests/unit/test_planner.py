@@ -86,7 +86,7 @@ def test_empty_state_creates_datasets_then_shares_then_views():
     assert ops(plan) == [("create", "dataset.orders"), ("share", "dataset.orders"), ("create", "view.orders-emea")]
     levels = [[s.key for s in level] for level in execution_levels(plan)]
     assert levels == [["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"]]
-    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0,
+    assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0, "load": 0,
                               "blocked": 0}
 
 

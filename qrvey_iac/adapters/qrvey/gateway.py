@@ -46,3 +46,6 @@ class QrveyGateway:
 
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
         return await self.client.list_datasets(app)
+
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
+        return await self.client.load_dataset(app, dataset_id)

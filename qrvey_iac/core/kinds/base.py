@@ -10,6 +10,7 @@ ask the registry; they never ask "which kind is this?".
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
@@ -31,6 +32,12 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 # prefix is reported as an unknown reference, with the known addresses suggested.
 ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+
+LoadMode = str
+NO_LOAD: LoadMode = "no"              # apply never loads it
+ALWAYS_LOADED: LoadMode = "true"      # load: true
+ON_CHANGE: LoadMode = "onChange"      # load: onChange
+LOADED_STATUSES = ("LOADED", "ACTIVE")    # both accepted as loaded (qrvey-api.md: 2021 API, newer UI)
 
 
 class Frozen(BaseModel):
@@ -65,6 +72,7 @@ class QrveyApi(Protocol):
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict[str, Any]: ...
     async def delete(self, app: AppRef, dataset_id: str) -> bool: ...                  # False: 404
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]: ...
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]: ...           # start a load (D8)
 
 
 @dataclass(frozen=True)
@@ -117,6 +125,9 @@ class Kind:
     client_minted_id: ClassVar[bool] = True    # the create sends the id; False: Qrvey mints it
     checked_spec_paths: ClassVar[tuple[tuple[str, ...], ...]] = ()   # spec lines kept for later checks
     reference_fields: ClassVar[tuple[str, ...]] = ()   # spec fields source() and dependencies() read
+    # Loads (a kind holding data, as a Dataset): the change paths that need a reload after
+    # Apply Changes (fnmatch patterns over FieldChange.path); see load_wanted.
+    structural_changes: ClassVar[tuple[str, ...]] = ()
 
     # -- addresses and dependencies ---------------------------------------------------------
 
@@ -134,6 +145,20 @@ class Kind:
 
     def is_shared(self, spec: Any) -> bool:
         return self.shareable and bool(getattr(spec, "shared", False))
+
+    def load_mode(self, spec: Any) -> LoadMode:
+        """What the spec asks of loads: NO_LOAD (the default, and kinds that hold no data),
+        ALWAYS_LOADED (``load: true``) or ON_CHANGE (``load: onChange``)."""
+        return NO_LOAD
+
+    @property
+    def loadable(self) -> bool:
+        """It holds data Qrvey loads (a Dataset; a view shows its source's)."""
+        return bool(self.structural_changes)
+
+    def is_structural(self, path: str) -> bool:
+        """Whether a change at ``path`` needs a reload after Apply Changes (qrvey-api.md D5)."""
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.structural_changes)
 
     def check_source(self, resource: Resource | Salvaged, source: Resource | Salvaged) -> list[tuple[tuple, str]]:
         """Problems of using managed ``source`` as this resource's source: (spec path, message).
