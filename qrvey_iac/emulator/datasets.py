@@ -19,13 +19,14 @@ from qrvey_iac.emulator.validation import (
     validate_definition,
 )
 
+LOAD_MESSAGE = "statusMessage"     # why the last load FAILED (the field name is the emulator's choice)
 PENDING_RELOAD = "pendingReload"   # set by a structural PUT; Apply Changes then sets the status to DRAFT
 
 # Kept from the stored dataset on Update (pendingChanges and updateDate are set anew).
 PRESERVED_ON_UPDATE = frozenset(
     {
         "datasetId", "appId", "userId", "status", "datasetType", "connectionId", "isPublic",
-        "sourceDataset", "sourceStatus", "createDate",
+        "sourceDataset", "sourceStatus", "createDate", "statusMessage",
     }
 )
 
@@ -134,6 +135,7 @@ def load_dataset(call: Call) -> dict:
     if deleted:
         raise refused(f"Dataset {dataset_id} cannot be reloaded: its connection {', '.join(deleted)} was deleted")
     if dataset["status"] != "LOADING":
+        dataset.pop(LOAD_MESSAGE, None)
         call.world.loads[dataset_id] = {"pollsLeft": call.config.load_polls, "fails": call.load_fails}
         views.set_status(call.world, dataset, "LOADING")
     return {"datasetId": dataset_id, "status": "LOADING"}
@@ -219,4 +221,6 @@ def _advance_load(call: Call, dataset: dict) -> None:
         call.world.mark_changed()
         return
     del call.world.loads[dataset["datasetId"]]
+    if load["fails"]:
+        dataset[LOAD_MESSAGE] = "the data could not be loaded (emulator fault load-fail)"
     views.set_status(call.world, dataset, "FAILED" if load["fails"] else call.config.terminal_status)
