@@ -9,6 +9,7 @@ import json
 import pytest
 
 from qrvey_iac.emulator import EmulatorConfig, parse_faults
+from qrvey_iac.emulator.injector import FaultInjector
 from qrvey_iac.emulator.testing import running_server
 
 KEY = "l0ad-KEY-7c1e"
@@ -35,6 +36,11 @@ def remote(project, monkeypatch):
         server.__exit__(None, None, None)
 
 
+def set_faults(server, spec: str) -> None:
+    """The served emulator's faults from now on (the source broken, or fixed)."""
+    server.emulator.injector = FaultInjector(parse_faults(spec), seed=0)
+
+
 def world_dataset(project, address) -> dict:
     return project.world()["datasets"][project.dataset_id(address)]
 
@@ -44,21 +50,37 @@ def views_of(datasets: dict, source_id: str) -> list[str]:
             if d["datasetType"] == "VIEW" and (d.get("sourceDataset") or {}).get("datasetId") == source_id]
 
 
-def test_the_quick_start_loads_orders_before_its_views_and_converges(project):
+def load_orders(project) -> None:
+    """Orders (shared, with two views) asks to be loaded too: its views wait for its load."""
+    project.replace_in("sales.yaml", "  name: Orders\n", "  name: Orders\n  load: true\n")
+
+
+def test_the_quick_start_loads_monthly_revenue_and_converges(project):
     result = project.run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
     assert "↻ then loaded: a new dataset is empty (DRAFT) until loaded" in result.stdout
-    assert "dataset.orders: load started (status was DRAFT)" in result.stderr
+    assert "dataset.monthly-revenue: load started (status was DRAFT)" in result.stderr
+    assert "1 loaded." in result.stdout
+    assert world_dataset(project, "dataset.monthly-revenue")["status"] == "LOADED"
+    assert world_dataset(project, "dataset.products")["status"] == "DRAFT"       # no load asked
+    assert project.run("plan", "--detailed-exitcode").exit_code == 0
+
+
+def test_views_of_a_loaded_dataset_are_created_after_its_load(project):
+    load_orders(project)
+    result = project.run("apply", "--auto-approve")
+    assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
     loaded = next(i for i, line in enumerate(lines) if "dataset.orders: loaded after" in line)
-    assert all(i > loaded for i, line in enumerate(lines) if "view.orders-emea: Creating" in line)
+    creating = [i for i, line in enumerate(lines) if "view.orders-" in line and "Creating" in line]
+    assert len(creating) == 2 and min(creating) > loaded
     assert world_dataset(project, "dataset.orders")["status"] == "LOADED"
-    assert world_dataset(project, "dataset.products")["status"] == "DRAFT"       # no load: asked
     assert project.run("plan", "--detailed-exitcode").exit_code == 0
 
 
 def test_a_failed_load_fails_the_apply_its_views_are_not_created_and_a_rerun_converges(project, remote):
-    server = remote("POST */load: load-fail@first=1")       # the first load fails; the source is fixed after
+    load_orders(project)
+    server = remote("POST */load: load-fail")             # every load fails: the source is broken
     result = project.run("apply", "--auto-approve")
     assert result.exit_code == 1
     assert "Traceback" not in result.output
@@ -71,6 +93,7 @@ def test_a_failed_load_fails_the_apply_its_views_are_not_created_and_a_rerun_con
     assert views_of(server.emulator.world.datasets, orders_id) == []
     plan = project.run("plan")
     assert "# dataset.orders will be loaded (status FAILED, not loaded (load: true))" in plan.stdout
+    set_faults(server, "")                                # the source fixed
     result = project.run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
     assert ORDERS_VIEWS <= set(project.state()["resources"])
@@ -81,12 +104,13 @@ def test_a_failed_load_fails_the_apply_its_views_are_not_created_and_a_rerun_con
 
 
 def test_plan_shows_the_status_and_the_load_as_json_and_markdown(project, remote):
-    remote("POST */load: load-fail@first=1")
+    load_orders(project)
+    remote("POST */load: load-fail")
     assert project.run("apply", "--auto-approve").exit_code == 1
     as_json = json.loads(project.run("plan", "--format", "json").stdout)
     orders = [a for a in as_json["actions"] if a["address"] == "dataset.orders"]
     assert {(a["op"], a["status"]) for a in orders} == {("no-op", "FAILED"), ("load", "FAILED"), ("share", "FAILED")}
-    assert as_json["summary"]["load"] == 1
+    assert as_json["summary"]["load"] == 2                 # orders and monthly-revenue: both failed
     customers = next(a for a in as_json["actions"] if a["address"] == "dataset.customers")
     assert (customers["status"], customers["load"]) == ("DRAFT", False)
     markdown = project.run("plan", "--format", "markdown").stdout
@@ -94,6 +118,7 @@ def test_plan_shows_the_status_and_the_load_as_json_and_markdown(project, remote
 
 
 def test_a_load_left_running_by_an_earlier_run_is_waited_for(project):
+    load_orders(project)
     assert project.run("apply", "--auto-approve").exit_code == 0
     orders_id = project.dataset_id("dataset.orders")
 
@@ -149,8 +174,9 @@ def test_load_command_refuses_what_it_cannot_load_before_sending_anything(projec
 
 
 def test_load_command_names_a_dataset_whose_load_fails(project, remote):
-    remote("POST */load: load-fail@every=2")        # the apply's load works, the next one fails
+    server = remote()
     assert project.run("apply", "--auto-approve").exit_code == 0
+    set_faults(server, "POST */load: load-fail")
     result = project.run("load", "dataset.orders")
     assert result.exit_code == 1
     assert "Error: load stopped: 1 of 1 dataset(s) not loaded" in result.stderr

@@ -105,7 +105,7 @@ def test_refresh_only_shows_drift_but_not_manifest_changes(project):
 def test_target_pulls_in_dependencies_and_exclude_leaves_out_dependents(project):
     result = project.run("plan", "--target", "view.orders-emea")
     assert result.exit_code == 0, result.output
-    assert "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 to share, 1 to load." in result.stdout
+    assert "Plan: 2 to create, 0 to update, 0 to replace, 0 to delete, 1 to share." in result.stdout
     assert "dataset.orders pulled in: needed by a target" in result.stdout
     result = project.run("plan", "--exclude", "dataset.orders")
     assert "Plan: 7 to create" in result.stdout
