@@ -26,6 +26,7 @@ class EmulatorConfig:
     faults: FaultSet | None = None
     terminal_status: str = "LOADED"
     load_polls: int = 2
+    load_seconds: float = 0.0   # a load also takes at least this long (wall clock) before it ends
     on_source_delete: str = "orphan"
     max_body_bytes: int = 16 * 1024 * 1024   # a larger request body is refused with 413, unread
     max_body_depth: int = 64                 # a body nested deeper is refused with 400
@@ -41,6 +42,8 @@ class EmulatorConfig:
             raise ValueError(
                 f"on_source_delete must be one of {SOURCE_DELETE_MODES}, got {self.on_source_delete!r}"
             )
+        if self.load_seconds < 0:
+            raise ValueError(f"load_seconds must be >= 0, got {self.load_seconds}")
         if self.load_polls < 0:
             raise ValueError(f"load_polls must be >= 0, got {self.load_polls}")
         if not self.save_interval > 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 from qrvey_iac.emulator import views
 from qrvey_iac.emulator.columns import build_columns, fresh_columns, synthetic_columns
@@ -137,6 +138,8 @@ def load_dataset(call: Call) -> dict:
     if dataset["status"] != "LOADING":
         dataset.pop(LOAD_MESSAGE, None)
         call.world.loads[dataset_id] = {"pollsLeft": call.config.load_polls, "fails": call.load_fails}
+        if call.config.load_seconds:
+            call.world.loads[dataset_id]["endsAt"] = time.time() + call.config.load_seconds
         views.set_status(call.world, dataset, "LOADING")
     return {"datasetId": dataset_id, "status": "LOADING"}
 
@@ -220,6 +223,8 @@ def _advance_load(call: Call, dataset: dict) -> None:
         load["pollsLeft"] -= 1
         call.world.mark_changed()
         return
+    if time.time() < load.get("endsAt", 0):
+        return                     # still LOADING: the load takes load_seconds
     del call.world.loads[dataset["datasetId"]]
     if load["fails"]:
         dataset[LOAD_MESSAGE] = "the data could not be loaded (emulator fault load-fail)"

@@ -4,6 +4,7 @@ none), a dataset whose connection was deleted cannot be reloaded (N5), a FAILED 
 
 from __future__ import annotations
 
+import anyio
 import pytest
 from emulator_helpers import (
     EMEA, SALES, connection_body, create_dataset, create_view, dataset_body, error_message, ok, share,
@@ -116,3 +117,18 @@ async def test_a_failed_load_says_why_until_the_next_load(client):
     ok(await client.post(f"{url}/load"))
     loaded = ok(await client.get(url))
     assert loaded["status"] == "LOADED" and "statusMessage" not in loaded
+
+
+@pytest.mark.parametrize("config", [EmulatorConfig(load_polls=0, load_seconds=0.3)])
+async def test_a_load_can_take_time(client):
+    dataset_id = (await create_dataset(client))["datasetId"]
+    url = f"{SALES}/qollect/dataset/{dataset_id}"
+    ok(await client.post(f"{url}/load"))
+    assert [ok(await client.get(url))["status"] for _ in range(3)] == ["LOADING"] * 3
+    await anyio.sleep(0.35)
+    assert ok(await client.get(url))["status"] == "LOADED"
+
+
+def test_load_seconds_must_not_be_negative():
+    with pytest.raises(ValueError, match="load_seconds must be >= 0"):
+        EmulatorConfig(load_seconds=-1)
