@@ -194,3 +194,17 @@ def test_a_dataset_whose_connection_was_deleted_cannot_be_reloaded(project):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "dataset.orders" in result.stderr
     assert "cannot be reloaded: its connection conn-warehouse was deleted" in result.stderr
+
+
+def test_load_command_takes_the_state_lock(project):
+    from tests.cli.test_feedback import held_lock
+
+    assert project.run("apply", "--auto-approve").exit_code == 0
+    holder = held_lock(project, 1.0)
+    try:
+        result = project.run("load", "dataset.products")
+    finally:
+        holder.join()
+    assert result.exit_code == 1
+    assert "Error: state " in result.stderr and "is locked by apply" in result.stderr
+    assert world_dataset(project, "dataset.products")["status"] == "DRAFT"     # nothing was sent

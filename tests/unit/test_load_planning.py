@@ -3,13 +3,14 @@ plans show it, and how apply runs the load step on the fakes (engine.load_and_wa
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from fakes.qrvey import FakeQrvey
 from fakes.state import MemoryStateStore
 
-from qrvey_iac.core.errors import ApplyError
+from qrvey_iac.core.errors import ApplyError, StoppedError
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import Plan, execution_levels
 from qrvey_iac.core.planner import Live, build_plan
@@ -242,3 +243,17 @@ async def test_engine_load_loads_the_addresses_and_reports_each_failure():
         await Engine(qrvey, store).load(store.read(), ["dataset.orders"])
     assert "1 of 1 dataset(s) not loaded" in str(failed.value) and "dataset.orders: dataset.orders (dataset" in str(
         failed.value)
+
+
+@ANYIO
+async def test_a_stop_request_ends_the_wait_and_says_the_load_goes_on():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    qrvey.load_reads = 10_000
+    engine = Engine(qrvey, store)
+    asyncio.get_running_loop().call_later(0.3, engine.stop.request, "SIGTERM", 143)
+    with pytest.raises(StoppedError) as stopped:
+        await converge(engine, store, make_manifest(make_dataset(load=True)))
+    assert stopped.value.exit_code == 143
+    assert "stopped by SIGTERM while waiting for the load of dataset" in str(stopped.value)
+    assert "the load goes on in Qrvey and the next plan or apply waits for it" in str(stopped.value)
+    assert set(store.read().resources) == {"dataset.orders"}
