@@ -354,9 +354,9 @@ def destroy(**kwargs):
 @load_timeout_option
 @reports_errors
 def load(addresses, **kwargs):
-    """Load datasets now (e.g. `load dataset.orders`), waiting for each as apply does.
+    """Load the named datasets now and wait for each, as apply does.
 
-    Each ADDR is a dataset the state records. A load already running is waited for, not
+    Each ADDR is a dataset the state records (`load dataset.orders`). A load already running is waited for, not
     started again; one that ends FAILED, or still runs after --load-timeout, is an error
     naming the dataset (exit 1).
     """
