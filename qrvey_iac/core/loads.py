@@ -44,7 +44,7 @@ def with_loads(
         if resource is not None and action.changing:
             action = _marked(action, resource, status)
         result.append(action)
-    covered = {a.address for a in result if a.load or a.op in ("create", "replace", "blocked", "delete")}
+    covered = {a.address for a in result if a.load or a.op in ("create", "replace", "blocked")}
     for action in list(result):          # the plan is put in execution order afterwards
         resource = manifest.resources.get(action.address)
         if resource is None or action.address in covered:
@@ -67,8 +67,8 @@ def _marked(action: ActionBase, resource: Resource, status: str | None) -> Actio
     elif action.op == "update" and not action.state_only:
         structural = [c.path for c in action.changes if resource.definition.is_structural(c.path)]
         if structural:
-            reason = f"a structural change ({', '.join(structural[:3])}{', ...' if len(structural) > 3 else ''}) " \
-                     "needs a reload"
+            shown = ", ".join(structural[:3]) + (", ..." if len(structural) > 3 else "")
+            reason = f"a structural change ({shown}) needs a reload"
         elif mode == ALWAYS_LOADED:
             reason = "load: true reloads it after every update"
         elif isinstance(status, str) and status.upper() not in LOADED_STATUSES:
