@@ -26,10 +26,10 @@ from qrvey_iac.cli_tools import emulator, export, state
 from qrvey_iac.core.errors import ConfigError, Problem, StoppedError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import OPERATIONS, Plan, drift_part, manifest_part
-from qrvey_iac.core.render import render_json, render_text
+from qrvey_iac.core.render import load_count, render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.engine import Stop
-from qrvey_iac.flows import RunOptions, apply_saved, converge, make_plan, read_drift
+from qrvey_iac.flows import RunOptions, apply_saved, converge, load_datasets, make_plan, read_drift
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
@@ -209,10 +209,18 @@ def run_options(fn):
     return fn
 
 
-def parse_duration(text: str) -> float:
+def load_timeout_option(fn):
+    """--load-timeout, for the commands that wait for dataset loads (apply, load)."""
+    return click.option(
+        "--load-timeout", default="30m", show_default=True, metavar="DURATION",
+        help="Wait this long for each dataset load to end LOADED or ACTIVE (e.g. 90s, 30m, 2h); a load still "
+             "running then is an error, and the next plan or apply waits for it.")(fn)
+
+
+def parse_duration(text: str, option: str = "--lock-timeout") -> float:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)?", text.strip())
     if not match:
-        raise ConfigError([Problem("--lock-timeout", None, "", f"not a duration: {text!r} (try 0, 30s, 5m)")])
+        raise ConfigError([Problem(option, None, "", f"not a duration: {text!r} (try 0, 30s, 5m)")])
     value, unit = float(match.group(1)), match.group(2) or "s"
     return value * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
 
@@ -236,6 +244,7 @@ def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
         refresh_only=kwargs.get("refresh_only", False),
         auto_approve=kwargs.get("auto_approve", False),
         command=command,
+        load_timeout=parse_duration(kwargs.get("load_timeout") or "30m", "--load-timeout"),
     )
 
 
@@ -306,6 +315,7 @@ def plan(**kwargs):
 @environment_options
 @run_options
 @click.option("--auto-approve", is_flag=True, help="Apply without asking for confirmation.")
+@load_timeout_option
 @reports_errors
 def apply(plan_file, **kwargs):
     """Make Qrvey match the manifests: plan, confirm, apply.
@@ -340,6 +350,29 @@ def destroy(**kwargs):
     report_destroyed(applied)
 
 
+@cli.command()
+@click.argument("addresses", nargs=-1, required=True, metavar="ADDR...")
+@environment_options
+@click.option("--parallelism", type=click.IntRange(1, 256), metavar="N", help="Loads started at once (default 10).")
+@click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION",
+              help="Wait this long for the state lock (0, 30s, 5m).")
+@load_timeout_option
+@reports_errors
+def load(addresses, **kwargs):
+    """Load the named datasets now and wait for each, as apply does.
+
+    Each ADDR is a dataset the state records (`load dataset.orders`). A load already running is waited for, not
+    started again; one that ends FAILED, or still runs after --load-timeout, is an error
+    naming the dataset (exit 1).
+    """
+    workspace = open_workspace(kwargs)
+    console = Console(workspace.secrets(), debug=kwargs["debug"])
+    options = options_of(kwargs, "load")
+    loaded = run_async(load_datasets(workspace, tuple(addresses), console, options), options.stop)
+    for line in loaded:
+        click.echo(f"Loaded {line}")
+
+
 async def nothing_wanted() -> Manifest:
     """destroy's manifest: no resources, so every object in the state is planned for deletion."""
     return Manifest()
@@ -356,6 +389,8 @@ def report_applied(plan: Plan | None) -> None:
     counts = plan.summary()
     extras = "".join(f", {counts[op]} {OPERATIONS[op].progress[1]}"
                      for op in ("share", "unshare", "move", "forget") if counts[op])
+    loads = load_count(plan)
+    extras += f", {loads} loaded" if loads else ""
     click.echo(
         f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
         f"{counts['replace']} replaced, {counts['delete']} destroyed{extras}."

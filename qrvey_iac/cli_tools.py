@@ -261,6 +261,8 @@ def emulator() -> None:
 @click.option("--faults", metavar="SPEC", help="Fault injection rules (see docs/emulator.md).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seeds ids and fault dice.")
 @click.option("--terminal-status", type=click.Choice(["LOADED", "ACTIVE"]), default="LOADED", show_default=True)
+@click.option("--load-seconds", default=0.0, show_default=True, type=click.FloatRange(0), metavar="SECONDS",
+              help="How long a dataset load stays LOADING at least (and 2 Get Dataset polls).")
 @click.option("--on-source-delete", type=click.Choice(["orphan", "refuse", "cascade"]), default="orphan",
               show_default=True, help="What deleting a view's source does to the view.")
 @click.option("--route", "routes", multiple=True, metavar="NAME=METHOD /PATH",
@@ -273,8 +275,8 @@ def emulator() -> None:
               help="How POST .../all listings answer (see docs/emulator.md, Listings).")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @reports_errors
-def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, terminal_status, on_source_delete,
-          routes, unknown_apps, list_shape, debug):
+def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, terminal_status, load_seconds,
+          on_source_delete, routes, unknown_apps, list_shape, debug):
     """Serve the emulator over HTTP until interrupted (Ctrl-C)."""
     from qrvey_iac.emulator import EmulatorConfig, parse_faults
     from qrvey_iac.emulator.serve import serve as run_server
@@ -286,7 +288,7 @@ def serve(host, port, api_key, data, save_interval, latency_ms, faults, seed, te
     config = EmulatorConfig(api_key=api_key, data_file=Path(data) if data else None, save_interval=save_interval,
                             seed=seed, latency_ms=latency_ms, faults=fault_set, terminal_status=terminal_status,
                             on_source_delete=on_source_delete, routes=_route_answers(routes),
-                            unknown_apps=unknown_apps, list_shape=list_shape)
+                            unknown_apps=unknown_apps, list_shape=list_shape, load_seconds=load_seconds)
     click.echo(f"Qrvey emulator listening on http://{host}:{port} (Ctrl-C stops it)", err=True)
     run_server(config, host=host, port=port, on_exit=_say_faults if fault_set is not None else None)
 

@@ -12,12 +12,14 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from qrvey_iac.core.errors import (
-    ApplyError, BadRequestError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
+    ApplyError, BadRequestError, LoadFailedError, LoadTimeoutError, OutcomeUnknownError, QrveyIacError, ServerError, StateError, StateWriteError,
     StoppedError, TransportError, UndecidedError, UnusableAnswerError,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
-from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, claimed_twice, resolve_references, unresolved_references
+from qrvey_iac.core.kinds.base import (
+    LOADED_STATUSES, OWNER_ATTRIBUTE, claimed_twice, resolve_references, unresolved_references,
+)
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
@@ -31,6 +33,11 @@ Progress = Callable[[str], None]
 CREATE_ATTEMPTS = 4         # creates whose outcome stayed unknown, each checked before the next
 UNKNOWN_OUTCOME_ERRORS = (OutcomeUnknownError, ServerError, TransportError, UnusableAnswerError)
 KEY_CHECK_ID = "qrvey-iac-key-check"     # read by an empty state's refresh: no object has this id
+DEFAULT_LOAD_TIMEOUT = 1800.0   # seconds a load may take (--load-timeout); Qrvey's long loads run ~10 min and more
+LOAD_POLL_FIRST = 0.1           # seconds before the first status read of a load; doubled each time...
+LOAD_POLL_MOST = 10.0           # ...up to this
+LOAD_NOTE_EVERY = 30.0          # seconds between "still LOADING" lines while the status does not change
+LOAD_DETAIL_KEYS = ("statusMessage", "errorMessage", "error", "message")   # what Qrvey said of a FAILED load
 
 
 def _quiet(_: str) -> None:
@@ -94,6 +101,88 @@ class Engine:
     _latest: State | None = field(default=None, init=False)
     _flushing: asyncio.Future | None = field(default=None, init=False)
     request_timeout: float = 30.0     # the client's: how long an unanswered write may still land follows from it
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT   # how long apply and `load` wait for a load to end
+
+    async def load(self, state: State, addresses: list[str]) -> list[str]:
+        """Load the datasets at ``addresses`` (recorded in ``state``) and wait for each, as apply's
+        load step does, ``parallelism`` at a time; an ApplyError lists every one that failed.
+        Returns one line per dataset loaded."""
+        limit = asyncio.Semaphore(self.parallelism)
+
+        async def one(address: str) -> str:
+            async with limit:
+                resource = state.resources[address]
+                if self.stop.requested:
+                    raise ApplyError(f"not started: stopped by {self.stop.signal_name}")
+                return await self.load_and_wait(self.qrvey, address, _app(resource), resource.datasetId)
+
+        tasks = [asyncio.ensure_future(one(address)) for address in addresses]
+        with _metered(self.meter, tasks, "datasets loaded"):
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        crashed = next((o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, Exception)), None)
+        if crashed is not None:
+            raise crashed
+        failed = [(a, o) for a, o in zip(addresses, outcomes) if isinstance(o, BaseException)]
+        unexpected = next((o for _, o in failed if not isinstance(o, QrveyIacError)), None)
+        if unexpected is not None:
+            raise unexpected
+        if failed:
+            done = [a for a, o in zip(addresses, outcomes) if not isinstance(o, BaseException)]
+            lines = [f"load stopped: {len(failed)} of {len(addresses)} dataset(s) not loaded",
+                     *(f"  {address}: {exc}" for address, exc in failed),
+                     f"loaded: {len(done)}" + (f" ({', '.join(done)})" if done else "")]
+            if self.stop.requested:
+                raise StoppedError("\n".join(lines), self.stop.exit_code)
+            raise ApplyError("\n".join(lines))
+        return [f"{a}{o}" for a, o in zip(addresses, outcomes)]
+
+    async def load_and_wait(self, qrvey: QrveyPort, address: str, app: AppRef, dataset_id: str) -> str:
+        """Start a load of ``dataset_id`` (unless one is running: LOADING), then read its status,
+        backing off, until LOADED or ACTIVE. FAILED, a dataset gone, ``load_timeout`` or a stop
+        request raise a QrveyIacError naming the dataset; the load goes on in Qrvey, and the next
+        plan reads its status (nothing is journaled: a load is owed as long as Qrvey says so)."""
+        status = _status(await self._loaded_object(qrvey, address, app, dataset_id))
+        if status == "LOADING":
+            self.progress(f"{address}: a load is already running; waiting for it (up to {self.load_timeout:g}s)")
+        else:
+            try:
+                await qrvey.load(app, dataset_id)
+            except UNKNOWN_OUTCOME_ERRORS:
+                # the answer was lost: a load that started shows as LOADING (or has already ended)
+                after = _status(await self._loaded_object(qrvey, address, app, dataset_id))
+                if after not in ("LOADING", "FAILED", *LOADED_STATUSES):
+                    raise
+            self.progress(f"{address}: load started (status was {status or 'not given'}); waiting up to "
+                          f"{self.load_timeout:g}s for LOADED or ACTIVE")
+        started = time.monotonic()
+        pause, noted, last = LOAD_POLL_FIRST, started, status
+        while True:
+            waited = time.monotonic() - started
+            if self.stop.requested:
+                raise ApplyError(f"stopped by {self.stop.signal_name} while waiting for the load of dataset "
+                                 f"{dataset_id} (status {last}); the load goes on in Qrvey and the next plan "
+                                 "or apply waits for it")
+            if waited >= self.load_timeout:
+                raise LoadTimeoutError(dataset_id, last or "UNKNOWN", waited, address)
+            await asyncio.sleep(min(pause, self.load_timeout - waited))
+            pause = min(pause * 2, LOAD_POLL_MOST)
+            live = await self._loaded_object(qrvey, address, app, dataset_id)
+            status = _status(live)
+            if status in LOADED_STATUSES:
+                return f" [id={dataset_id}, status {status}]"
+            if status == "FAILED":
+                raise LoadFailedError(dataset_id, status, _load_detail(live), address)
+            now = time.monotonic()
+            if status != last or now - noted >= LOAD_NOTE_EVERY:
+                self.progress(f"{address}: {status or 'no status'} after {now - started:.0f}s")
+                noted, last = now, status
+
+    async def _loaded_object(self, qrvey: QrveyPort, address: str, app: AppRef, dataset_id: str) -> dict:
+        live = await qrvey.read(app, dataset_id)
+        if live is None:
+            raise ApplyError(f"dataset {dataset_id} is gone from Qrvey: nothing to load (run plan: it will "
+                             f"create {address} again)")
+        return live
 
     async def refresh(self, manifest: Manifest, state: State) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
@@ -328,6 +417,20 @@ async def _users(qrvey: QrveyPort, resource: ResourceState) -> list[dict]:
     return await KINDS[resource.kind].users(qrvey, _app(resource), resource.datasetId)
 
 
+def _status(live: dict) -> str:
+    status = live.get("status")
+    return status.upper() if isinstance(status, str) else ""
+
+
+def _load_detail(live: dict) -> str:
+    """What Qrvey said of a FAILED load, when its answer says anything."""
+    for key in LOAD_DETAIL_KEYS:
+        value = live.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -416,6 +519,9 @@ class _StepCalls:
 
     async def list_connections(self, app: AppRef) -> list[dict]:
         return await self._qrvey.list_connections(app)
+
+    async def load(self, app: AppRef, dataset_id: str) -> dict:
+        return await self._write(self._qrvey.load(app, dataset_id))
 
 
 class _ApplyRun:
@@ -562,6 +668,8 @@ class _ApplyRun:
         if step.op == "forget":
             return await self._forget(action, api)
         current = self.state.resources[action.address]
+        if step.op == "load":        # after the create or update of the same action (execution_levels)
+            return await self.engine.load_and_wait(api, action.address, _app(current), current.datasetId)
         if step.op == "update":
             return await self._update(action, api)
         shared = step.op == "share"

@@ -13,14 +13,17 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
-from qrvey_iac.core.errors import ApiError, ConfigError, Problem, QrveyIacError, StateError, TransportError
+from qrvey_iac.core.errors import (
+    ApiError, ConfigError, Problem, QrveyIacError, StateError, TransportError, did_you_mean_address,
+)
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, drift_part
 from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
-from qrvey_iac.engine import Engine, Stop
+from qrvey_iac.core.kinds import KINDS
+from qrvey_iac.engine import DEFAULT_LOAD_TIMEOUT, Engine, Stop
 from qrvey_iac.ports import QrveyPort, Workspace
 
 T = TypeVar("T")
@@ -53,6 +56,7 @@ class RunOptions:
     auto_approve: bool = False
     command: str = "plan"
     stop: Stop = field(default_factory=Stop)   # set on SIGTERM / SIGINT: apply starts nothing new
+    load_timeout: float = DEFAULT_LOAD_TIMEOUT  # seconds apply and `load` wait for a dataset's load
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
@@ -138,12 +142,32 @@ async def apply_saved(
             return plan
 
 
+async def load_datasets(workspace: Workspace, addresses: tuple[str, ...], ui: UI, options: RunOptions) -> list[str]:
+    """`load ADDR...`: under the state lock, load each dataset the state records and wait for
+    it as apply does. An address the state does not record, or of a kind that holds no data,
+    is refused before anything is sent."""
+    with _locked(workspace, ui, options):
+        state = workspace.store.read()
+        problems = []
+        for address in dict.fromkeys(addresses):
+            resource = state.resources.get(address)
+            if resource is None:
+                problems.append(f"{address} is not in the state{did_you_mean_address(address, set(state.resources))}: "
+                                "apply it first (load takes managed datasets)")
+            elif not KINDS[resource.kind].loadable:
+                problems.append(f"{address} is a {resource.kind}, which holds no data of its own: load its source")
+        if problems:
+            raise QrveyIacError("load refused, nothing was sent:\n" + "\n".join(f"- {p}" for p in problems))
+        async with _engine(workspace, ui, options) as engine:
+            return await engine.load(state, list(dict.fromkeys(addresses)))
+
+
 @asynccontextmanager
 async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIterator[Engine]:
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
         yield Engine(qrvey, workspace.store, progress=ui.progress, meter=ui, parallelism=limit, stop=options.stop,
-                     request_timeout=workspace.request_timeout)
+                     request_timeout=workspace.request_timeout, load_timeout=options.load_timeout)
 
 
 async def _read(

@@ -235,17 +235,18 @@ class DatasetLoadError(QrveyIacError):
 class LoadFailedError(DatasetLoadError):
     """The dataset's status became FAILED."""
 
-    def __init__(self, dataset_id: str, status: str, detail: str = "") -> None:
-        suffix = f": {detail}" if detail else ""
-        super().__init__(dataset_id, status, f"dataset {dataset_id} failed to load (status {status}){suffix}")
+    def __init__(self, dataset_id: str, status: str, detail: str = "", address: str = "") -> None:
+        suffix = f": Qrvey says: {detail}" if detail else ""
+        named = f"{address} (dataset {dataset_id})" if address else f"dataset {dataset_id}"
+        super().__init__(dataset_id, status, f"{named} failed to load (status {status}){suffix}")
 
 
 class LoadTimeoutError(DatasetLoadError):
     """The dataset was still loading when the wait ran out."""
 
-    def __init__(self, dataset_id: str, status: str, waited: float) -> None:
+    def __init__(self, dataset_id: str, status: str, waited: float, address: str = "") -> None:
         self.waited = waited
-        super().__init__(
-            dataset_id, status,
-            f"dataset {dataset_id} still {status} after waiting {waited:.0f} s",
-        )
+        named = f"{address} (dataset {dataset_id})" if address else f"dataset {dataset_id}"
+        later = (" (--load-timeout); the load goes on in Qrvey: the next plan or apply waits for it, "
+                 "or pass a longer --load-timeout") if address else ""
+        super().__init__(dataset_id, status, f"{named} still {status} after waiting {waited:.0f} s{later}")

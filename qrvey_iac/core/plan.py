@@ -44,6 +44,9 @@ OPERATIONS: dict[str, Operation] = {
     "delete": Operation("-", "will be destroyed", ("delete",), ("Destroying", "destroyed"), destructive=True),
     "share": Operation("~", "will be shared", ("share",), ("Sharing", "shared")),
     "unshare": Operation("~", "will be unshared", ("unshare",), ("Unsharing", "unshared")),
+    # a dataset that needs only a load (not loaded, its load failed, or one still running to
+    # wait for); a create or update that needs one runs a "load" step after its own (load_steps)
+    "load": Operation("↻", "will be loaded", ("load",), ("Loading", "loaded"), counted_when_none=False),
     # a view whose unmanaged source is gone or no longer shared: reported, never applied
     "blocked": Operation("!", "cannot be planned", (), refused=True),
     # kind: Moved: the state entry renamed, then the object updated (its marker names the new
@@ -54,7 +57,7 @@ OPERATIONS: dict[str, Operation] = {
 }
 CHANGING_OPS = tuple(OPERATIONS)
 STEP_PROGRESS = {op: OPERATIONS[op].progress
-                 for op in ("create", "update", "delete", "share", "unshare", "move", "forget")}
+                 for op in ("create", "update", "delete", "share", "unshare", "load", "move", "forget")}
 
 
 class AppTarget(Frozen):
@@ -79,6 +82,9 @@ class ActionBase(Frozen):
     source: dict[str, str] | None = None        # {"address"} or {appId, userId, datasetId}
     depends_on: tuple[str, ...] = ()
     protect: bool = False
+    status: str | None = None                   # a dataset's status in Qrvey (DRAFT, LOADED, ...), as read
+    load: bool = False                          # apply loads it after this action's own steps (load_steps)
+    load_reason: str = ""                       # why it is loaded (a "load" op's reason says it)
 
     @field_validator("kind")
     @classmethod
@@ -170,6 +176,12 @@ class Unshare(ActionBase):
     op: Literal["unshare"] = "unshare"
 
 
+class Load(ActionBase):
+    """A dataset that asks to be loaded and needs nothing but a load (or a wait for one running)."""
+
+    op: Literal["load"] = "load"
+
+
 class Blocked(ActionBase):
     """A resource that cannot be planned (its unmanaged source is gone, unshared, or lacks a
     column it overrides, in Qrvey);
@@ -209,7 +221,7 @@ class Forget(ActionBase):
     op: Literal["forget"] = "forget"
 
 
-Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp, Move, Forget],
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, NoOp, Move, Forget],
                    Field(discriminator="op")]
 
 
@@ -280,9 +292,15 @@ def plan_steps(plan: Plan) -> list[Step]:
         if not action.changing:
             continue
         teardown = KINDS[action.kind].teardown_phase
-        for op in OPERATIONS[action.op].steps:
+        for op in action_steps(action):
             steps.append(Step(teardown if op in TEARDOWN_STEPS else build, op, action.address, index))
     return steps
+
+
+def action_steps(action: ActionBase) -> tuple[str, ...]:
+    """The steps apply runs for ``action``: its op's, then a load when the action asks for one."""
+    steps = OPERATIONS[action.op].steps
+    return (*steps, "load") if action.load and "load" not in steps else steps
 
 
 def execution_levels(plan: Plan) -> list[list[Step]]:
@@ -306,9 +324,13 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
                 continue
             related = set(depends.get(step.address, ())) if phase == build else dependents[step.address]
             edges[step.key] = {o.key for a in related for o in by_address[a] if o.phase == phase}
-            if step.op == "share":   # share what exists and is current
+            if step.op == "share":   # share what exists, is current and loaded
                 edges[step.key] |= {
                     o.key for o in by_address[step.address] if o.phase == build and o.op != "share"
+                }
+            if step.op == "load":    # load what exists and is current
+                edges[step.key] |= {
+                    o.key for o in by_address[step.address] if o.phase == build and o.op not in ("share", "load")
                 }
         levels.extend([by_key[k] for k in level] for level in topo_levels(edges))
     return levels
@@ -316,7 +338,7 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
 
 ACTION_TYPES: dict[str, type[ActionBase]] = {
     cls.model_fields["op"].default: cls
-    for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp, Move, Forget)
+    for cls in (Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, NoOp, Move, Forget)
 }
 
 

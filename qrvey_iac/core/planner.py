@@ -12,6 +12,7 @@ from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import KINDS, Kind
 from qrvey_iac.core.kinds.base import WRITE_ONLY, resolve_references
+from qrvey_iac.core.loads import with_loads
 from qrvey_iac.core.manifest import Manifest, Moved, Removed, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
@@ -60,6 +61,7 @@ def build_plan(
         else:
             actions.append(_delete_action(address, moved.resources[address], moved_live))
     actions = _as_moves(actions, moves)
+    actions = with_loads(actions, manifest, moved_live.objects)
     plan = Plan(
         environment=environment,
         lineage=state.lineage,

@@ -10,7 +10,8 @@ from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import OPERATIONS, ActionBase, Plan
 from qrvey_iac.core.secrets import MASK, mask_plan, mask_text
 
-__all__ = ["MASK", "mask", "render_json", "render_text", "replacement_note", "summary_line"]
+__all__ = ["MASK", "load_count", "load_line", "mask", "render_json", "render_text", "replacement_note",
+           "summary_line"]
 
 CREATE_LABEL_WIDTH = 44     # a create's field paths are padded to this width at most
 
@@ -24,9 +25,27 @@ def summary_line(plan: Plan) -> str:
         f"{counts['replace']} to replace, {counts['delete']} to delete"
     )
     extras = [f"{counts[op]} to {op}" for op in ("share", "unshare", "move", "forget") if counts[op]]
+    loads = load_count(plan)
+    if loads:
+        extras.append(f"{loads} to load")
     if counts["blocked"]:
         extras.append(f"{counts['blocked']} blocked (apply refuses until fixed or excluded)")
     return line + "".join(f", {e}" for e in extras) + "."
+
+
+def load_count(plan: Plan) -> int:
+    """Datasets apply loads: ``load`` actions, and creates and updates followed by a load."""
+    return sum(1 for action in plan.changes if action.op == "load" or action.load)
+
+
+def load_line(action: ActionBase) -> str | None:
+    """What a plan says of an action's load: the status read, and why apply loads it."""
+    if action.op == "load":
+        return None                       # its header says it all
+    status = f" (status {action.status})" if action.status else ""
+    if action.load:
+        return f"then loaded{status}: {action.load_reason}"
+    return None
 
 
 def render_text(plan: Plan, secrets: frozenset[str] = frozenset()) -> str:
@@ -69,6 +88,9 @@ def _action_lines(action: ActionBase) -> list[str]:
     note = replacement_note(action)
     if note:
         lines.append(f"      ! {note}")
+    loading = load_line(action)
+    if loading:
+        lines.append(f"      {OPERATIONS['load'].symbol} {loading}")
     if action.op in ("create", "replace") and action.desired:
         lines.extend(_create_lines(action))
     elif action.op in ("share", "unshare") and not action.changes:

@@ -26,7 +26,7 @@ from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.plan import CHANGING_OPS, OPERATIONS, ActionBase, Plan
-from qrvey_iac.core.render import replacement_note, summary_line
+from qrvey_iac.core.render import load_line, replacement_note, summary_line
 from qrvey_iac.core.secrets import mask_plan
 
 COMMENT_MARKER = "<!-- qrvey-iac plan"
@@ -212,7 +212,8 @@ class _Writer:
     def summary_item(self, action: ActionBase) -> str:
         drift = " · drift" if action.drift else ""
         moved = f" from {self.code(action.previous_address)}" if action.previous_address else ""
-        return f"- {self.code(action.address)} **{action.op}**{moved}: {self.text(action.reason)}{drift}"
+        loaded = " · then **load**" if action.load else ""
+        return f"- {self.code(action.address)} **{action.op}**{moved}: {self.text(action.reason)}{drift}{loaded}"
 
     def details(self, address: str, actions: list[ActionBase]) -> str:
         ops = ", ".join(a.op for a in actions)
@@ -234,9 +235,14 @@ class _Writer:
         if action.source:
             source = action.source.get("address") or action.source.get("datasetId") or "?"
             parts.append(f"source {self.code(source)}")
+        if action.status and (action.load or action.op == "load"):     # where it matters
+            parts.append(f"status {self.code(action.status)}")
         note = replacement_note(action)
         if note:
             parts.append(self.text(note))
+        loading = load_line(action)
+        if loading:
+            parts.append(self.text(loading))
         return " · ".join(parts)
 
     def _table(self, action: ActionBase) -> list[str]:

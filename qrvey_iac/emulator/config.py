@@ -30,6 +30,7 @@ class EmulatorConfig:
     faults: FaultSet | None = None
     terminal_status: str = "LOADED"
     load_polls: int = 2
+    load_seconds: float = 0.0   # a load also takes at least this long (wall clock) before it ends
     on_source_delete: str = "orphan"
     unknown_apps: str = "create"   # see users.py: "refuse" answers 404 for an app not created
     list_shape: str = "cursor"
@@ -54,6 +55,8 @@ class EmulatorConfig:
             raise ValueError(f"unknown_apps must be one of {UNKNOWN_APP_MODES}, got {self.unknown_apps!r}")
         if self.list_shape not in LIST_SHAPES:
             raise ValueError(f"list_shape must be one of {LIST_SHAPES}, got {self.list_shape!r}")
+        if self.load_seconds < 0:
+            raise ValueError(f"load_seconds must be >= 0, got {self.load_seconds}")
         if self.load_polls < 0:
             raise ValueError(f"load_polls must be >= 0, got {self.load_polls}")
         if not self.save_interval > 0:

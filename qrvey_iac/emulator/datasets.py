@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 from qrvey_iac.emulator import views
 from qrvey_iac.emulator.columns import build_columns, fresh_columns, synthetic_columns
@@ -19,11 +20,14 @@ from qrvey_iac.emulator.validation import (
     validate_definition,
 )
 
+LOAD_MESSAGE = "statusMessage"     # why the last load FAILED (the field name is the emulator's choice)
+PENDING_RELOAD = "pendingReload"   # set by a structural PUT; Apply Changes then sets the status to DRAFT
+
 # Kept from the stored dataset on Update (pendingChanges and updateDate are set anew).
 PRESERVED_ON_UPDATE = frozenset(
     {
         "datasetId", "appId", "userId", "status", "datasetType", "connectionId", "isPublic",
-        "sourceDataset", "sourceStatus", "createDate",
+        "sourceDataset", "sourceStatus", "createDate", "statusMessage",
     }
 )
 
@@ -94,6 +98,8 @@ def update_dataset(call: Call) -> dict:
     server_fields = {key: value for key, value in stored.items() if key in PRESERVED_ON_UPDATE}
     updated = {**server_fields, "pendingChanges": True, "updateDate": utc_now()}
     _apply_definition(call, updated, definition, previous=stored)
+    if stored.get(PENDING_RELOAD) or (stored["datasetType"] != VIEW and _structure(stored) != _structure(updated)):
+        updated[PENDING_RELOAD] = True
     call.world.put_dataset(updated)
     for view in call.world.views_of(dataset_id):     # a view's columns follow its source's
         views.follow_source(call, view)
@@ -101,10 +107,15 @@ def update_dataset(call: Call) -> dict:
 
 
 def apply_changes(call: Call) -> dict:
-    """POST /qollect/dataset/{id}/applyChanges (path is the emulator's choice)."""
+    """POST /qollect/dataset/{id}/applyChanges (path is the emulator's choice). Committing a
+    structural change (types, datasources, query: qrvey-api.md D5) leaves the dataset needing a
+    reload: its status goes back to DRAFT (a load running is dropped), its views' with it."""
     dataset = call.owned_dataset(call.params["datasetId"])
     dataset["pendingChanges"] = False
     dataset["updateDate"] = utc_now()
+    if dataset.pop(PENDING_RELOAD, False):
+        call.world.loads.pop(dataset["datasetId"], None)
+        views.set_status(call.world, dataset, "DRAFT")
     call.world.mark_changed()
     return dataset
 
@@ -121,13 +132,20 @@ def delete_dataset(call: Call) -> dict:
 
 
 def load_dataset(call: Call) -> dict:
-    """POST /qollect/dataset/{id}/load: start a load; a second trigger while LOADING is ignored."""
+    """POST /qollect/dataset/{id}/load: start a load; a second trigger while LOADING is ignored.
+    A dataset whose connection was deleted cannot be reloaded (qrvey-api.md N5): 400."""
     dataset_id = call.params["datasetId"]
     dataset = call.owned_dataset(dataset_id)
     if dataset["datasetType"] == VIEW:
         raise refused(f"Dataset {dataset_id} is a dataset view: views hold no data and cannot be loaded")
+    deleted = _deleted_connections(call, dataset)
+    if deleted:
+        raise refused(f"Dataset {dataset_id} cannot be reloaded: its connection {', '.join(deleted)} was deleted")
     if dataset["status"] != "LOADING":
+        dataset.pop(LOAD_MESSAGE, None)
         call.world.loads[dataset_id] = {"pollsLeft": call.config.load_polls, "fails": call.load_fails}
+        if call.config.load_seconds:
+            call.world.loads[dataset_id]["endsAt"] = time.time() + call.config.load_seconds
         views.set_status(call.world, dataset, "LOADING")
     return {"datasetId": dataset_id, "status": "LOADING"}
 
@@ -182,6 +200,27 @@ def _table_or_query(body: dict) -> dict:
     return {"tableName": table} if table is not None else {"query": query}
 
 
+def _structure(dataset: dict) -> tuple:
+    """What a change of needs a reload (D5): the datasources' sources, the columns and their types.
+    Names, visibility, formats and attributes are metadata."""
+    sources = sorted(
+        tuple(str(source.get(key)) for key in ("connectionId", "connectorType", "database", "tableName", "query"))
+        for source in dataset.get("datasources") or [] if isinstance(source, dict)
+    )
+    columns = sorted(
+        tuple(str(column.get(key)) for key in ("origColumnSourceName", "columnType", "origColumnType"))
+        for column in dataset.get("columns") or [] if isinstance(column, dict)
+    )
+    return tuple(sources), tuple(columns)
+
+
+def _deleted_connections(call: Call, dataset: dict) -> list[str]:
+    """The connections ``dataset`` reads that were created in this world and deleted since (an
+    id never seen as a connection, as the tutorial's arbitrary UUIDs, is not checked)."""
+    used = [source.get("connectionId") for source in dataset.get("datasources") or [] if isinstance(source, dict)]
+    return sorted({c for c in used if c in call.world.connection_order and c not in call.world.connections})
+
+
 def _advance_load(call: Call, dataset: dict) -> None:
     load = call.world.loads.get(dataset["datasetId"])
     if load is None:
@@ -190,5 +229,9 @@ def _advance_load(call: Call, dataset: dict) -> None:
         load["pollsLeft"] -= 1
         call.world.mark_changed()
         return
+    if time.time() < load.get("endsAt", 0):
+        return                     # still LOADING: the load takes load_seconds
     del call.world.loads[dataset["datasetId"]]
+    if load["fails"]:
+        dataset[LOAD_MESSAGE] = "the data could not be loaded (emulator fault load-fail)"
     views.set_status(call.world, dataset, "FAILED" if load["fails"] else call.config.terminal_status)

@@ -15,6 +15,7 @@ SERVER_OWNED_FIELDS = frozenset(
     {
         "datasetId", "appId", "userId", "status", "connectionId", "datasetType", "isPublic",
         "pendingChanges", "sourceDataset", "sourceStatus", "createDate", "updateDate",
+        "pendingReload", "statusMessage",     # a structural change not applied yet; why a load FAILED
     }
 )
 DEFINITION_FIELDS = ("name", "datasources", "columns", "dataSync", "customAttributes")

@@ -39,7 +39,7 @@ def test_every_example_converges(project, keep):
 
 def test_apply_creates_every_example_object(project):
     result = applied(project)
-    assert "Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 2 to share." in result.stdout
+    assert "Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 2 to share, 1 to load." in result.stdout
     state = project.state()
     assert set(state["resources"]) == EXAMPLE_ADDRESSES
     world = project.world()["datasets"]

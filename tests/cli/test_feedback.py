@@ -31,7 +31,7 @@ def test_destroy_ends_with_destroy_complete(project):
 def test_apply_still_ends_with_apply_complete(project):
     result = project.run("apply", "--auto-approve")
     assert result.exit_code == 0, result.output
-    assert "Apply complete! Resources: 11 created, 0 updated, 0 replaced, 0 destroyed, 2 shared." in result.stdout
+    assert "Apply complete! Resources: 11 created, 0 updated, 0 replaced, 0 destroyed, 2 shared, 1 loaded." in result.stdout
     assert "Destroy complete!" not in result.output
 
 

@@ -137,5 +137,5 @@ def test_a_new_view_over_a_missing_source_is_blocked_not_an_error(project, monke
             "exist: check spec.source.datasetId, or point the view at another shared dataset, or leave it out "
             "with --exclude view.partner-orders)\n") in plan.stdout
     assert "[drift]" not in plan.stdout.split("view.partner-orders cannot be planned")[1].splitlines()[0]
-    assert "Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 2 to share, 1 blocked" in plan.stdout
+    assert "Plan: 11 to create, 0 to update, 0 to replace, 0 to delete, 2 to share, 1 to load, 1 blocked" in plan.stdout
     assert PARTNER_ID not in plan.output

@@ -72,6 +72,7 @@ def test_config_fields_and_defaults_are_the_agreed_ones():
         "faults": None,
         "terminal_status": "LOADED",
         "load_polls": 2,
+        "load_seconds": 0.0,
         "on_source_delete": "orphan",
         "unknown_apps": "create",
         "list_shape": "cursor",

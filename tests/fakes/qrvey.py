@@ -31,6 +31,9 @@ class FakeQrvey:
         self.missing_apps: set[AppRef] = set()         # apps get_app says do not exist
         self.app_checks: list[AppRef] = []             # get_app calls (kept out of ``calls``)
         self.read_delay = 0.0
+        self.loading: dict[str, int] = {}              # datasetId -> reads still answering LOADING
+        self.load_reads = 1
+        self.load_ends = "LOADED"                       # the status a load ends in (FAILED to fail it)
         self.reading = 0
         self.most_reading = 0
 
@@ -63,6 +66,12 @@ class FakeQrvey:
         found = self.objects.get(dataset_id)
         if found is None or (found["userId"], found["appId"]) != (app.user_id, app.app_id):
             return None
+        if dataset_id in self.loading:
+            if self.loading[dataset_id] > 0:
+                self.loading[dataset_id] -= 1
+            else:
+                del self.loading[dataset_id]
+                found["status"] = self.load_ends
         return copy.deepcopy(found)
 
     async def create_dataset(self, app: AppRef, body: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +134,15 @@ class FakeQrvey:
         if app in self.missing_apps:
             return None
         return {"appid": app.app_id, "userid": app.user_id, "name": app.app_id, "description": ""}
+
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
+        """Start a load: the dataset is LOADING for ``load_reads`` reads, then ``load_ends`` (LOADED)."""
+        self._before_write("load", dataset_id)
+        current = self._owned(app, dataset_id, "POST")
+        if current.get("status") != "LOADING":
+            current["status"] = "LOADING"
+            self.loading[dataset_id] = self.load_reads
+        return self._answer("load", {"datasetId": dataset_id, "status": "LOADING"})
 
     async def list_app(self, app: AppRef) -> list[dict[str, Any]]:
         self.calls.append(("list_app", app.app_id))

@@ -115,7 +115,9 @@ async def test_refresh_sends_the_reads_before_the_manifest_is_read(tmp_path):
     assert manifest == Manifest()
     # the part plans compare is kept, the fingerprint is of the whole answer
     assert live.objects == {f"dataset.ds-{i}": DATASET_KIND.compared_part(answer(f"id-{i}")) for i in range(5)}
-    assert live.objects["dataset.ds-0"] == {"name": "Dataset id-0", "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}
+    # the status too: plans show it and decide loads from it (issue 16 point 2)
+    assert live.objects["dataset.ds-0"] == {"name": "Dataset id-0", "status": "LOADED",
+                                            "columns": [{"columnName": "Total", "columnType": "NUMBER"}]}
     assert live.fingerprints == {f"dataset.ds-{i}": fingerprint(answer(f"id-{i}")) for i in range(5)}
 
 

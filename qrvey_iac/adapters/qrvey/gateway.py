@@ -78,3 +78,5 @@ class QrveyGateway:
 
     async def list_connections(self, app: AppRef) -> list[dict[str, Any]]:
         return await self.client.list_connections(app)
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]:
+        return await self.client.load_dataset(app, dataset_id)

@@ -10,6 +10,7 @@ ask the registry; they never ask "which kind is this?".
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
 WRITE_ONLY = "(write-only: not returned by Qrvey)"   # the "before" of a write-only field in a plan
+
+LoadMode = str
+NO_LOAD: LoadMode = "no"              # apply never loads it
+ALWAYS_LOADED: LoadMode = "true"      # load: true
+ON_CHANGE: LoadMode = "onChange"      # load: onChange
+LOADED_STATUSES = ("LOADED", "ACTIVE")    # both accepted as loaded (qrvey-api.md: 2021 API, newer UI)
 
 
 class Frozen(BaseModel):
@@ -74,6 +81,7 @@ class QrveyApi(Protocol):
     async def update_connection(self, app: AppRef, connection_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
     async def delete_connection(self, app: AppRef, connection_id: str) -> bool: ...     # False: 404
     async def list_connections(self, app: AppRef) -> list[dict[str, Any]]: ...
+    async def load(self, app: AppRef, dataset_id: str) -> dict[str, Any]: ...           # start a load (D8)
 
 
 @dataclass(frozen=True)
@@ -130,6 +138,9 @@ class Kind:
     env_only: ClassVar[tuple[tuple[str, ...], ...]] = ()
     # a delete is refused in the plan while other objects use it (``users``, ``uses``)
     guards_delete: ClassVar[bool] = False
+    # Loads (a kind holding data, as a Dataset): the change paths that need a reload after
+    # Apply Changes (fnmatch patterns over FieldChange.path); see load_wanted.
+    structural_changes: ClassVar[tuple[str, ...]] = ()
 
     # -- addresses and dependencies ---------------------------------------------------------
 
@@ -168,6 +179,20 @@ class Kind:
 
     def is_shared(self, spec: Any) -> bool:
         return self.shareable and bool(getattr(spec, "shared", False))
+
+    def load_mode(self, spec: Any) -> LoadMode:
+        """What the spec asks of loads: NO_LOAD (the default, and kinds that hold no data),
+        ALWAYS_LOADED (``load: true``) or ON_CHANGE (``load: onChange``)."""
+        return NO_LOAD
+
+    @property
+    def loadable(self) -> bool:
+        """It holds data Qrvey loads (a Dataset; a view shows its source's)."""
+        return bool(self.structural_changes)
+
+    def is_structural(self, path: str) -> bool:
+        """Whether a change at ``path`` needs a reload after Apply Changes (qrvey-api.md D5)."""
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.structural_changes)
 
     def check_source(self, resource: Resource | Salvaged, source: Resource | Salvaged) -> list[tuple[tuple, str]]:
         """Problems of using managed ``source`` as this resource's source: (spec path, message).

@@ -10,8 +10,9 @@ from pydantic import Field, field_validator, model_validator
 
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
-    FieldRules, Frozen, Kind, Metadata, NamedProjection, QrveyApi, app_changed, attributes_with_removals,
-    given, managed_attributes, overlay_attributes, owner_attributes, project_named, reference, reject_duplicates,
+    ALWAYS_LOADED, NO_LOAD, ON_CHANGE, FieldRules, Frozen, Kind, LoadMode, Metadata, NamedProjection, QrveyApi,
+    app_changed, attributes_with_removals, given, managed_attributes, overlay_attributes, owner_attributes,
+    project_named, reference, reject_duplicates,
 )
 
 DATASOURCE_KEYS = ("connectionId", "connectorType", "database", "tableName", "query")
@@ -65,6 +66,12 @@ class DatasetSpec(Frozen):
     name: str = Field(min_length=1, description="Display name in Qrvey (not an identity).")
     shared: bool = Field(default=False, description="publishVersion isPublic: may be a view's source.")
     protect: bool = Field(default=False, description="Refuse to delete or replace it.")
+    load: bool | Literal["onChange"] = Field(
+        default=False,
+        description="Load its data: true (after create, after every update, and whenever it is not loaded), "
+                    "onChange (after create, after a structural change: types, datasources, query, and whenever "
+                    "it is not loaded); false: never loaded by qrvey-iac.",
+    )
     datasources: tuple[DatasourceSpec, ...] = Field(min_length=1)
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
     dataSync: dict[str, Any] | None = Field(default=None, description="Passed through as-is.")
@@ -101,7 +108,7 @@ class DatasetKind(Kind):
     document = DatasetDocument
     rules = FieldRules(
         managed=("name", "datasources", "columns", "dataSync", "customAttributes"),
-        read_back=("name", "datasources", "columns", "dataSync", "customAttributes", "isPublic"),
+        read_back=("name", "datasources", "columns", "dataSync", "customAttributes", "isPublic", "status"),
         server_owned=("datasetId", "appId", "userId", "connectionId", "status", "datasetType",
                       "createDate", "modifyDate", "pendingChanges"),
         forces_replacement=("app",),
@@ -134,6 +141,19 @@ class DatasetKind(Kind):
             return set()
         return {d["connectionId"] for d in datasources
                 if isinstance(d, dict) and isinstance(d.get("connectionId"), str)}
+
+    # Changes that need a reload after Apply Changes (qrvey-api.md D5: types, datasources,
+    # query; a column added or removed shows as its columnType). Name, visibility, access
+    # roles, custom attributes and dataSync are metadata: no reload.
+    structural_changes = (
+        "datasources", "datasources.*",
+        "columns.*.columnType", "columns.*.origColumnType", "columns.*.origColumnSourceName",
+    )
+
+    def load_mode(self, spec: DatasetSpec) -> LoadMode:
+        if spec.load == "onChange":
+            return ON_CHANGE
+        return ALWAYS_LOADED if spec.load is True else NO_LOAD
 
     def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
         dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
