@@ -160,7 +160,9 @@ def test_an_unknown_connection_reference_is_reported_at_its_line(project, monkey
     project.replace_in("sales.yaml", "connection: connection.warehouse", "connection: connection.warehous")
     result = project.run("validate")
     assert result.exit_code == 1
-    assert ("Error: manifests/sales.yaml:14: spec.datasources[0].connection: unknown reference "
+    lines = project.manifest("sales.yaml").read_text().splitlines()
+    line = next(n for n, text in enumerate(lines, 1) if "connection: connection.warehous" in text)
+    assert (f"Error: manifests/sales.yaml:{line}: spec.datasources[0].connection: unknown reference "
             "connection.warehous (did you mean 'connection.warehouse'?)") in result.stderr
 
 

@@ -186,14 +186,16 @@ def test_load_command_names_a_dataset_whose_load_fails(project, remote):
 def test_a_dataset_whose_connection_was_deleted_cannot_be_reloaded(project):
     assert project.run("apply", "--auto-approve").exit_code == 0
 
-    def connection_deleted(world):     # conn-warehouse existed in Qrvey, and was deleted there
-        world["connectionOrder"]["conn-warehouse"] = 99
+    connection_id = project.dataset_id("connection.warehouse")      # the example's orders are built on it
+
+    def connection_deleted(world):     # deleted in Qrvey, behind qrvey-iac's back
+        del world["connections"][connection_id]
 
     project.edit_world(connection_deleted)
     result = project.run("load", "dataset.orders")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "dataset.orders" in result.stderr
-    assert "cannot be reloaded: its connection conn-warehouse was deleted" in result.stderr
+    assert f"cannot be reloaded: its connection {connection_id} was deleted" in result.stderr
 
 
 def test_load_command_takes_the_state_lock(project):

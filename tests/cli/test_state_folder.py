@@ -56,7 +56,7 @@ def test_a_state_folder_that_fills_up_or_turns_read_only_during_apply(project, m
     assert result.stderr.count(reason) == 1                   # said once, not once per step
     # what was done before the disk refused is reported, and what was not started
     assert "done in Qrvey: 9 (create:connection.warehouse, create:dataset.apac-campaigns, " in result.stderr   # with the example's load
-    assert "not started: 4 (create:view.customers-apac, " in result.stderr
+    assert "not started: 5 (create:view.customers-apac, " in result.stderr
     left[0] = float("inf")                                    # space is freed / the folder writable again
     world = project.world()["datasets"]
     assert len(world) == 6 and set(world) <= tracked_ids(project)   # nothing in Qrvey the state does not know
