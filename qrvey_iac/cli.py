@@ -350,8 +350,9 @@ def report_applied(plan: Plan | None) -> None:
         return
     counts = plan.summary()
     extras = "".join(f", {counts[op]} {op}d" for op in ("share", "unshare") if counts[op])
+    imported = f"{counts['import']} imported, " if counts["import"] else ""
     click.echo(
-        f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
+        f"\nApply complete! Resources: {imported}{counts['create']} created, {counts['update']} updated, "
         f"{counts['replace']} replaced, {counts['delete']} destroyed{extras}."
     )
 

@@ -45,9 +45,11 @@ OPERATIONS: dict[str, Operation] = {
     "unshare": Operation("~", "will be unshared", ("unshare",), ("Unsharing", "unshared")),
     # a view whose unmanaged source is gone or no longer shared: reported, never applied
     "blocked": Operation("!", "cannot be planned", (), refused=True),
+    # adopt an existing object: recorded in the state with no call, then updated when it differs
+    "import": Operation("<=", "will be imported", ("import", "update"), ("Importing", "imported")),
 }
 CHANGING_OPS = tuple(OPERATIONS)
-STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare")}
+STEP_PROGRESS = {op: OPERATIONS[op].progress for op in ("create", "update", "delete", "share", "unshare", "import")}
 
 
 class AppTarget(Frozen):
@@ -91,6 +93,10 @@ class ActionBase(Frozen):
     @property
     def phrase(self) -> str:
         return STATE_ONLY_PHRASE if self.state_only else OPERATIONS[self.op].phrase
+
+    def steps(self) -> tuple[str, ...]:
+        """The call-level steps apply runs for this action (its op's, in order)."""
+        return OPERATIONS[self.op].steps
 
 
 STATE_ONLY_PHRASE = "will be updated in the state only"
@@ -160,12 +166,28 @@ class Blocked(ActionBase):
     op: Literal["blocked"] = "blocked"
 
 
+class Import(ActionBase):
+    """Adopt an object that exists in Qrvey (``dataset_id``): apply records it in the state with
+    no call, then updates it when ``changes`` (the live object against the manifests, as an
+    update shows them, the ownership marker included) are not empty."""
+
+    op: Literal["import"] = "import"
+
+    @property
+    def state_only(self) -> bool:
+        return False
+
+    def steps(self) -> tuple[str, ...]:
+        return OPERATIONS[self.op].steps if self.changes else ("import",)
+
+
 class NoOp(ActionBase):
     changing: ClassVar[bool] = False
     op: Literal["no-op"] = "no-op"
 
 
-Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp], Field(discriminator="op")]
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Blocked, Import, NoOp],
+                   Field(discriminator="op")]
 
 
 class Plan(Frozen):
@@ -181,6 +203,7 @@ class Plan(Frozen):
     seal_nonce: str = ""                        # always "": older plan files stored the seals' salt here
     targets: tuple[str, ...] = ()               # the --target / --exclude the plan was narrowed by:
     excludes: tuple[str, ...] = ()              # apply FILE plans again with the same ones
+    untracked: tuple[str, ...] = ()             # this environment's marked objects no state records
     actions: tuple[Action, ...] = ()
 
     @property
@@ -235,7 +258,7 @@ def plan_steps(plan: Plan) -> list[Step]:
         if not action.changing:
             continue
         teardown = KINDS[action.kind].teardown_phase
-        for op in OPERATIONS[action.op].steps:
+        for op in action.steps():
             steps.append(Step(teardown if op in TEARDOWN_STEPS else build, op, action.address, index))
     return steps
 
@@ -261,6 +284,8 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
                 continue
             related = set(depends.get(step.address, ())) if phase == build else dependents[step.address]
             edges[step.key] = {o.key for a in related for o in by_address[a] if o.phase == phase}
+            if step.op == "update":  # an import's update runs once the import is recorded
+                edges[step.key] |= {o.key for o in by_address[step.address] if o.op == "import"}
             if step.op == "share":   # share what exists and is current
                 edges[step.key] |= {
                     o.key for o in by_address[step.address] if o.phase == build and o.op != "share"
@@ -270,7 +295,8 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
 
 
 ACTION_TYPES: dict[str, type[ActionBase]] = {
-    cls.model_fields["op"].default: cls for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, NoOp)
+    cls.model_fields["op"].default: cls
+    for cls in (Create, Update, Replace, Delete, Share, Unshare, Blocked, Import, NoOp)
 }
 
 

@@ -92,7 +92,8 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
     if not plan.has_changes:
         return [*lines, summary_line(plan)]
     counts = plan.summary()
-    ops = [op for op in CHANGING_OPS if counts[op] or not OPERATIONS[op].refused]   # "blocked" when there are
+    # "blocked" and "import" only when there are some
+    ops = [op for op in CHANGING_OPS if counts[op] or not (OPERATIONS[op].refused or op == "import")]
     return [
         *lines,
         "| " + " | ".join(ops) + " |",

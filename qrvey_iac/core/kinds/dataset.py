@@ -10,7 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
-    FieldRules, Frozen, Kind, Metadata, NamedProjection, QrveyApi, app_changed, attributes_with_removals,
+    AdoptSpec, FieldRules, Frozen, Kind, Metadata, NamedProjection, QrveyApi, app_changed, attributes_with_removals,
     given, managed_attributes, overlay_attributes, owner_attributes, project_named, reject_duplicates,
 )
 
@@ -59,6 +59,9 @@ class DatasetSpec(Frozen):
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
     dataSync: dict[str, Any] | None = Field(default=None, description="Passed through as-is.")
     customAttributes: dict[str, Any] | None = None
+    adopt: AdoptSpec | None = Field(
+        default=None, description="Adopt this existing dataset instead of creating one (plan shows an import); "
+                                  "ignored once the state records the address.")
 
     @field_validator("datasources")
     @classmethod
@@ -102,13 +105,13 @@ class DatasetKind(Kind):
     shareable = True
     client_minted_id = True
 
-    def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
+    def desired(self, address: str, spec: DatasetSpec, environment: str = "") -> dict[str, Any]:
         dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
         document: dict[str, Any] = {
             "name": spec.name,
             "datasources": {d["name"]: _datasource_fields(d) for d in dumped["datasources"]},
             "columns": {c["columnName"]: given(c, skip="columnName") for c in dumped["columns"]},
-            "customAttributes": owner_attributes(spec, address),
+            "customAttributes": owner_attributes(spec, address, environment),
         }
         if spec.dataSync is not None:
             document["dataSync"] = spec.dataSync
