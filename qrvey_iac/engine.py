@@ -259,6 +259,15 @@ class Engine:
             self.stop.applying = False
         return run.state
 
+    async def adopt(self, action: ActionBase, state: State, sealer: Sealer = PLAIN) -> State:
+        """Record the import ``action`` at once, as apply's import step does, without its update
+        (``qrvey-iac import``: the next plan shows what the object still needs)."""
+        run = _ApplyRun(self, Plan(actions=(action,)), state, sealer)
+        await run._import(action, _StepCalls(self.qrvey))
+        await self.durable()
+        await self._compact()
+        return run.state
+
     async def _compact(self) -> None:
         """The stored state made self-contained after apply's last write (StateStore.compact)."""
         try:

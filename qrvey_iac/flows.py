@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 from qrvey_iac.core.errors import ApiError, QrveyIacError, StateError, TransportError
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, drift_part
-from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
+from qrvey_iac.core.planner import Found, Live, build_plan, fingerprints_of, plan_import, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
 from qrvey_iac.engine import Engine, Stop
@@ -132,6 +132,37 @@ async def apply_saved(
             if plan.has_changes:
                 await engine.apply(plan, state, manifest.sealer)
             return plan
+
+
+async def import_one(
+    workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions, address: str, dataset_id: str
+) -> tuple[State, tuple[str, ...]]:
+    """``qrvey-iac import ADDR ID``: under the lock, with the journal settled, read the object
+    and record it as ``address``; no write call. Returns the state and the fields the next plan
+    will update (the object against the manifests)."""
+    read_manifest = await _before_waiting(workspace, read_manifest, ui)
+    with _locked(workspace, ui, options):
+        async with _engine(workspace, ui, options) as engine:
+            manifest = await _manifest(read_manifest, ui)
+            state = await _settled(engine, workspace, workspace.store.read(), manifest)
+            resource = manifest.resources.get(address)
+            if resource is None:
+                known = ", ".join(sorted(manifest.resources)) or "none"
+                raise QrveyIacError(f"{address} is not in the manifests (addresses: {known}): write its document "
+                                    "first, then import it")
+            if address in state.resources:
+                raise QrveyIacError(f"{address} is already in the state as {state.resources[address].datasetId}; "
+                                    f"`qrvey-iac state rm {address}` first to adopt another object")
+            app = resource.app
+            obj = await resource.definition.read(engine.qrvey, app, dataset_id)
+            if obj is None:
+                raise QrveyIacError(f"no dataset {dataset_id} in app {app.app_id} ({resource.app_alias}), where "
+                                    f"{address} is: check the id and the app; nothing was recorded")
+            found = Found(address, dataset_id, app.app_id, app.user_id, obj=obj)
+            actions = plan_import(manifest, state, address, found)
+            state = await engine.adopt(actions[0], state, manifest.sealer)
+            later = tuple(c.path for c in actions[0].changes) + tuple(a.op for a in actions[1:])
+            return state, later
 
 
 @asynccontextmanager

@@ -286,6 +286,17 @@ def _in_execution_order(plan: Plan) -> tuple[ActionBase, ...]:
 
 # -- adoption: an object that exists in Qrvey but not in the state (issue 14) -----------------
 
+
+def plan_import(manifest: Manifest, state: State, address: str, found: Found) -> list[ActionBase]:
+    """The import of ``found`` (read) as ``address`` (``qrvey-iac import``), with the share or
+    unshare it then needs; a PlanError when it cannot be adopted so."""
+    resource = manifest.resources[address]
+    live = Live(adopted={address: found})
+    adoption = _Adoption(state, live, manifest.environment)
+    actions = adoption._adopt(resource, _base(resource), found.dataset_id)
+    adoption.raise_problems()
+    return actions
+
 IMPORTED_BY_MARKER = "not in the state; found in Qrvey by its marker"
 IMPORTED_BY_ADOPT = "spec.adopt"
 
