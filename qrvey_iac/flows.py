@@ -64,7 +64,9 @@ async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, o
 async def read_drift(
     workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions
 ) -> tuple[Plan, tuple[str, ...]]:
-    """Read-only: no lock, nothing written; the journal is settled in memory only."""
+    """Read-only: no lock, nothing written; the journal is settled in memory only. Every app of
+    the manifests is listed (one call each), so the plan names the objects carrying this
+    environment's marker that no state records (``Plan.untracked``)."""
     state = workspace.store.read()
     async with _engine(workspace, ui, options) as engine:
         if state.journal:
@@ -74,10 +76,10 @@ async def read_drift(
             settled = await engine.settle_journal(state, manifest, write=False)
             state = settled.state
             undecided = tuple(settled.undecided)
-            live = await engine.refresh(manifest, state)
+            live = await engine.refresh(manifest, state, survey=True)
         else:
             undecided = ()
-            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
+            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui), survey=True)
         plan = build_plan(manifest, state, live, environment=workspace.environment_name)
     return plan, undecided
 

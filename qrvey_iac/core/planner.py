@@ -62,7 +62,7 @@ def build_plan(
     is checked: a protected resource the selection leaves out blocks nothing."""
     actions: list[ActionBase] = []
     recreated: set[str] = set()
-    adoption = _Adoption(state, live, environment or manifest.environment)
+    adoption = _Adoption(state, live, manifest.environment)
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
     for level in order:
         for address in level:
