@@ -171,37 +171,37 @@ class Engine:
         """What the listings say, each app listed once: the marked objects no state resource
         records (read when this environment's marker names an address the manifests put in that
         app and the state does not record: the plan imports it rather than create a second one),
-        the objects ``spec.adopt`` names, and the claims check (``_check_claims``)."""
-        untracked_resources = [r for a, r in manifest.resources.items() if a not in state.resources]
-        wanted = {(r.app.user_id, r.app.app_id) for r in (manifest.resources.values() if survey else untracked_resources)}
+        the objects ``spec.adopt`` names, and the claims check (``_check_claims``). Every app of
+        the manifests is listed for drift (``survey``) and when a spec.adopt is to be looked for
+        (an id in another app is then reported as such)."""
+        untracked = [r for a, r in manifest.resources.items() if a not in state.resources]
+        adopting = {r.address: r.definition.adopt_id(r.spec) for r in untracked if r.definition.adopt_id(r.spec)}
+        every_app = survey or bool(adopting)
+        wanted = {(r.app.user_id, r.app.app_id) for r in (manifest.resources.values() if every_app else untracked)}
         more = sorted(wanted - set(listings))
         if more:
             listings = {**listings, **await self._listings(more)}
         self._check_claims(listings, state, manifest.environment)
-        tracked = {r.datasetId for r in state.resources.values()}
-        found = [Found(address, item["datasetId"], app, user, environment)
-                 for (user, app), items in listings.items() for item in items
-                 for address, environment in [marker_of(item)]
-                 if address is not None and isinstance(item.get("datasetId"), str) and item["datasetId"] not in tracked]
-        places = {(r.address, r.app.app_id) for r in untracked_resources}
+        found = _marked(listings, state)
+        places = {(r.address, r.app.app_id) for r in untracked}
         to_read = {f.dataset_id: f for f in found
                    if f.environment == manifest.environment and (f.address, f.app_id) in places}
+        where = {item.get("datasetId"): app for app, items in listings.items() for item in items}
         adopted: dict[str, Found | None] = {}
-        for resource in untracked_resources:
-            wanted_id = resource.definition.adopt_id(resource.spec)
-            if wanted_id is None:
-                continue
-            where = next(((user, app) for (user, app), items in listings.items()
-                          if any(item.get("datasetId") == wanted_id for item in items)), None)
-            adopted[resource.address] = None if where is None else Found(resource.address, wanted_id, where[1], where[0])
-            if where is not None and where[1] == resource.app.app_id:
-                to_read[wanted_id] = adopted[resource.address]
+        for address, dataset_id in adopting.items():
+            user_app = where.get(dataset_id)
+            adopted[address] = None if user_app is None else Found(address, dataset_id, user_app[1], user_app[0])
+            if user_app is not None and user_app[1] == manifest.resources[address].app.app_id:
+                to_read[dataset_id] = adopted[address]
         ids = sorted(to_read)
         answers = await asyncio.gather(*(self.qrvey.read(AppRef(to_read[i].user_id, to_read[i].app_id), i) for i in ids))
         read = dict(zip(ids, answers))
-        found = [replace(f, obj=read.get(f.dataset_id)) if f.dataset_id in read else f for f in found]
-        adopted = {a: replace(f, obj=read.get(f.dataset_id)) if f is not None else None for a, f in adopted.items()}
-        return replace(live, untracked=tuple(found), adopted=adopted)
+
+        def with_answer(item: Found) -> Found:
+            return replace(item, obj=read[item.dataset_id]) if item.dataset_id in read else item
+
+        return replace(live, untracked=tuple(map(with_answer, found)),
+                       adopted={a: with_answer(f) if f else None for a, f in adopted.items()})
 
     def _check_claims(self, listings: dict[tuple[str, str], list[dict]], state: State, environment: str) -> None:
         """An object in a listed app with the marker of an address the state records with another
@@ -370,6 +370,19 @@ async def _ready(manifest: Manifest) -> Manifest:
 
 def _app(resource: ResourceState) -> AppRef:
     return AppRef(resource.userId, resource.appId)
+
+
+def _marked(listings: dict[tuple[str, str], list[dict]], state: State) -> list[Found]:
+    """The listed objects that carry a marker (of any environment) and that no state resource records."""
+    tracked = {r.datasetId for r in state.resources.values()}
+    found = []
+    for (user, app), items in listings.items():
+        for item in items:
+            address, environment = marker_of(item)
+            dataset_id = item.get("datasetId")
+            if address is not None and isinstance(dataset_id, str) and dataset_id not in tracked:
+                found.append(Found(address, dataset_id, app, user, environment))
+    return found
 
 
 def _minted_apps(state: State) -> list[tuple[str, str]]:
