@@ -368,12 +368,13 @@ class _Adoption:
 
     def _import(self, resource: Resource, base: dict[str, Any], found: Found, reason: str) -> list[ActionBase]:
         obj = found.obj or {}
-        problem = self._source_problem(resource, obj)
+        kind = resource.definition
+        problem = None if kind.is_kind_of(obj) else f"is not a {kind.name} (datasetType {obj.get('datasetType')})"
+        problem = problem or self._source_problem(resource, obj)
         if problem:
             self.problems.append(f"{resource.address}: {found.dataset_id} {problem}")
             return []
         self.imported[resource.address] = found.dataset_id
-        kind = resource.definition
         desired = base["desired"]
         changes = diff_documents(*kind.compared_documents(kind.live_document(obj, desired, adopting=True), desired),
                                  renamable=kind.rules.renamable)

@@ -276,3 +276,16 @@ def test_an_import_round_trips_through_a_plan_file_and_renders_in_text_and_markd
     markdown = render_markdown(plan)
     assert "| create | update | replace | delete | share | unshare | import |" in markdown
     assert "**import**" in markdown
+
+
+@pytest.mark.anyio
+async def test_a_view_is_not_adopted_as_a_dataset():
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    await applied(qrvey, store, manifest(dataset(), view()))
+    view_id = store.read().resources["view.orders-emea"].datasetId
+    wrong = manifest(dataset(), view(), dataset("copy", adopt=view_id, app=EMEA))
+    with pytest.raises(PlanError, match=f"{view_id} is already managed as view.orders-emea"):
+        await Engine(qrvey, store).plan(wrong, store.read(), ENV)
+    state = store.read().without_resource("view.orders-emea")
+    with pytest.raises(PlanError, match=f"dataset.copy: {view_id} is not a Dataset \\(datasetType VIEW\\)"):
+        await Engine(qrvey, store).plan(manifest(dataset(), dataset("copy", adopt=view_id, app=EMEA)), state, ENV)

@@ -152,6 +152,10 @@ class Kind:
         ``address`` of ``environment`` (``owner_attributes``)."""
         raise NotImplementedError
 
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        """Whether a live object is of this kind (an import refuses to adopt one that is not)."""
+        return True
+
     def adopt_id(self, spec: Any) -> str | None:
         """The dataset id ``spec.adopt`` names (an existing object to take under management
         instead of creating one), or None. Inert once the state records the address."""

@@ -117,6 +117,9 @@ class DatasetKind(Kind):
             document["dataSync"] = spec.dataSync
         return document
 
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") != "VIEW"
+
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
         document = document or {}
         managed = {

@@ -139,6 +139,9 @@ class DatasetViewKind(Kind):
             "customAttributes": owner_attributes(spec, address, environment),
         }
 
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") == "VIEW"
+
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
         document = document or {}
         managed = {
