@@ -149,6 +149,8 @@ def test_two_objects_carrying_one_marker_are_an_error_naming_both_and_nothing_is
     assert products in result.output and "copy-of-products" in result.output
     assert "nothing is created" in result.output
     assert project.world_path.read_bytes() == world
+    drift = project.run("drift")
+    assert drift.exit_code == 1 and products in drift.output and "copy-of-products" in drift.output
 
 
 def test_drift_lists_marked_objects_that_no_state_records(project):
