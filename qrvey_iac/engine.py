@@ -194,7 +194,8 @@ class Engine:
             if user_app is not None and user_app[1] == manifest.resources[address].app.app_id:
                 to_read[dataset_id] = adopted[address]
         ids = sorted(to_read)
-        answers = await asyncio.gather(*(self.qrvey.read(AppRef(to_read[i].user_id, to_read[i].app_id), i) for i in ids))
+        answers = await asyncio.gather(*(self.qrvey.read(AppRef(to_read[i].user_id, to_read[i].app_id), i)
+                                         for i in ids))
         read = dict(zip(ids, answers))
 
         def with_answer(item: Found) -> Found:

@@ -293,9 +293,10 @@ def plan_import(manifest: Manifest, state: State, address: str, found: Found) ->
     resource = manifest.resources[address]
     live = Live(adopted={address: found})
     adoption = _Adoption(state, live, manifest.environment)
-    actions = adoption._adopt(resource, _base(resource), found.dataset_id)
+    actions = adoption.adopt(resource, _base(resource), found.dataset_id)
     adoption.raise_problems()
     return actions
+
 
 IMPORTED_BY_MARKER = "not in the state; found in Qrvey by its marker"
 IMPORTED_BY_ADOPT = "spec.adopt"
@@ -319,7 +320,7 @@ class _Adoption:
         kind = resource.definition
         wanted = kind.adopt_id(resource.spec)
         if wanted is not None:
-            return self._adopt(resource, base, wanted)
+            return self.adopt(resource, base, wanted)
         if resource.address in self.pending:
             return None
         app = resource.app.app_id
@@ -343,7 +344,8 @@ class _Adoption:
             return [Blocked(reason=reason, **base)]
         return None
 
-    def _adopt(self, resource: Resource, base: dict[str, Any], wanted: str) -> list[ActionBase]:
+    def adopt(self, resource: Resource, base: dict[str, Any], wanted: str) -> list[ActionBase]:
+        """The import of ``wanted`` as ``resource`` (spec.adopt, or `qrvey-iac import`), or [] and a problem."""
         where = f"{resource.file}:{resource.line}: " if resource.file else ""
         what = f"{where}{resource.address} spec.adopt.datasetId {wanted}"
         app = resource.app.app_id

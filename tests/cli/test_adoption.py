@@ -81,7 +81,8 @@ def test_import_of_an_object_whose_columns_differ_shows_exactly_those_changes(pr
     assert project.state()["resources"]["dataset.products"]["datasetId"] == products
     plan = project.run("plan")
     assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in plan.output
-    changed = [line.strip() for line in plan.output.splitlines() if line.startswith(("      ~ ", "      + ", "      - "))]
+    field_lines = ("      ~ ", "      + ", "      - ")
+    changed = [line.strip() for line in plan.output.splitlines() if line.startswith(field_lines)]
     assert changed == ['~ columns.ListPrice.columnType: "STRING" → "NUMBER"']
     assert "[drift]" not in plan.output                 # the manifests' change, not a hand edit
     assert project.run("apply", "--auto-approve").exit_code == 0
