@@ -29,7 +29,7 @@ from qrvey_iac.core.plan import OPERATIONS, Plan, drift_part, manifest_part
 from qrvey_iac.core.render import load_count, render_json, render_text
 from qrvey_iac.core.secrets import mask_text, seal_plan
 from qrvey_iac.engine import Stop
-from qrvey_iac.flows import RunOptions, apply_saved, converge, load_datasets, make_plan, read_drift
+from qrvey_iac.flows import RunOptions, apply_saved, converge, import_one, load_datasets, make_plan, read_drift
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 FORMATS = click.Choice(["text", "markdown", "json"])
@@ -391,8 +391,9 @@ def report_applied(plan: Plan | None) -> None:
                      for op in ("share", "unshare", "move", "forget") if counts[op])
     loads = load_count(plan)
     extras += f", {loads} loaded" if loads else ""
+    imported = f"{counts['import']} imported, " if counts["import"] else ""
     click.echo(
-        f"\nApply complete! Resources: {counts['create']} created, {counts['update']} updated, "
+        f"\nApply complete! Resources: {imported}{counts['create']} created, {counts['update']} updated, "
         f"{counts['replace']} replaced, {counts['delete']} destroyed{extras}."
     )
 
@@ -420,7 +421,10 @@ def drift(**kwargs):
         console.show_plan(result)
     for line in undecided:
         click.echo(f"Unsettled operation that needs a decision: {mask_text(line, console.secrets)}", err=True)
-    if differs(result) or undecided:
+    for line in result.untracked:
+        click.echo(f"Marked by environment {result.environment} but in no state: {mask_text(line, console.secrets)}",
+                   err=True)
+    if differs(result) or undecided or result.untracked:
         sys.exit(2)
 
 
@@ -444,6 +448,35 @@ def render_drift_text(plan: Plan, secrets: frozenset[str]) -> str:
              + render_text(plan.model_copy(update={"actions": tuple(actions)}), secrets)
              for title, actions in sections if actions]
     return head + "\n".join(parts)
+
+
+@cli.command("import")
+@click.argument("address")
+@click.argument("dataset_id")
+@environment_options
+@click.option("--lock-timeout", default="0", metavar="DURATION", help="Wait this long for the state lock (0, 30s, 5m).")
+@reports_errors
+def import_command(address, dataset_id, **kwargs):
+    """Adopt DATASET_ID, an existing dataset or view, as ADDRESS (e.g. dataset.orders).
+
+    ADDRESS must be written in the manifests (its app is where the object must be) and not be
+    in the state yet. The object is read and recorded in the state at once; nothing is written
+    to Qrvey. Then run `qrvey-iac plan`: it shows what the object still needs to match its
+    manifest (the ownership marker at least, for an object made outside qrvey-iac), and apply
+    makes it. To declare adoptions in a reviewed pull request instead, write
+    `spec.adopt: {datasetId: ID}` in the manifest: plan then shows an import.
+    """
+    workspace = open_workspace(kwargs)
+    console = Console(workspace.secrets(), "text", kwargs["debug"])
+    options = options_of(kwargs, "import")
+    _, later = run_async(import_one(workspace, workspace.manifest_async, console, options, address, dataset_id),
+                         options.stop)
+    click.echo(f"Imported {dataset_id} as {address} (recorded in the state; nothing was changed in Qrvey).")
+    if later:
+        click.echo(f"It differs from its manifest ({', '.join(later)}): run `qrvey-iac plan` to see the changes "
+                   "and `qrvey-iac apply` to make them.")
+    else:
+        click.echo("It matches its manifest: `qrvey-iac plan` shows no change for it.")
 
 
 @cli.command()

@@ -7,7 +7,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -18,12 +18,12 @@ from qrvey_iac.core.errors import (
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS
 from qrvey_iac.core.kinds.base import (
-    LOADED_STATUSES, OWNER_ATTRIBUTE, claimed_twice, resolve_references, unresolved_references,
+    LOADED_STATUSES, OWNER_ATTRIBUTE, claimed_twice, marker_of, resolve_references, unresolved_references,
 )
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
-from qrvey_iac.core.planner import Live, build_plan
+from qrvey_iac.core.planner import Found, Live, build_plan
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
 from qrvey_iac.journal import Settled, Settler, landing_window, recorded_resource, window_left
@@ -184,21 +184,29 @@ class Engine:
                              f"create {address} again)")
         return live
 
-    async def refresh(self, manifest: Manifest, state: State) -> Live:
+    async def refresh(self, manifest: Manifest, state: State, *, survey: bool = False) -> Live:
         """GET every object the state knows (and external view sources), concurrently."""
-        return (await self.refresh_while(state, _ready(manifest)))[1]
+        return (await self.refresh_while(state, _ready(manifest), survey=survey))[1]
 
-    async def refresh_while(self, state: State, loading: Awaitable[Manifest]) -> tuple[Manifest, Live]:
+    async def refresh_while(
+        self, state: State, loading: Awaitable[Manifest], *, survey: bool = False
+    ) -> tuple[Manifest, Live]:
         """Refresh while the manifests are still being read: the state says what to GET, so
         the calls go out first and ``loading`` runs in the gaps between the answers. Then the
         external view sources the manifests name. A manifest error wins over a failed read
-        (the reads are cancelled or their error dropped): fix the input first."""
+        (the reads are cancelled or their error dropped): fix the input first.
+
+        Then the apps are listed, one call each (``_survey``): those holding a view of the state,
+        those where the manifests put a resource the state does not record, and with ``survey``
+        (drift) every app of the manifests."""
         addresses = sorted(state.resources)
         started = time.monotonic()
         reads = [asyncio.ensure_future(self._pinned_read(state.resources[a])) for a in addresses]
-        claims = asyncio.ensure_future(self._check_claims(state))     # its listings alongside the GETs
+        early = _minted_apps(state)
+        claims = asyncio.ensure_future(self._listings(early))     # its listings alongside the GETs
         with _metered(self.meter, reads, "objects refreshed"):    # counted from the first answer
             manifest, live = await self._refreshed(loading, state, [*reads, claims])
+        live = await self._survey(manifest, state, live, claims.result(), survey)
         if addresses:
             self.progress(f"Refreshed {len(addresses)} objects ({time.monotonic() - started:.1f}s)")
         return manifest, live
@@ -249,15 +257,63 @@ class Engine:
         if apps:
             await self.qrvey.read(AppRef(*apps[0]), KEY_CHECK_ID)
 
-    async def _check_claims(self, state: State) -> None:
-        """List each app holding a server-minted id (views): an object there with the marker of
-        an address the state records with another id (a create that landed past its landing
-        window) is reported, never silently left untracked."""
+    async def _listings(self, apps: list[tuple[str, str]]) -> dict[tuple[str, str], list[dict]]:
+        """One Get All Datasets listing per app."""
+        listings = await asyncio.gather(*(self.qrvey.list_app(AppRef(user, app)) for user, app in apps))
+        return dict(zip(apps, listings))
+
+    async def _survey(
+        self, manifest: Manifest, state: State, live: Live, listings: dict[tuple[str, str], list[dict]], survey: bool
+    ) -> Live:
+        """What the listings say, each app listed once: the marked objects no state resource
+        records (read when this environment's marker names an address the manifests put in that
+        app and the state does not record: the plan imports it rather than create a second one),
+        the objects ``spec.adopt`` names, and the claims check (``_check_claims``). Every app of
+        the manifests is listed for drift (``survey``) and when a spec.adopt is to be looked for
+        (an id in another app is then reported as such)."""
+        untracked = [r for a, r in manifest.resources.items() if a not in state.resources]
+        adopting = {r.address: r.definition.adopt_id(r.spec) for r in untracked if r.definition.adopt_id(r.spec)}
+        every_app = survey or bool(adopting)
+        wanted = {(r.app.user_id, r.app.app_id) for r in (manifest.resources.values() if every_app else untracked)}
+        more = sorted(wanted - set(listings))
+        if more:
+            listings = {**listings, **await self._listings(more)}
+        self._check_claims([*listings.values(), *await self._listed_apart(state)], state, manifest.environment)
+        found = _marked(listings, state)
+        places = {(r.address, r.app.app_id) for r in untracked}
+        to_read = {f.dataset_id: f for f in found
+                   if f.environment == manifest.environment and (f.address, f.app_id) in places}
+        where = {item.get("datasetId"): app for app, items in listings.items() for item in items}
+        adopted: dict[str, Found | None] = {}
+        for address, dataset_id in adopting.items():
+            user_app = where.get(dataset_id)
+            adopted[address] = None if user_app is None else Found(address, dataset_id, user_app[1], user_app[0])
+            if user_app is not None and user_app[1] == manifest.resources[address].app.app_id:
+                to_read[dataset_id] = adopted[address]
+        ids = sorted(to_read)
+        answers = await asyncio.gather(*(self.qrvey.read(AppRef(to_read[i].user_id, to_read[i].app_id), i)
+                                         for i in ids))
+        read = dict(zip(ids, answers))
+
+        def with_answer(item: Found) -> Found:
+            return replace(item, obj=read[item.dataset_id]) if item.dataset_id in read else item
+
+        return replace(live, untracked=tuple(map(with_answer, found)),
+                       adopted={a: with_answer(f) if f else None for a, f in adopted.items()})
+
+    async def _listed_apart(self, state: State) -> list[list[dict]]:
+        """Each app's objects of a server-minted kind listed apart from its datasets (connections:
+        ``Kind.listed_apart``), for the claims check."""
         apps = sorted({(r.kind, r.userId, r.appId) for r in state.resources.values()
-                       if not KINDS[r.kind].client_minted_id})
-        listings = await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
-                                          for kind, user, app in apps))
-        problems = [line for items in listings for line in claimed_twice(items, state)]
+                       if not KINDS[r.kind].client_minted_id and KINDS[r.kind].listed_apart})
+        return list(await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
+                                           for kind, user, app in apps)))
+
+    def _check_claims(self, listings: list[list[dict]], state: State, environment: str) -> None:
+        """An object in a listed app with the marker of an address the state records with another
+        id (a create that landed past its landing window, a copy) is reported, never silently
+        left untracked."""
+        problems = [line for items in listings for line in claimed_twice(items, state, environment)]
         if problems:
             raise UndecidedError(
                 f"{len(problems)} object(s) in Qrvey claim an address the state records with another id:\n"
@@ -307,6 +363,15 @@ class Engine:
             await self._compact()
         finally:
             self.stop.applying = False
+        return run.state
+
+    async def adopt(self, action: ActionBase, state: State, sealer: Sealer = PLAIN) -> State:
+        """Record the import ``action`` at once, as apply's import step does, without its update
+        (``qrvey-iac import``: the next plan shows what the object still needs)."""
+        run = _ApplyRun(self, Plan(actions=(action,)), state, sealer)
+        await run._import(action, _StepCalls(self.qrvey))
+        await self.durable()
+        await self._compact()
         return run.state
 
     async def _compact(self) -> None:
@@ -429,6 +494,24 @@ def _load_detail(live: dict) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def _marked(listings: dict[tuple[str, str], list[dict]], state: State) -> list[Found]:
+    """The listed objects that carry a marker (of any environment) and that no state resource records."""
+    tracked = {r.datasetId for r in state.resources.values()}
+    found = []
+    for (user, app), items in listings.items():
+        for item in items:
+            address, environment = marker_of(item)
+            dataset_id = item.get("datasetId")
+            if address is not None and isinstance(dataset_id, str) and dataset_id not in tracked:
+                found.append(Found(address, dataset_id, app, user, environment))
+    return found
+
+
+def _minted_apps(state: State) -> list[tuple[str, str]]:
+    """The apps holding a server-minted id (views) of the state: listed alongside the GETs."""
+    return sorted({(r.userId, r.appId) for r in state.resources.values() if not KINDS[r.kind].client_minted_id})
 
 
 def _now() -> str:
@@ -667,6 +750,8 @@ class _ApplyRun:
             return await self._move(action, api)
         if step.op == "forget":
             return await self._forget(action, api)
+        if step.op == "import":
+            return await self._import(action, api)
         current = self.state.resources[action.address]
         if step.op == "load":        # after the create or update of the same action (execution_levels)
             return await self.engine.load_and_wait(api, action.address, _app(current), current.datasetId)
@@ -770,6 +855,44 @@ class _ApplyRun:
                     entry = await self._resent(entry)
         await self._finish(entry, recorded_resource(entry, created))
         return f" [id={created['datasetId']}]"
+
+    async def _import(self, action: ActionBase, api: _StepCalls) -> str:
+        """Adopt ``action.dataset_id``: read it (still there, still untracked), then record it in
+        the state; no write call. Its update, when the plan shows changes, is the next step, and
+        until that step records the document applied, none is recorded (an update that fails
+        leaves its changes planned from the manifests, not labelled drift)."""
+        kind = KINDS[action.kind]
+        app = AppRef(action.app.userId, action.app.appId)
+        dataset_id = action.dataset_id or ""
+        other = next((a for a, r in self.state.resources.items() if r.datasetId == dataset_id), None)
+        if other is not None:
+            raise ApplyError(f"{dataset_id} is already recorded as {other}; nothing was imported")
+        found = await kind.read(api, app, dataset_id)
+        if found is None:
+            raise ApplyError(f"{dataset_id} is no longer in app {app.app_id}; nothing was imported (plan again)")
+        unchanged = not action.changes
+        resource = ResourceState(
+            kind=action.kind, datasetId=dataset_id, appId=app.app_id, userId=app.user_id,
+            connectionId=found.get("connectionId"), shared=bool(found.get("isPublic", False)), protect=action.protect,
+            applied_hash=kind.applied_hash(action.desired, self.sealer) if unchanged else "",
+            source=self._recorded_source(action), managed=kind.managed_fields(action.desired),
+            applied_fields=kind.applied_fields(action.desired, self.sealer) if unchanged else {},
+        )
+        await self._record(action.address, resource)
+        return f" [id={dataset_id}]"
+
+    def _recorded_source(self, action: ActionBase) -> dict[str, str] | None:
+        """A view's source as the state records it (as a create records it: journal.py)."""
+        source = action.source
+        if not source:
+            return None
+        if "address" in source:
+            recorded = self.state.resources.get(source["address"])
+            if recorded is None:
+                raise ApplyError(f"its source {source['address']} is not in the state; nothing was imported")
+            return {"address": source["address"], "datasetId": recorded.datasetId,
+                    "appId": recorded.appId, "userId": recorded.userId}
+        return self.sealer.conceal_ids(dict(source))
 
     def _earlier_create(self, address: str, app: AppRef) -> JournalEntry | None:
         """A create of ``address`` in ``app`` that a settle kept in the journal: it may still land."""

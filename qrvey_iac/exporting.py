@@ -61,7 +61,7 @@ async def export_apps(
             except (ApiError, TransportError) as exc:
                 raise QrveyIacError(f"{exc}\nexport stopped while reading Qrvey: nothing was written or changed; "
                                     "run it again") from None
-            report.export = build_export(listed, state, variables)
+            report.export = build_export(listed, state, variables, workspace.environment_name)
             sink.stage(report.export.documents, workspace.environment_name)
             try:
                 if report.export.recorded:

@@ -19,7 +19,7 @@ from qrvey_iac.core.errors import (
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.plan import Plan, drift_part
-from qrvey_iac.core.planner import Live, build_plan, fingerprints_of, refuse_blocked
+from qrvey_iac.core.planner import Found, Live, build_plan, fingerprints_of, plan_import, refuse_blocked
 from qrvey_iac.core.saved_plan import as_reviewed, check_fresh
 from qrvey_iac.core.state import State
 from qrvey_iac.core.kinds import KINDS
@@ -70,7 +70,9 @@ async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, o
 async def read_drift(
     workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions
 ) -> tuple[Plan, tuple[str, ...]]:
-    """Read-only: no lock, nothing written; the journal is settled in memory only."""
+    """Read-only: no lock, nothing written; the journal is settled in memory only. Every app of
+    the manifests is listed (one call each), so the plan names the objects carrying this
+    environment's marker that no state records (``Plan.untracked``)."""
     state = workspace.store.read()
     async with _engine(workspace, ui, options) as engine:
         read_manifest = _checking_apps(read_manifest, engine.qrvey, workspace)
@@ -81,10 +83,10 @@ async def read_drift(
             settled = await engine.settle_journal(state, manifest, write=False)
             state = settled.state
             undecided = tuple(settled.undecided)
-            live = await engine.refresh(manifest, state)
+            live = await engine.refresh(manifest, state, survey=True)
         else:
             undecided = ()
-            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui))
+            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui), survey=True)
         plan = build_plan(manifest, state, live, environment=workspace.environment_name)
     return plan, undecided
 
@@ -160,6 +162,37 @@ async def load_datasets(workspace: Workspace, addresses: tuple[str, ...], ui: UI
             raise QrveyIacError("load refused, nothing was sent:\n" + "\n".join(f"- {p}" for p in problems))
         async with _engine(workspace, ui, options) as engine:
             return await engine.load(state, list(dict.fromkeys(addresses)))
+
+
+async def import_one(
+    workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions, address: str, dataset_id: str
+) -> tuple[State, tuple[str, ...]]:
+    """``qrvey-iac import ADDR ID``: under the lock, with the journal settled, read the object
+    and record it as ``address``; no write call. Returns the state and the fields the next plan
+    will update (the object against the manifests)."""
+    read_manifest = await _before_waiting(workspace, read_manifest, ui)
+    with _locked(workspace, ui, options):
+        async with _engine(workspace, ui, options) as engine:
+            manifest = await _manifest(read_manifest, ui)
+            state = await _settled(engine, workspace, workspace.store.read(), manifest)
+            resource = manifest.resources.get(address)
+            if resource is None:
+                known = ", ".join(sorted(manifest.resources)) or "none"
+                raise QrveyIacError(f"{address} is not in the manifests (addresses: {known}): write its document "
+                                    "first, then import it")
+            if address in state.resources:
+                raise QrveyIacError(f"{address} is already in the state as {state.resources[address].datasetId}; "
+                                    f"`qrvey-iac state rm {address}` first to adopt another object")
+            app = resource.app
+            obj = await resource.definition.read(engine.qrvey, app, dataset_id)
+            if obj is None:
+                raise QrveyIacError(f"no dataset {dataset_id} in app {app.app_id} ({resource.app_alias}), where "
+                                    f"{address} is: check the id and the app; nothing was recorded")
+            found = Found(address, dataset_id, app.app_id, app.user_id, obj=obj)
+            actions = plan_import(manifest, state, address, found)
+            state = await engine.adopt(actions[0], state, manifest.sealer)
+            later = tuple(c.path for c in actions[0].changes) + tuple(a.op for a in actions[1:])
+            return state, later
 
 
 @asynccontextmanager

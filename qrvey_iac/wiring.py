@@ -143,7 +143,7 @@ class Workspace:
     def _manifest_source(self) -> tuple:
         env = self.environment
         return (env.manifests_dir, env.apps, env.variables, self.environ, Path.cwd(), env.overrides, env.config_file,
-                self.given_variables, env.declared_variables)
+                self.given_variables, env.declared_variables, env.name)
 
     def secrets(self) -> frozenset[str]:
         if self.environment.is_local:

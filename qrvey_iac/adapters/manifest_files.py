@@ -142,6 +142,7 @@ def load_steps(
     overrides_origin: str = "qrvey-iac.yaml",
     given: Mapping[str, str] | None = None,
     declared: Collection[str] = (),
+    environment: str = "",
 ) -> Generator[None, None, Manifest]:
     """load_manifest as a generator that pauses after listing the folder and after each
     document (see parse_steps). When an entry cannot be read the load is bound to fail: it
@@ -150,7 +151,8 @@ def load_steps(
     Every problem is collected and raised at once: a document that fails validation still
     takes part, as far as it is valid, in the checks between documents (see Salvaged).
     ``given`` names the variables set by ``--var`` or a values file (name -> where): one that
-    no manifest uses and the environment does not ``declare`` is a problem."""
+    no manifest uses and the environment does not ``declare`` is a problem. ``environment``
+    names the environment whose ownership marker every managed document carries."""
     missing = _not_a_folder(folder)
     if missing:
         raise ManifestError([Problem(_shown(folder, shown_base), None, "", missing)])
@@ -188,13 +190,13 @@ def load_steps(
     if every_file_read:
         problems.extend(_unknown_given(given or {}, used, declared))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
-    resources = yield from _steps(_resolve(located, apps, problems), pause)
+    resources = yield from _steps(_resolve(located, apps, problems, environment), pause)
     moves, removals = checked_instructions(instructions, declared_addresses(located), problems)
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))
         raise ManifestError(problems, summary=_summary(problems))
     return Manifest(resources=resources, moves=moves, removals=removals, digest=digest.hexdigest(),
-                    secrets=frozenset(secrets))
+                    secrets=frozenset(secrets), environment=environment)
 
 
 def _unknown_given(given: Mapping[str, str], used: set[str], declared: Collection[str]) -> list[Problem]:
@@ -392,7 +394,7 @@ def _with_overrides(located, overrides, origin: str, problems: list[Problem]):
 
 
 def _resolve(
-    located, apps: Mapping[str, AppRef], problems: list[Problem]
+    located, apps: Mapping[str, AppRef], problems: list[Problem], environment: str = ""
 ) -> Generator[None, None, dict[str, Resource]]:
     """Resources by address, each with its managed document (made here, one per turn).
 
@@ -428,7 +430,7 @@ def _resolve(
         else:
             nodes[address] = resources[address] = Resource(
                 address=address, kind=parsed.kind, app=app, app_alias=parsed.spec.app, spec=parsed.spec,
-                depends_on=depends_on, file=document.file, line=document.line,
+                depends_on=depends_on, file=document.file, line=document.line, environment=environment,
             )
         where[address] = document
         yield

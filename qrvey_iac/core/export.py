@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from qrvey_iac.core.errors import QrveyIacError
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds import KINDS, Kind
-from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX, API_VERSION, OWNER_ATTRIBUTE, owner_attributes
+from qrvey_iac.core.kinds.base import ADDRESS_SYNTAX, API_VERSION, MARKER_ATTRIBUTES, OWNER_ATTRIBUTE, marker_of
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.sealing import PLAIN
 from qrvey_iac.core.state import ResourceState, State
@@ -95,21 +95,23 @@ def slug(text: str, fallback: str) -> str:
 
 
 def marker_keys(address: str) -> frozenset[str]:
-    """The customAttributes qrvey-iac writes itself on the object of ``address``."""
-    return frozenset(owner_attributes(None, address))
+    """The customAttributes qrvey-iac writes itself on the object of ``address`` (the marker:
+    the address and the environment)."""
+    return frozenset(MARKER_ATTRIBUTES)
 
 
-def build_export(apps: Iterable[AppObjects], state: State, variables: Mapping[str, Any]) -> Export:
+def build_export(apps: Iterable[AppObjects], state: State, variables: Mapping[str, Any],
+                 environment: str = "") -> Export:
     apps = list(apps)
     problems: list[str] = []
     found = _classified(apps, problems)
-    addresses = _addresses(found, state, problems)
+    addresses = _addresses(found, state, problems, environment)
     found = [item for item in found if item.key in addresses]     # the others are reported already
     shared = _shared_sources(found, addresses)
     lives = {item.key: item.live for item in found}
     exported: list[ExportedObject] = []
     for item in found:
-        built = _exported(item, addresses[item.key], shared, lives, state, problems)
+        built = _exported(item, addresses[item.key], shared, lives, state, problems, environment)
         if built is not None:
             exported.append(built)
     if problems:
@@ -164,7 +166,7 @@ def _classified(apps: list[AppObjects], problems: list[str]) -> list[_Found]:
     return found
 
 
-def _marked_address(item: _Found) -> str | None:
+def _marked_address(item: _Found, environment: str = "") -> str | None:
     """The address the object's ownership marker names, if it carries one of this
     environment for an address of its kind. A marker of anything else is an ExportError."""
     attributes = item.live.get("customAttributes")
@@ -172,15 +174,15 @@ def _marked_address(item: _Found) -> str | None:
     if value is None:
         return None
     if isinstance(value, str) and re.fullmatch(ADDRESS_SYNTAX, value) and KINDS.of_address(value) is item.kind:
-        marker = owner_attributes(None, value)
-        if all(attributes.get(k) == v for k, v in marker.items()):
+        _, marked_for = marker_of(item.live)
+        if marked_for is None or marked_for == environment:    # None: marked before markers named it
             return value
     raise ExportError(f"{item.describe()} carries the ownership marker {OWNER_ATTRIBUTE}={value!r}, which is "
                       "not one of this environment for a " + item.kind.name + ": it is managed from elsewhere. "
                       "Leave its app out (--app), or remove the marker in Qrvey if nothing manages it")
 
 
-def _addresses(found: list[_Found], state: State, problems: list[str]) -> dict[str, str]:
+def _addresses(found: list[_Found], state: State, problems: list[str], environment: str = "") -> dict[str, str]:
     """datasetId -> address: tracked, then marked, then new names by datasetId order."""
     tracked = {(r.appId, r.datasetId): (address, r) for address, r in state.resources.items()}
     addresses: dict[str, str] = {}
@@ -188,7 +190,7 @@ def _addresses(found: list[_Found], state: State, problems: list[str]) -> dict[s
     fresh: list[_Found] = []
     for item in found:
         try:
-            marked = _marked_address(item)
+            marked = _marked_address(item, environment)
         except ExportError as exc:
             problems.append(str(exc))
             continue
@@ -253,7 +255,7 @@ def _validated(kind: Kind, address: str, spec: dict[str, Any]) -> Any:
 
 def _exported(
     item: _Found, address: str, shared: Mapping[str, str], lives: Mapping[str, dict], state: State,
-    problems: list[str],
+    problems: list[str], environment: str = "",
 ) -> ExportedObject | None:
     spec = _spec(item, address, shared, lives)
     unsafe = [path for path, value in _strings(spec, ("spec",)) if REFERENCE_START.search(value)]
@@ -272,7 +274,7 @@ def _exported(
                 continue        # a follow-up of an error inside it (a list left empty by its bad item)
             problems.append(f"{item.describe()} cannot be written as a manifest: {_shown(loc)}: {error['msg']}")
         return None
-    desired = item.kind.desired(address, document.spec)
+    desired = item.kind.desired(address, document.spec, environment)
     projected = item.kind.live_document(item.live, desired)
     keys = marker_keys(address)
     if _without(projected, keys) != _without(desired, keys):

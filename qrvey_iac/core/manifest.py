@@ -25,10 +25,11 @@ class Resource:
     depends_on: tuple[str, ...]    # managed addresses this one needs first
     file: str = ""
     line: int = 0
+    environment: str = ""          # the environment whose marker the managed document carries
     desired: dict[str, Any] = field(init=False, compare=False)   # the managed document, made from spec
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "desired", self.definition.desired(self.address, self.spec))
+        object.__setattr__(self, "desired", self.definition.desired(self.address, self.spec, self.environment))
 
     @property
     def definition(self) -> Kind:
@@ -166,6 +167,7 @@ class Manifest:
     digest: str = ""
     secrets: frozenset[str] = frozenset()   # values read through ${env:X}: masked in output
     seal_key: bytes = field(default=b"", repr=False)   # keys the digests of secrets (core/sealing.py); never stored
+    environment: str = ""                   # the environment the manifests were loaded for (its marker)
 
     @property
     def sealer(self) -> Sealer:

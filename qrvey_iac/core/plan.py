@@ -54,10 +54,14 @@ OPERATIONS: dict[str, Operation] = {
     "move": Operation("->", "has moved", ("move",), ("Moving", "moved"), counted_when_none=False),
     "forget": Operation(".", "will no longer be managed, and stays in Qrvey", ("forget",),
                         ("Forgetting", "forgotten"), counted_when_none=False),
+    # adopt an existing object: recorded in the state with no call, then updated when it differs
+    "import": Operation("<=", "will be imported", ("import", "update"), ("Importing", "imported"),
+                        counted_when_none=False),
 }
 CHANGING_OPS = tuple(OPERATIONS)
 STEP_PROGRESS = {op: OPERATIONS[op].progress
-                 for op in ("create", "update", "delete", "share", "unshare", "load", "move", "forget")}
+                 for op in ("create", "update", "delete", "share", "unshare", "load", "move", "forget",
+                            "import")}
 
 
 class AppTarget(Frozen):
@@ -114,6 +118,10 @@ class ActionBase(Frozen):
     def subject(self) -> str:
         """What the text plan's heading names: the address, or for a move its old one."""
         return self.previous_address or self.address
+
+    def steps(self) -> tuple[str, ...]:
+        """The call-level steps apply runs for this action (its op's, in order)."""
+        return OPERATIONS[self.op].steps
 
 
 STATE_ONLY_PHRASE = "will be updated in the state only"
@@ -190,6 +198,21 @@ class Blocked(ActionBase):
     op: Literal["blocked"] = "blocked"
 
 
+class Import(ActionBase):
+    """Adopt an object that exists in Qrvey (``dataset_id``): apply records it in the state with
+    no call, then updates it when ``changes`` (the live object against the manifests, as an
+    update shows them, the ownership marker included) are not empty."""
+
+    op: Literal["import"] = "import"
+
+    @property
+    def state_only(self) -> bool:
+        return False
+
+    def steps(self) -> tuple[str, ...]:
+        return OPERATIONS[self.op].steps if self.changes else ("import",)
+
+
 class NoOp(ActionBase):
     changing: ClassVar[bool] = False
     op: Literal["no-op"] = "no-op"
@@ -221,7 +244,7 @@ class Forget(ActionBase):
     op: Literal["forget"] = "forget"
 
 
-Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, NoOp, Move, Forget],
+Action = Annotated[Union[Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, Import, NoOp, Move, Forget],
                    Field(discriminator="op")]
 
 
@@ -238,6 +261,7 @@ class Plan(Frozen):
     seal_nonce: str = ""                        # always "": older plan files stored the seals' salt here
     targets: tuple[str, ...] = ()               # the --target / --exclude the plan was narrowed by:
     excludes: tuple[str, ...] = ()              # apply FILE plans again with the same ones
+    untracked: tuple[str, ...] = ()             # this environment's marked objects no state records
     actions: tuple[Action, ...] = ()
 
     @property
@@ -299,7 +323,7 @@ def plan_steps(plan: Plan) -> list[Step]:
 
 def action_steps(action: ActionBase) -> tuple[str, ...]:
     """The steps apply runs for ``action``: its op's, then a load when the action asks for one."""
-    steps = OPERATIONS[action.op].steps
+    steps = action.steps()
     return (*steps, "load") if action.load and "load" not in steps else steps
 
 
@@ -324,6 +348,8 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
                 continue
             related = set(depends.get(step.address, ())) if phase == build else dependents[step.address]
             edges[step.key] = {o.key for a in related for o in by_address[a] if o.phase == phase}
+            if step.op == "update":  # an import's update runs once the import is recorded
+                edges[step.key] |= {o.key for o in by_address[step.address] if o.op == "import"}
             if step.op == "share":   # share what exists, is current and loaded
                 edges[step.key] |= {
                     o.key for o in by_address[step.address] if o.phase == build and o.op != "share"
@@ -338,7 +364,7 @@ def execution_levels(plan: Plan) -> list[list[Step]]:
 
 ACTION_TYPES: dict[str, type[ActionBase]] = {
     cls.model_fields["op"].default: cls
-    for cls in (Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, NoOp, Move, Forget)
+    for cls in (Create, Update, Replace, Delete, Share, Unshare, Load, Blocked, Import, NoOp, Move, Forget)
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,17 +12,32 @@ from qrvey_iac.core.errors import ManifestError, PlanError, Problem, ProtectedRe
 from qrvey_iac.core.field_drift import manifest_changed, moved_fields
 from qrvey_iac.core.graph import topo_levels
 from qrvey_iac.core.kinds import KINDS, Kind
-from qrvey_iac.core.kinds.base import WRITE_ONLY, resolve_references
+from qrvey_iac.core.kinds.base import OWNER_ATTRIBUTE, WRITE_ONLY, resolve_references
 from qrvey_iac.core.loads import with_loads
 from qrvey_iac.core.manifest import Manifest, Moved, Removed, Resource
 from qrvey_iac.core.order import natural_key
 from qrvey_iac.core.plan import (
-    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, Forget, Move, NoOp, Plan, Replace, Update,
+    DRIFT, OPERATIONS, ActionBase, AppTarget, Blocked, Create, Delete, Forget, Import, Move, NoOp, Plan, Replace,
+    Update,
     execution_levels, fingerprint, make_action, update_reason,
 )
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.selection import select
 from qrvey_iac.core.state import ResourceState, State
+
+
+@dataclass(frozen=True)
+class Found:
+    """A live object the state does not record: one carrying an ownership marker, or the one a
+    ``spec.adopt`` names. ``obj`` is its Get Dataset answer when refresh read it (None: listed
+    only), ``environment`` the one its marker names (None: no environment, an older release's)."""
+
+    address: str | None
+    dataset_id: str
+    app_id: str
+    user_id: str
+    environment: str | None = None
+    obj: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +52,10 @@ class Live:
     # what Qrvey told of the objects using each state resource the manifests no longer have,
     # of a kind that guards its delete (a connection: the datasets of its app built on it)
     users: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # the apps listed (one call each): their objects that carry a marker and that no state
+    # resource records, and, by address, what a manifest's spec.adopt names (None: in no listed app)
+    untracked: tuple[Found, ...] = ()
+    adopted: Mapping[str, Found | None] = field(default_factory=dict)
 
 
 def build_plan(
@@ -48,12 +68,14 @@ def build_plan(
     recreated: set[str] = set()
     moves = pending_moves(manifest, state)
     moved, moved_live = _after_moves(state, live, moves)     # planned as if the moves were done
+    adoption = _Adoption(moved, moved_live, manifest.environment)
     order = topo_levels({a: r.depends_on for a, r in manifest.resources.items()})
     for level in order:
         for address in level:
             resource = manifest.resources[address]
-            planned = _plan_resource(resource, moved, moved_live, recreated, manifest.sealer)
+            planned = _plan_resource(resource, moved, moved_live, recreated, manifest.sealer, adoption)
             actions.extend(_with_lost_source_columns(planned, resource, moved_live, recreated))
+    adoption.raise_problems()
     removals = {removal.address: removal for removal in manifest.removals}
     for address in sorted(set(moved.resources) - set(manifest.resources)):
         if address in removals:
@@ -68,6 +90,7 @@ def build_plan(
         serial=state.serial,
         manifest_digest=manifest.digest,
         fingerprints=fingerprints_of(state, live, manifest.sealer),
+        untracked=adoption.strays(manifest),
         actions=tuple(actions),
     )
     plan = select(plan, targets, excludes)
@@ -86,6 +109,9 @@ def fingerprints_of(state: State, live: Live, sealer: Sealer = PLAIN) -> dict[st
     }
     for dataset_id, obj in sorted(live.sources.items()):
         pins[f"source:{sealer.digest(dataset_id)[:20]}"] = sealer.pin(fingerprint(obj))
+    found = [f for f in live.untracked if f.obj is not None] + [f for f in live.adopted.values() if f and f.obj]
+    for item in found:              # the objects a plan imports
+        pins[f"found:{item.dataset_id}"] = sealer.pin(fingerprint(item.obj))
     return pins
 
 
@@ -156,7 +182,7 @@ def refuse_blocked(plan: Plan, command: str, saved: bool = False) -> None:
 
 
 def _plan_resource(
-    resource: Resource, state: State, live: Live, recreated: set[str], sealer: Sealer
+    resource: Resource, state: State, live: Live, recreated: set[str], sealer: Sealer, adoption: _Adoption
 ) -> list[ActionBase]:
     current = state.resources.get(resource.address)
     blocked = _blocked_by_source(resource, current, live, sealer)
@@ -164,6 +190,10 @@ def _plan_resource(
         return [blocked]
     obj = live.objects.get(resource.address) if current else None
     base = _base(resource, known_ids(state, recreated))
+    if current is None:
+        adopted = adoption.plan(resource, base)
+        if adopted is not None:
+            return adopted
     if current is None or obj is None:
         recreated.add(resource.address)
         reason = "new in the manifests" if current is None else "deleted outside qrvey-iac"
@@ -399,7 +429,7 @@ def _after_moves(state: State, live: Live, moves: Mapping[str, Moved]) -> tuple[
             objects[target] = objects.pop(move.from_address)
         if move.from_address in fingerprints:
             fingerprints[target] = fingerprints.pop(move.from_address)
-    return state, Live(objects=objects, sources=live.sources, fingerprints=fingerprints)
+    return state, dataclasses.replace(live, objects=objects, fingerprints=fingerprints)
 
 
 def _as_moves(actions: list[ActionBase], moves: Mapping[str, Moved]) -> list[ActionBase]:
@@ -442,3 +472,140 @@ def _forget_action(address: str, current: ResourceState, live: Live, removal: Re
         dataset_id=current.datasetId,
         protect=current.protect,     # shown; nothing is deleted, so protection does not refuse it
     )
+
+
+# -- adoption: an object that exists in Qrvey but not in the state (issue 14) -----------------
+
+
+def plan_import(manifest: Manifest, state: State, address: str, found: Found) -> list[ActionBase]:
+    """The import of ``found`` (read) as ``address`` (``qrvey-iac import``), with the share or
+    unshare it then needs; a PlanError when it cannot be adopted so."""
+    resource = manifest.resources[address]
+    live = Live(adopted={address: found})
+    adoption = _Adoption(state, live, manifest.environment)
+    actions = adoption.adopt(resource, _base(resource), found.dataset_id)
+    adoption.raise_problems()
+    return actions
+
+
+IMPORTED_BY_MARKER = "not in the state; found in Qrvey by its marker"
+IMPORTED_BY_ADOPT = "spec.adopt"
+
+
+class _Adoption:
+    """Decides, for a manifest resource the state does not record, whether it is imported (the
+    object ``spec.adopt`` names, or the one live object carrying this environment's marker for
+    its address) rather than created. Every problem is collected, then raised at once."""
+
+    def __init__(self, state: State, live: Live, environment: str) -> None:
+        self.state = state
+        self.live = live
+        self.environment = environment
+        self.tracked = {r.datasetId: a for a, r in state.resources.items()}
+        self.pending = {e.address for e in state.journal if e.op == "create"}   # settled by the create
+        self.imported: dict[str, str] = {}       # address -> dataset id, of this plan's imports
+        self.problems: list[str] = []
+
+    def plan(self, resource: Resource, base: dict[str, Any]) -> list[ActionBase] | None:
+        kind = resource.definition
+        wanted = kind.adopt_id(resource.spec)
+        if wanted is not None:
+            return self.adopt(resource, base, wanted)
+        if resource.address in self.pending:
+            return None
+        app = resource.app.app_id
+        found = [f for f in self.live.untracked if f.address == resource.address and f.app_id == app]
+        ours = [f for f in found if f.environment == self.environment]
+        if len(ours) > 1:
+            ids = ", ".join(sorted(f.dataset_id for f in ours))
+            self.problems.append(
+                f"{resource.address}: {len(ours)} objects in app {app} carry its marker ({ids}); nothing is "
+                "created or imported. Delete the ones you do not want in Qrvey, then plan again")
+            return []
+        if ours and ours[0].obj is not None:
+            return self._import(resource, base, ours[0], IMPORTED_BY_MARKER)
+        older = [f for f in found if f.environment is None]
+        if older:
+            ids = ", ".join(sorted(f.dataset_id for f in older))
+            reason = (f"Qrvey holds {ids} in app {app} marked {resource.address} by a qrvey-iac release that did not "
+                      f"name the environment: if it is this environment's, run `qrvey-iac import {resource.address} "
+                      f"{sorted(f.dataset_id for f in older)[0]}`; if not, remove its {OWNER_ATTRIBUTE} attribute "
+                      f"in Qrvey, or leave it out with --exclude {resource.address}")
+            return [Blocked(reason=reason, **base)]
+        return None
+
+    def adopt(self, resource: Resource, base: dict[str, Any], wanted: str) -> list[ActionBase]:
+        """The import of ``wanted`` as ``resource`` (spec.adopt, or `qrvey-iac import`), or [] and a problem."""
+        where = f"{resource.file}:{resource.line}: " if resource.file else ""
+        what = f"{where}{resource.address} spec.adopt.datasetId {wanted}"
+        app = resource.app.app_id
+        found = self.live.adopted.get(resource.address)
+        if wanted in self.tracked:
+            self.problems.append(f"{what} is already managed as {self.tracked[wanted]}: adopt it once "
+                                 f"(`qrvey-iac state rm {self.tracked[wanted]}` first to move it)")
+        elif wanted in self.imported.values():
+            other = next(a for a, i in self.imported.items() if i == wanted)
+            self.problems.append(f"{what} is adopted by {other} too: an object is adopted by one address")
+        elif found is None:
+            self.problems.append(f"{what} does not exist in app {app} (nor in another app the manifests name): "
+                                 "check the id (the dataset's page in Qrvey shows it)")
+        elif found.app_id != app:
+            self.problems.append(f"{what} is in app {found.app_id}, not in app {app} ({resource.app_alias}) where "
+                                 "the manifest puts it: a dataset cannot move between apps")
+        elif found.obj is None:
+            self.problems.append(f"{what} could not be read in app {app}")
+        else:
+            return self._import(resource, base, found, IMPORTED_BY_ADOPT)
+        return []
+
+    def _import(self, resource: Resource, base: dict[str, Any], found: Found, reason: str) -> list[ActionBase]:
+        obj = found.obj or {}
+        kind = resource.definition
+        problem = None if kind.is_kind_of(obj) else f"is not a {kind.name} (datasetType {obj.get('datasetType')})"
+        problem = problem or self._source_problem(resource, obj)
+        if problem:
+            self.problems.append(f"{resource.address}: {found.dataset_id} {problem}")
+            return []
+        self.imported[resource.address] = found.dataset_id
+        desired = base["desired"]
+        changes = diff_documents(*kind.compared_documents(kind.live_document(obj, desired, adopting=True), desired),
+                                 renamable=kind.rules.renamable)
+        actions: list[ActionBase] = [Import(reason=reason, changes=changes, dataset_id=found.dataset_id, **base)]
+        if kind.shareable and kind.is_shared(resource.spec) != bool(obj.get("isPublic", False)):
+            wanted = kind.is_shared(resource.spec)
+            change = FieldChange(path="shared", before=not wanted, after=wanted)
+            actions.append(make_action("share" if wanted else "unshare", reason=f"shared: {str(wanted).lower()} in "
+                                       "the manifests", changes=(change,), dataset_id=found.dataset_id, **base))
+        return actions
+
+    def _source_problem(self, resource: Resource, obj: dict[str, Any]) -> str | None:
+        """A view adopted must be a view of the source its manifest names."""
+        source = resource.source
+        if source is None:
+            return None
+        live_source = (obj.get("sourceDataset") or {}).get("datasetId")
+        if source.external is not None:
+            expected = source.external.datasetId
+        else:
+            recorded = self.state.resources.get(source.address or "")
+            expected = recorded.datasetId if recorded else self.imported.get(source.address or "")
+        if expected is None or live_source == expected:
+            return None
+        return f"is a view of {live_source or 'no dataset'}, not of {expected} ({source.address or 'spec.source'})"
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise PlanError(f"{len(self.problems)} object(s) cannot be adopted; nothing is planned:\n"
+                            + "\n".join(f"- {line}" for line in self.problems))
+
+    def strays(self, manifest: Manifest) -> tuple[str, ...]:
+        """This environment's marked objects that no state resource records and this plan does not
+        import (drift reports them)."""
+        lines = []
+        for found in self.live.untracked:
+            if found.environment != self.environment or found.dataset_id in self.imported.values():
+                continue
+            managed = "in the manifests" if found.address in manifest.resources else "not in the manifests"
+            lines.append(f"{found.dataset_id} in app {found.app_id} carries the marker of {found.address} "
+                         f"({managed}) but no state resource records it")
+        return tuple(sorted(lines))

@@ -20,8 +20,9 @@ def summary_line(plan: Plan) -> str:
     if not plan.has_changes:
         return "No changes. Qrvey matches the manifests."
     counts = plan.summary()
+    imports = f"{counts['import']} to import, " if counts["import"] else ""    # as Terraform: only when some
     line = (
-        f"Plan: {counts['create']} to create, {counts['update']} to update, "
+        f"Plan: {imports}{counts['create']} to create, {counts['update']} to update, "
         f"{counts['replace']} to replace, {counts['delete']} to delete"
     )
     extras = [f"{counts[op]} to {op}" for op in ("share", "unshare", "move", "forget") if counts[op]]

@@ -92,7 +92,7 @@ def _head(plan: Plan, writer: _Writer) -> list[str]:
     if not plan.has_changes:
         return [*lines, summary_line(plan)]
     counts = plan.summary()
-    # "blocked", "move", "forget" only when there are
+    # "blocked", "move", "forget", "import", "load" only when there are
     ops = [op for op in CHANGING_OPS if counts[op] or (OPERATIONS[op].counted_when_none and not OPERATIONS[op].refused)]
     return [
         *lines,

@@ -64,6 +64,7 @@ def test_plan_apply_counts_the_calls_the_workload_needs(http_figures):
     assert (http_figures["datasets"], http_figures["views"], http_figures["shared"]) == (n, views, shared)
     renamed = (views + 1) // 2        # every other view renames a column: clone + GET + PUT + applyChanges
     levels = {level["level"]: level for level in http_figures["apply"]["levels"]}
+    assert levels["survey"]["by_kind"] == {"dataset.list": 3}   # each app the creates go to, listed once
     assert levels["datasets"]["by_kind"] == {"dataset.create": n}
     assert levels["shares"]["by_kind"] == {"dataset.publish": shared}
     assert levels["views"]["by_kind"] == {"view.create": views, "dataset.get": renamed,
@@ -105,7 +106,8 @@ def test_serve_data_reports_both_modes_and_their_ratio():
             "ratio", "ratio_median", "machine"} <= figures.keys()
     assert figures["bench"] == "serve_data" and (figures["datasets"], figures["views"]) == (6, 3)
     assert MACHINE_FIELDS <= figures["machine"].keys()
-    calls = 6 + 2 + 3 + 2 * 3        # creates, shares, view clones; get + put + applyChanges for 2 of the 3 views
+    calls = 3 + 6 + 2 + 3 + 2 * 3    # 3 apps listed; creates, shares, view clones; get + put + applyChanges
+                                     # for 2 of the 3 views
     for mode in ("memory", "data"):
         result = figures[mode]
         assert len(result["wall_s_each"]) == 2 and result["wall_s"] == min(result["wall_s_each"])

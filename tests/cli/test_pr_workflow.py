@@ -202,9 +202,11 @@ def test_state_commands(project):
     removed = project.run("state", "rm", "dataset.catalogue")
     assert removed.exit_code == 0
     assert "dataset.catalogue" not in project.state()["resources"]
-    # forgotten, not deleted: the dataset is still in Qrvey, and the manifest's products is new again
+    # forgotten, not deleted: the dataset is still in Qrvey, and it still carries the marker of
+    # dataset.products, so the manifest's products adopts it again rather than make a second one
     assert len(project.world()["datasets"]) == 10
-    assert "# dataset.products will be created (new in the manifests)" in project.run("plan").stdout
+    assert ("# dataset.products will be imported (not in the state; found in Qrvey by its marker)"
+            in project.run("plan").stdout)
     missing = project.run("state", "show", "dataset.nope")
     assert missing.exit_code == 1 and "dataset.nope is not in the state" in missing.stderr
 

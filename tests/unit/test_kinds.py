@@ -51,8 +51,8 @@ class FolderKind(Kind):
     replacement_checks = {"app": app_changed}
     teardown_phase = 0
 
-    def desired(self, address: str, spec: FolderSpec) -> dict[str, Any]:
-        document = {"name": spec.name, "customAttributes": owner_attributes(spec, address)}
+    def desired(self, address: str, spec: FolderSpec, environment: str = "") -> dict[str, Any]:
+        document = {"name": spec.name, "customAttributes": owner_attributes(spec, address, environment)}
         if spec.token is not None:
             document["token"] = spec.token
         return document

@@ -87,7 +87,7 @@ def test_empty_state_creates_datasets_then_shares_then_views():
     levels = [[s.key for s in level] for level in execution_levels(plan)]
     assert levels == [["create:dataset.orders"], ["share:dataset.orders"], ["create:view.orders-emea"]]
     assert plan.summary() == {"create": 2, "update": 0, "replace": 0, "delete": 0, "share": 1, "unshare": 0,
-                              "load": 0, "blocked": 0, "move": 0, "forget": 0}
+                              "load": 0, "blocked": 0, "move": 0, "forget": 0, "import": 0}
 
 
 def test_converged_world_is_no_op():

@@ -32,7 +32,11 @@ NAME_PATTERN = r"^[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 # The syntax of an address. Which prefixes exist is the registry's business: an unknown
 # prefix is reported as an unknown reference, with the known addresses suggested.
 ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
-OWNER_ATTRIBUTE = "qrveyIacAddress"   # customAttributes key naming the managing address
+# The ownership marker every object qrvey-iac makes carries in its customAttributes: the
+# address that manages it and the environment whose state records it (owner_marker below).
+OWNER_ATTRIBUTE = "qrveyIacAddress"          # customAttributes key naming the managing address
+ENVIRONMENT_ATTRIBUTE = "qrveyIacEnvironment"   # ... and the environment (since issue 14)
+MARKER_ATTRIBUTES = (OWNER_ATTRIBUTE, ENVIRONMENT_ATTRIBUTE)
 WRITE_ONLY = "(write-only: not returned by Qrvey)"   # the "before" of a write-only field in a plan
 
 LoadMode = str
@@ -172,6 +176,8 @@ class Kind:
         with its ``datasetId`` and ``name``; [] when it cannot tell."""
         return []
 
+    listed_apart: ClassVar[bool] = False    # its objects are not in an app's dataset listing (listing below)
+
     async def listing(self, api: QrveyApi, app: AppRef) -> list[dict[str, Any]]:
         """Every object of this kind in ``app`` (a kind whose ids Qrvey mints is listed to find
         a create that landed late), each with its id as ``datasetId``."""
@@ -207,9 +213,20 @@ class Kind:
 
     # -- documents ----------------------------------------------------------------------------
 
-    def desired(self, address: str, spec: Any) -> dict[str, Any]:
-        """The managed document of a spec (the share flag is planned apart)."""
+    def desired(self, address: str, spec: Any, environment: str = "") -> dict[str, Any]:
+        """The managed document of a spec (the share flag is planned apart), marked as
+        ``address`` of ``environment`` (``owner_attributes``)."""
         raise NotImplementedError
+
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        """Whether a live object is of this kind (an import refuses to adopt one that is not)."""
+        return True
+
+    def adopt_id(self, spec: Any) -> str | None:
+        """The dataset id ``spec.adopt`` names (an existing object to take under management
+        instead of creating one), or None. Inert once the state records the address."""
+        adopt = getattr(spec, "adopt", None)
+        return adopt.datasetId if adopt is not None else None
 
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
         """What a document manages beyond its fixed fields: recorded in state so removals show."""
@@ -226,12 +243,12 @@ class Kind:
         """The hash recorded after an apply: the document without its removal marks. One that
         holds a secret is keyed by ``sealer`` (core/sealing.py), so the state cannot be used
         to guess the secret."""
-        return sealer.digest(self.without_removals(document or {}))
+        return sealer.digest(_without_environment(self.without_removals(document or {})))
 
     def applied_fields(self, document: dict[str, Any] | None, sealer: Sealer = PLAIN) -> dict[str, str]:
         """The per-field digests recorded with ``applied_hash`` (keyed the same way), so a plan
         tells a hand edit from a manifest change field by field (core/field_drift.py)."""
-        return field_digests(self.without_removals(document or {}), sealer)
+        return field_digests(_without_environment(self.without_removals(document or {})), sealer)
 
     def compared_part(self, live: dict[str, Any] | None) -> dict[str, Any] | None:
         """The part of a live answer planning reads (``rules.read_back``)."""
@@ -239,13 +256,22 @@ class Kind:
             return None
         return {key: live[key] for key in self.rules.read_back if key in live}
 
-    def live_document(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    def live_document(
+        self, live: Mapping[str, Any], desired: dict[str, Any], *, adopting: bool = False
+    ) -> dict[str, Any]:
         """A live answer projected onto the fields ``desired`` manages. Write-only fields are
-        never read back: they stand as desired, and a change shows through the applied hash."""
+        never read back: they stand as desired, and a change shows through the applied hash.
+
+        An object a release before issue 14 made carries the address marker without the
+        environment one: for a tracked object (the state already says whose it is) that is no
+        change (it is written with the object's next update), so an upgrade brings no update
+        storm. ``adopting`` (an import) compares the whole marker: adopting writes it."""
         projected = self.project_live(live, desired)
         for key in self.rules.write_only:
             if key in desired:
                 projected[key] = desired[key]
+        if not adopting:
+            _tolerate_missing_environment(projected, live, desired)
         return projected
 
     def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +360,7 @@ class Kind:
         ``address``, taken off (None: removed), for ``update``: every managed field read back
         from the object itself."""
         document = self.project_live(live, {key: {} for key in self.rules.managed})
-        document["customAttributes"] = {key: None for key in owner_attributes(None, address)}
+        document["customAttributes"] = {key: None for key in MARKER_ATTRIBUTES}     # address and environment
         return document
     # -- export (core/export.py): a live object back into a manifest spec -----------------------
 
@@ -360,7 +386,7 @@ class Kind:
 
 
 def _flattened(value: Any, path: str) -> list[tuple[str, Any]]:
-    if path == f"customAttributes.{OWNER_ATTRIBUTE}":
+    if path in {f"customAttributes.{name}" for name in MARKER_ATTRIBUTES}:
         return []
     if isinstance(value, dict):       # an empty map (a view with no column overrides) sends nothing
         return [row for key, inner in value.items() for row in _flattened(inner, f"{path}.{key}")]
@@ -390,16 +416,19 @@ def project_named(have: Mapping[str, dict], wanted: Mapping[str, dict | None], h
     return projected
 
 
-def claimed_twice(items: list[dict[str, Any]], state: State) -> list[str]:
+def claimed_twice(items: list[dict[str, Any]], state: State, environment: str = "") -> list[str]:
     """Objects of a listing that carry the marker of an address the state records with another
     id (and no create of it pending): a view create that landed after it was concluded lost,
-    past its landing window, or a copy. Never adopted nor ignored: reported."""
+    past its landing window, or a copy. Never adopted nor ignored: reported. An object marked
+    by another environment is that environment's business (``marked_by``), never a claim here."""
     tracked = {r.datasetId for r in state.resources.values()}
     pending = {e.address for e in state.journal if e.op == "create"}
     found = []
     for item in items:
-        address = (item.get("customAttributes") or {}).get(OWNER_ATTRIBUTE)
-        recorded = state.resources.get(address) if isinstance(address, str) else None
+        address, marked_env = marker_of(item)
+        if marked_env is not None and marked_env != environment:
+            continue
+        recorded = state.resources.get(address) if address is not None else None
         if recorded is None or address in pending or item.get("datasetId") in tracked:
             continue
         found.append(f"{address}: {item.get('datasetId')} in app {item.get('appId')} carries its marker "
@@ -442,6 +471,47 @@ def unresolved_references(document: Any) -> set[str]:
     return {match.group(1)} if match else set()
 
 
+def owner_marker(address: str, environment: str) -> dict[str, str]:
+    """The ownership marker (customAttributes) of ``address`` in ``environment``: the only place
+    it is built. Two attributes, not one ``env/address`` value: an object made by a release
+    before issue 14 keeps a valid ``qrveyIacAddress`` (nothing to rewrite, no update storm), and
+    each part is matched exactly. An empty ``environment`` (a unit test's manifest) marks the
+    address alone, as those releases did."""
+    marker = {OWNER_ATTRIBUTE: address}
+    if environment:
+        marker[ENVIRONMENT_ATTRIBUTE] = environment
+    return marker
+
+
+def marker_of(item: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(address, environment) the live object ``item`` is marked with; None where it carries
+    none (environment None and an address: marked by a release before issue 14)."""
+    attributes = item.get("customAttributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
+    address, environment = attributes.get(OWNER_ATTRIBUTE), attributes.get(ENVIRONMENT_ATTRIBUTE)
+    return (address if isinstance(address, str) else None,
+            environment if isinstance(environment, str) else None)
+
+
+def _without_environment(document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` without the environment marker: the applied hash and field digests stay what
+    a release before issue 14 recorded for the same manifest (the marker is no managed field)."""
+    attributes = document.get("customAttributes")
+    if not isinstance(attributes, dict) or ENVIRONMENT_ATTRIBUTE not in attributes:
+        return document
+    return {**document, "customAttributes": {k: v for k, v in attributes.items() if k != ENVIRONMENT_ATTRIBUTE}}
+
+
+def _tolerate_missing_environment(projected: dict[str, Any], live: Mapping[str, Any], desired: dict[str, Any]) -> None:
+    wanted = desired.get("customAttributes")
+    shown = projected.get("customAttributes")
+    if not isinstance(wanted, dict) or not isinstance(shown, dict) or ENVIRONMENT_ATTRIBUTE not in wanted:
+        return
+    address, environment = marker_of(live)
+    if environment is None and address == wanted.get(OWNER_ATTRIBUTE):
+        projected["customAttributes"] = {**shown, ENVIRONMENT_ATTRIBUTE: wanted[ENVIRONMENT_ATTRIBUTE]}
+
+
 def given(fields: dict[str, Any], skip: str) -> dict[str, Any]:
     return {k: jsonable(v) for k, v in fields.items() if v is not None and k != skip}
 
@@ -450,10 +520,17 @@ def jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
-def owner_attributes(spec: Any, address: str) -> dict[str, Any]:
+def owner_attributes(spec: Any, address: str, environment: str = "") -> dict[str, Any]:
+    """The customAttributes a spec's object carries: its own, then the marker (owner_marker)."""
     attributes = dict(getattr(spec, "customAttributes", None) or {})
-    attributes[OWNER_ATTRIBUTE] = address
+    attributes.update(owner_marker(address, environment))
     return attributes
+
+
+class AdoptSpec(Frozen):
+    """``spec.adopt``: take an existing object under management instead of creating one."""
+
+    datasetId: str = Field(min_length=1, description="The id of the dataset (or view) in Qrvey to adopt.")
 
 
 def attributes_with_removals(document: dict[str, Any], managed: Mapping[str, list[str]]) -> dict[str, Any]:

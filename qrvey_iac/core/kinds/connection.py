@@ -85,10 +85,10 @@ class ConnectionKind(Kind):
     env_only = (("spec", "password"),)
     guards_delete = True
 
-    def desired(self, address: str, spec: ConnectionSpec) -> dict[str, Any]:
+    def desired(self, address: str, spec: ConnectionSpec, environment: str = "") -> dict[str, Any]:
         """The fields the manifest gives (one left out is not managed), and the attributes."""
         document: dict[str, Any] = {key: getattr(spec, key) for key in FIELDS if getattr(spec, key) is not None}
-        document["customAttributes"] = owner_attributes(spec, address)
+        document["customAttributes"] = owner_attributes(spec, address, environment)
         return document
 
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
@@ -119,6 +119,8 @@ class ConnectionKind(Kind):
 
     async def read(self, api: QrveyApi, app: AppRef, dataset_id: str) -> dict[str, Any] | None:
         return identified(await api.read_connection(app, dataset_id))
+
+    listed_apart = True
 
     async def listing(self, api: QrveyApi, app: AppRef) -> list[dict[str, Any]]:
         return [identified(item) for item in await api.list_connections(app) if isinstance(item, dict)]

@@ -10,8 +10,8 @@ from pydantic import Field, field_validator, model_validator
 
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
-    ALWAYS_LOADED, NO_LOAD, ON_CHANGE, FieldRules, Frozen, Kind, LoadMode, Metadata, NamedProjection, QrveyApi,
-    app_changed, attributes_with_removals, given, managed_attributes, overlay_attributes, owner_attributes,
+    ALWAYS_LOADED, NO_LOAD, ON_CHANGE, AdoptSpec, FieldRules, Frozen, Kind, LoadMode, Metadata, NamedProjection,
+    QrveyApi, app_changed, attributes_with_removals, given, managed_attributes, overlay_attributes, owner_attributes,
     project_named, reference, reject_duplicates,
 )
 
@@ -76,6 +76,9 @@ class DatasetSpec(Frozen):
     columns: tuple[ColumnSpec, ...] = Field(min_length=1)
     dataSync: dict[str, Any] | None = Field(default=None, description="Passed through as-is.")
     customAttributes: dict[str, Any] | None = None
+    adopt: AdoptSpec | None = Field(
+        default=None, description="Adopt this existing dataset instead of creating one (plan shows an import); "
+                                  "ignored once the state records the address.")
 
     @field_validator("datasources")
     @classmethod
@@ -155,17 +158,20 @@ class DatasetKind(Kind):
             return ON_CHANGE
         return ALWAYS_LOADED if spec.load is True else NO_LOAD
 
-    def desired(self, address: str, spec: DatasetSpec) -> dict[str, Any]:
+    def desired(self, address: str, spec: DatasetSpec, environment: str = "") -> dict[str, Any]:
         dumped = spec.model_dump(include={"datasources", "columns"})   # one call, not one per column
         document: dict[str, Any] = {
             "name": spec.name,
             "datasources": {d["name"]: _datasource_fields(d) for d in dumped["datasources"]},
             "columns": {c["columnName"]: given(c, skip="columnName") for c in dumped["columns"]},
-            "customAttributes": owner_attributes(spec, address),
+            "customAttributes": owner_attributes(spec, address, environment),
         }
         if spec.dataSync is not None:
             document["dataSync"] = spec.dataSync
         return document
+
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") != "VIEW"
 
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
         document = document or {}

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from qrvey_iac.core.errors import ApplyError, UndecidedError, did_you_mean
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.kinds.base import (
-    OWNER_ATTRIBUTE, ExternalSource, FieldRules, Frozen, Kind, Metadata, QrveyApi, SourceRef, app_changed,
+    OWNER_ATTRIBUTE, AdoptSpec, ExternalSource, FieldRules, Frozen, Kind, Metadata, QrveyApi, SourceRef, app_changed,
     attributes_with_removals, given, managed_attributes, owner_attributes, reject_duplicates,
 )
 from qrvey_iac.core.kinds.dataset import base_update_body
@@ -45,6 +45,9 @@ class DatasetViewSpec(Frozen):
     protect: bool = False
     columns: tuple[ViewColumnSpec, ...] = ()
     customAttributes: dict[str, Any] | None = None
+    adopt: AdoptSpec | None = Field(
+        default=None, description="Adopt this existing view instead of creating one (plan shows an import); "
+                                  "ignored once the state records the address.")
 
     @field_validator("columns")
     @classmethod
@@ -139,13 +142,16 @@ class DatasetViewKind(Kind):
         have = {c.get("origColumnSourceName") or c.get("columnName") for c in columns if isinstance(c, dict)}
         return tuple(override.column for override in spec.columns if override.column not in have)
 
-    def desired(self, address: str, spec: DatasetViewSpec) -> dict[str, Any]:
+    def desired(self, address: str, spec: DatasetViewSpec, environment: str = "") -> dict[str, Any]:
         columns = spec.model_dump(include={"columns"})["columns"]
         return {
             "name": spec.name,
             "columns": {c["column"]: given(c, skip="column") for c in columns},
-            "customAttributes": owner_attributes(spec, address),
+            "customAttributes": owner_attributes(spec, address, environment),
         }
+
+    def is_kind_of(self, live: Mapping[str, Any]) -> bool:
+        return live.get("datasetType") == "VIEW"
 
     def managed_fields(self, document: dict[str, Any] | None) -> dict[str, list[str]]:
         document = document or {}
