@@ -274,11 +274,16 @@ class Engine:
         untracked = [r for a, r in manifest.resources.items() if a not in state.resources]
         adopting = {r.address: r.definition.adopt_id(r.spec) for r in untracked if r.definition.adopt_id(r.spec)}
         every_app = survey or bool(adopting)
-        wanted = {(r.app.user_id, r.app.app_id) for r in (manifest.resources.values() if every_app else untracked)}
+        looked_at = manifest.resources.values() if every_app else untracked
+        wanted = {(r.app.user_id, r.app.app_id) for r in looked_at if not r.definition.listed_apart}
         more = sorted(wanted - set(listings))
         if more:
             listings = {**listings, **await self._listings(more)}
-        self._check_claims([*listings.values(), *await self._listed_apart(state)], state, manifest.environment)
+        apart = {(r.definition.name, r.app.user_id, r.app.app_id) for r in looked_at if r.definition.listed_apart}
+        apart |= {(r.kind, r.userId, r.appId) for r in state.resources.values()
+                  if not KINDS[r.kind].client_minted_id and KINDS[r.kind].listed_apart}
+        listings = _joined(listings, await self._listed_apart(sorted(apart)))
+        self._check_claims(list(listings.values()), state, manifest.environment)
         found = _marked(listings, state)
         places = {(r.address, r.app.app_id) for r in untracked}
         to_read = {f.dataset_id: f for f in found
@@ -291,8 +296,8 @@ class Engine:
             if user_app is not None and user_app[1] == manifest.resources[address].app.app_id:
                 to_read[dataset_id] = adopted[address]
         ids = sorted(to_read)
-        answers = await asyncio.gather(*(self.qrvey.read(AppRef(to_read[i].user_id, to_read[i].app_id), i)
-                                         for i in ids))
+        answers = await asyncio.gather(*(KINDS.of_address(to_read[i].address).read(
+            self.qrvey, AppRef(to_read[i].user_id, to_read[i].app_id), i) for i in ids))
         read = dict(zip(ids, answers))
 
         def with_answer(item: Found) -> Found:
@@ -301,13 +306,15 @@ class Engine:
         return replace(live, untracked=tuple(map(with_answer, found)),
                        adopted={a: with_answer(f) if f else None for a, f in adopted.items()})
 
-    async def _listed_apart(self, state: State) -> list[list[dict]]:
-        """Each app's objects of a server-minted kind listed apart from its datasets (connections:
-        ``Kind.listed_apart``), for the claims check."""
-        apps = sorted({(r.kind, r.userId, r.appId) for r in state.resources.values()
-                       if not KINDS[r.kind].client_minted_id and KINDS[r.kind].listed_apart})
-        return list(await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
-                                           for kind, user, app in apps)))
+    async def _listed_apart(self, wanted: list[tuple[str, str, str]]) -> dict[tuple[str, str], list[dict]]:
+        """Each (kind, user, app) of a kind whose objects are not in an app's dataset listing
+        (connections: ``Kind.listed_apart``), listed with that kind's own listing."""
+        listings = await asyncio.gather(*(KINDS[kind].listing(self.qrvey, AppRef(user, app))
+                                          for kind, user, app in wanted))
+        joined: dict[tuple[str, str], list[dict]] = {}
+        for (_, user, app), items in zip(wanted, listings):
+            joined.setdefault((user, app), []).extend(items)
+        return joined
 
     def _check_claims(self, listings: list[list[dict]], state: State, environment: str) -> None:
         """An object in a listed app with the marker of an address the state records with another
@@ -494,6 +501,15 @@ def _load_detail(live: dict) -> str:
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+def _joined(*parts: dict[tuple[str, str], list[dict]]) -> dict[tuple[str, str], list[dict]]:
+    """Listings of the same apps put together (an app's datasets and its connections)."""
+    joined: dict[tuple[str, str], list[dict]] = {}
+    for part in parts:
+        for app, items in part.items():
+            joined.setdefault(app, []).extend(items)
+    return joined
 
 
 def _marked(listings: dict[tuple[str, str], list[dict]], state: State) -> list[Found]:

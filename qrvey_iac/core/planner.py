@@ -189,7 +189,8 @@ def _plan_resource(
     if blocked is not None:
         return [blocked]
     obj = live.objects.get(resource.address) if current else None
-    base = _base(resource, known_ids(state, recreated))
+    # references resolve to recorded ids, and to those of objects this plan imports (planned first)
+    base = _base(resource, {**known_ids(state, recreated), **adoption.imported})
     if current is None:
         adopted = adoption.plan(resource, base)
         if adopted is not None:
@@ -483,7 +484,7 @@ def plan_import(manifest: Manifest, state: State, address: str, found: Found) ->
     resource = manifest.resources[address]
     live = Live(adopted={address: found})
     adoption = _Adoption(state, live, manifest.environment)
-    actions = adoption.adopt(resource, _base(resource), found.dataset_id)
+    actions = adoption.adopt(resource, _base(resource, known_ids(state)), found.dataset_id)
     adoption.raise_problems()
     return actions
 

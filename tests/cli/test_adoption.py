@@ -9,7 +9,7 @@ import copy
 
 from qrvey_iac.core.kinds.base import ENVIRONMENT_ATTRIBUTE, OWNER_ATTRIBUTE
 
-EXAMPLE_ADDRESSES = 10
+EXAMPLE_ADDRESSES = 11      # the example: 1 connection, 6 datasets, 4 views
 
 
 def _applied(project):
