@@ -39,6 +39,7 @@ class Workspace:
     known_secrets: set[str] = field(default_factory=set)
     manifest_secrets: set[str] = field(default_factory=set)
     given_variables: Mapping[str, str] = field(default_factory=dict)   # name -> "--var" or the values file
+    new_store: Callable[[], OwnedStore] | None = None    # makes another store object for the same state
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
@@ -52,11 +53,24 @@ class Workspace:
         claim = f"qrvey-iac state claim --env {environment.name}"
         if config != DEFAULT_CONFIG:
             claim += f" --config {config}"
-        store = OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
-                           claim, notify)
+        def new_store() -> OwnedStore:
+            return OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
+                              claim, notify)
+
         known = set() if known_secrets is None else known_secrets
-        return cls(environment, store, dict(os.environ), LocalLocker(path), path, known,
-                   given_variables=dict(given or {}))
+        return cls(environment, new_store(), dict(os.environ), LocalLocker(path), path, known,
+                   given_variables=dict(given or {}), new_store=new_store)
+
+    def reopened_store(self) -> OwnedStore:
+        """A second, fresh reader and writer of this environment's state (nothing it read is
+        shared with ``store``): what ``state migrate`` verifies a copy through."""
+        return self.new_store()
+
+    @property
+    def state_location(self) -> str:
+        """Where the state is kept, one string per place: two environments with the same one
+        share a state."""
+        return f"file:{self.state_path}"
 
     @property
     def emulator_data(self) -> Path:

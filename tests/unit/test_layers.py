@@ -17,7 +17,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "qrvey_iac"
 THIRD_PARTY_IO = ("httpx", "httpcore", "click", "yaml", "psycopg", "starlette", "uvicorn", "anyio")
-USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows")
+USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows", "qrvey_iac.migration")
 COMPOSITION = ("qrvey_iac.wiring", "qrvey_iac.cli", "qrvey_iac.cli_tools", "qrvey_iac.cli_support",
                "qrvey_iac.cli_progress", "qrvey_iac.__main__")
 
@@ -28,7 +28,7 @@ LAYERS = [
       *USE_CASES, *COMPOSITION)),
     ("ports", ("ports.py",),
      (*THIRD_PARTY_IO, "qrvey_iac.adapters", "qrvey_iac.emulator", *USE_CASES, *COMPOSITION)),
-    ("use cases", ("engine.py", "journal.py", "flows.py"),
+    ("use cases", ("engine.py", "journal.py", "flows.py", "migration.py"),
      (*THIRD_PARTY_IO, "qrvey_iac.adapters", "qrvey_iac.emulator", *COMPOSITION)),
     ("adapters", ("adapters/*.py", "adapters/*/*.py"),
      ("qrvey_iac.emulator", *USE_CASES, *COMPOSITION)),
