@@ -16,6 +16,7 @@ from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
 from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
+from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.sealing import Sealer, derive_key
 from qrvey_iac.core.state import StateOwner
@@ -33,7 +34,8 @@ class Workspace:
     store: OwnedStore
     environ: Mapping[str, str]
     locker: StateLocker
-    state_path: Path            # where the state file really is (a symlink at the configured path resolved)
+    state_path: Path | None     # where the state file really is (a symlink at the configured path resolved);
+                                # None for a postgres state
     # every secret to mask, shared with the CLI's error boundary: the manifests' ${env:X} values
     # once read, and the API key the CLI adds; the manifests' values alone key the sealer
     known_secrets: set[str] = field(default_factory=set)
@@ -49,16 +51,30 @@ class Workspace:
         ``given`` says where each of ``variables`` came from (``--var`` or a values file): the
         manifest load refuses one that no manifest uses and the environment does not declare."""
         environment = load_environment(Path(config), env, variables)
-        path = resolved_state_path(environment.state_path)
         claim = f"qrvey-iac state claim --env {environment.name}"
         if config != DEFAULT_CONFIG:
             claim += f" --config {config}"
-        def new_store() -> OwnedStore:
-            return OwnedStore(LocalStateStore(path), state_owner(environment), f"state file {environment.state_path}",
-                              claim, notify)
-
         known = set() if known_secrets is None else known_secrets
-        return cls(environment, new_store(), dict(os.environ), LocalLocker(path), path, known,
+        environ = dict(os.environ)
+        owner = state_owner(environment)
+        if environment.is_postgres:
+            where = f"state workspace {environment.state_workspace!r} (postgres, DSN in ${environment.state_dsn_env})"
+            # the DSN is read when the state is first used (validate never needs it); the CLI masks it
+            database = PostgresDatabase(lambda: environment.state_dsn(environ), where, known)
+
+            def new_store() -> OwnedStore:
+                return OwnedStore(PostgresStateStore(database, environment.state_workspace), owner, where, claim,
+                                  notify)
+
+            locker: StateLocker = PostgresLocker(database, environment.state_workspace)
+            return cls(environment, new_store(), environ, locker, None, known, given_variables=dict(given or {}),
+                       new_store=new_store)
+        path = resolved_state_path(environment.state_path)
+
+        def new_store() -> OwnedStore:
+            return OwnedStore(LocalStateStore(path), owner, f"state file {environment.state_path}", claim, notify)
+
+        return cls(environment, new_store(), environ, LocalLocker(path), path, known,
                    given_variables=dict(given or {}), new_store=new_store)
 
     def reopened_store(self) -> OwnedStore:
@@ -70,13 +86,17 @@ class Workspace:
     def state_location(self) -> str:
         """Where the state is kept, one string per place: two environments with the same one
         share a state."""
+        if self.state_path is None:
+            return f"postgres:${self.environment.state_dsn_env}:{self.environment.state_workspace}"
         return f"file:{self.state_path}"
 
     @property
     def emulator_data(self) -> Path:
         """The embedded emulator's world (``endpoint: local``): next to the real state file, so
-        whoever shares the state through a symlink shares the world it describes."""
-        return self.state_path.with_name(f"{self.environment.name}.emulator.json")
+        whoever shares the state through a symlink shares the world it describes; for a postgres
+        state, ``state/<environment>.emulator.json`` in the project (the world stays on this
+        machine: the embedded emulator is for trying things out, not for sharing)."""
+        return emulator_data_of(self.environment, self.state_path)
 
     def state_file_at(self, path: Path) -> str | None:
         """What ``path`` is when it holds a state of this project, else None: the state file
@@ -94,8 +114,12 @@ class Workspace:
         for name in config.environments:
             env = self.environment if name == self.environment.name else load_environment(
                 Path(self.environment.config_file), name)
-            state = Path(os.path.realpath(env.state_path))
             of = f"of environment {name!r}"
+            if env.is_postgres:       # no state file: only the embedded emulator's world is here
+                if env.is_local:
+                    files[Path(os.path.realpath(emulator_data_of(env, None)))] = f"the embedded emulator's world {of}"
+                continue
+            state = Path(os.path.realpath(env.state_path))
             files[state] = f"the state file {of}"
             files[state.with_name(state.name + ".backup")] = f"the state backup {of}"
             files[state.with_name(state.name + ".wal")] = f"the state's write-ahead sidecar {of}"
@@ -181,6 +205,15 @@ class Workspace:
             await client.aclose()
             if emulator is not None and emulator.world.revision != revision:
                 emulator.save()   # a command that changed nothing leaves the world file alone (or absent)
+
+
+def emulator_data_of(environment: Environment, state_path: Path | None) -> Path:
+    """Where the embedded emulator of ``environment`` keeps its world: beside the real state
+    file ``state_path``; under the project's ``state/`` folder for a postgres state (None)."""
+    name = f"{environment.name}.emulator.json"
+    if state_path is None:
+        return environment.root / "state" / name
+    return state_path.with_name(name)
 
 
 def state_owner(environment: Environment) -> StateOwner:

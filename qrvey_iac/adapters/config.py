@@ -34,8 +34,12 @@ class AppConfig(Frozen):
 
 
 class StateConfig(Frozen):
-    backend: Literal["local"] = "local"
-    path: str | None = Field(default=None, description="Default: state/<environment>.json")
+    backend: Literal["local", "postgres"] = "local"
+    path: str | None = Field(default=None, description="local: the state file (default: state/<environment>.json)")
+    dsnEnv: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                               description="postgres: the environment variable holding the DSN (never the DSN itself)")
+    workspace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$",
+                                  description="postgres: the state's name in the database (default: the environment name)")
 
 
 class EnvironmentConfig(Frozen):
@@ -134,6 +138,9 @@ class Environment:
     call_deadline: float = 120.0
     max_answer_bytes: int = 64 * 1024 * 1024
     declared_variables: tuple[str, ...] = ()    # the names its own ``variables`` gives (before --var)
+    state_backend: str = "local"                # "local": the file at state_path; "postgres": below
+    state_dsn_env: str | None = None            # postgres: the variable holding the DSN
+    state_workspace: str = ""                   # postgres: the state's name in the database
 
     @property
     def is_local(self) -> bool:
@@ -155,6 +162,21 @@ class Environment:
                                        f"environment variable {self.api_key_env} {flaw} (its value is not "
                                        "shown); set it to the key alone, e.g. without a trailing newline")])
         return key
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.state_backend == "postgres"
+
+    def state_dsn(self, environ: Mapping[str, str]) -> str:
+        """The PostgreSQL DSN of a postgres state, from its variable (the value is never shown)."""
+        field = f"environments.{self.name}.state.dsnEnv"
+        dsn = environ.get(self.state_dsn_env or "", "")
+        if not dsn.strip():
+            raise ConfigError([Problem(self.config_file, None, field,
+                                       f"environment variable {self.state_dsn_env} is not set: set it to the "
+                                       "DSN of the state's PostgreSQL database, e.g. "
+                                       "postgresql://USER:PASSWORD@HOST:5432/DATABASE")])
+        return dsn
 
 
 def api_key_flaw(key: str) -> str | None:
@@ -183,9 +205,35 @@ def read_config(path: Path) -> ProjectConfig:
     if len(documents) != 1 or not isinstance(documents[0].data, dict):
         raise ConfigError([Problem(shown, 1, "", "expected one YAML mapping")])
     try:
-        return ProjectConfig.model_validate(documents[0].data)
+        config = ProjectConfig.model_validate(documents[0].data)
     except ValidationError as exc:
         raise ConfigError(problems_from(exc, documents[0], model=ProjectConfig)) from None
+    problems = [Problem(shown, documents[0].line_of(path), ".".join(path), message)
+                for path, message in _state_problems(config)]
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _state_problems(config: ProjectConfig) -> list[tuple[tuple[str, ...], str]]:
+    """The state blocks whose fields do not fit their backend, as (path, message)."""
+    problems = []
+    for name, env in config.environments.items():
+        state = env.state
+        at = ("environments", name, "state")
+        if state.backend == "postgres":
+            if state.dsnEnv is None:
+                problems.append(((*at, "dsnEnv"), "required for backend postgres: the name of the environment "
+                                 "variable that holds the database's DSN, e.g. dsnEnv: QRVEY_IAC_STATE_DSN"))
+            if state.path is not None:
+                problems.append(((*at, "path"), "a postgres state has no file: remove path (the state is "
+                                 "named by workspace, default the environment name)"))
+        else:
+            for field in ("dsnEnv", "workspace"):
+                if getattr(state, field) is not None:
+                    problems.append(((*at, field), f"{field} is for backend postgres; this state is a local "
+                                     "file (set backend: postgres, or remove it)"))
+    return problems
 
 
 def load_environment(
@@ -218,4 +266,7 @@ def load_environment(
         call_deadline=env.callDeadline,
         max_answer_bytes=env.maxAnswerMiB * 1024 * 1024,
         declared_variables=tuple(env.variables),
+        state_backend=env.state.backend,
+        state_dsn_env=env.state.dsnEnv,
+        state_workspace=env.state.workspace or chosen,
     )

@@ -3,18 +3,62 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from postgres_server import new_workspace, shared_database
 
 from qrvey_iac.adapters.state.local import LocalStateStore
+from qrvey_iac.adapters.state.lock import LocalLocker
+from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.cli import cli
 
+DSN_VARIABLE = "QRVEY_IAC_TEST_STATE_DSN"
+BACKENDS = ["local", "postgres"]
 
 
 class Project:
-    """A copy of the example project in a temp folder, driven through the CLI."""
+    """A copy of the example project in a temp folder, driven through the CLI; its state in
+    the local file (``backend`` "local") or in a workspace of the test PostgreSQL server."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str = "local") -> None:
         self.root = root
         self.runner = CliRunner()
+        self.backend = backend
+        self.workspace = new_workspace() if backend == "postgres" else None
+        self.dsn = shared_database("cli") if backend == "postgres" else None
+        self._store = None
+
+    def use_postgres(self, monkeypatch) -> None:
+        """Point the environment ``local`` of the config at this project's postgres workspace."""
+        config = self.root / "qrvey-iac.yaml"
+        text = config.read_text()
+        block = f"    state: {{backend: postgres, dsnEnv: {DSN_VARIABLE}, workspace: {self.workspace}}}\n"
+        assert "  local:\n    endpoint: local\n" in text
+        config.write_text(text.replace("  local:\n    endpoint: local\n", "  local:\n    endpoint: local\n" + block, 1))
+        monkeypatch.setenv(DSN_VARIABLE, self.dsn)
+
+    def store(self):
+        """The store holding this project's state (one object: it keeps a connection)."""
+        if self._store is None:
+            if self.backend == "postgres":
+                self._store = PostgresStateStore(self._database(), self.workspace)
+            else:
+                self._store = LocalStateStore(self.state_path)
+        return self._store
+
+    def locker(self):
+        if self.backend == "postgres":
+            return PostgresLocker(self._database(), self.workspace)
+        return LocalLocker(self.state_path)
+
+    def state_exists(self) -> bool:
+        return self.store().exists()
+
+    def _database(self) -> PostgresDatabase:
+        dsn = self.dsn
+        return PostgresDatabase(lambda: dsn, f"test workspace {self.workspace}")
+
+    def close(self) -> None:
+        if self._store is not None and hasattr(self._store, "close"):
+            self._store.close()
 
     def run(self, *args: str, input: str | None = None):
         return self.runner.invoke(cli, list(args), input=input, catch_exceptions=False)
@@ -28,8 +72,8 @@ class Project:
         return self.root / "state" / "local.emulator.json"
 
     def state(self) -> dict:
-        """The state as the store reads it (the file with its write-ahead sidecar), as JSON."""
-        return LocalStateStore(self.state_path).read().model_dump(mode="json")
+        """The state as the store reads it (the file with its write-ahead sidecar; the rows), as JSON."""
+        return self.store().read().model_dump(mode="json")
 
     def world(self) -> dict:
         return json.loads(self.world_path.read_text())
@@ -55,3 +99,13 @@ class Project:
 @pytest.fixture
 def project(example_dir) -> Project:
     return Project(example_dir)
+
+
+@pytest.fixture(params=BACKENDS)
+def any_backend_project(request, example_dir, monkeypatch):
+    """``project`` once with each state backend (a test module uses it as its ``project``)."""
+    project = Project(example_dir, request.param)
+    if request.param == "postgres":
+        project.use_postgres(monkeypatch)
+    yield project
+    project.close()

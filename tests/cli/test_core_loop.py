@@ -1,8 +1,15 @@
-"""The core loop through the CLI on the embedded emulator: apply, plan, drift, destroy."""
+"""The core loop through the CLI on the embedded emulator: apply, plan, drift, destroy;
+each test with the state in a local file and in PostgreSQL."""
 
 import re
 
 import pytest
+
+
+@pytest.fixture
+def project(any_backend_project):
+    return any_backend_project
+
 
 EXAMPLE_ADDRESSES = {
     "dataset.orders", "dataset.customers", "dataset.products", "dataset.monthly-revenue",
@@ -139,17 +146,16 @@ def test_apply_asks_and_a_no_changes_nothing(project):
     result = project.run("apply", input="no\n")
     assert result.exit_code == 1
     assert "apply cancelled: nothing was changed" in result.stderr
-    assert not project.state_path.exists() or project.state()["resources"] == {}
+    assert not project.state_exists() or project.state()["resources"] == {}
     result = project.run("apply", input="yes\n")
     assert result.exit_code == 0, result.output
     assert len(project.state()["resources"]) == 10
 
 
 def test_second_writer_fails_at_once_naming_the_lock_holder(project):
-    from qrvey_iac.adapters.state.lock import LocalLocker
     import os
 
-    with LocalLocker(project.state_path).lock("apply (held by the test)"):
+    with project.locker().lock("apply (held by the test)"):
         result = project.run("apply", "--auto-approve")
     assert result.exit_code == 1
     assert f"is locked by apply (held by the test) (pid {os.getpid()} on" in result.stderr

@@ -35,7 +35,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,7 +65,7 @@ class LocalLocker:
 
     @contextmanager
     def lock(self, command: str, timeout: float = 0.0) -> Iterator[str]:
-        holder = _holder_info(command)
+        holder = holder_info(command)
         lock_path = self.lock_path
         deadline = time.monotonic() + timeout
         created = _missing_folders(lock_path.parent)
@@ -120,7 +120,7 @@ class LocalLocker:
             if fd is not None:
                 os.close(fd)
             raise StateError(
-                f"lock {lock_id} is held by a running process ({_who(holder)}); it cannot be broken while "
+                f"lock {lock_id} is held by a running process ({who(holder)}); it cannot be broken while "
                 "that process runs: let it finish or stop it, and the lock is released with it. "
                 f"`qrvey-iac state unlock {lock_id} --force` breaks it anyway, letting another command "
                 "write the state while that process still does")
@@ -193,7 +193,7 @@ class LocalLocker:
                   "--lock-timeout.")
         if holder is None:
             return f"state {self.state_path} is locked (its lock file {lock_path} cannot be read). {advice}"
-        text = f"state {self.state_path} is locked by {holder.get('command', '?')} ({_who(holder)}). {advice}"
+        text = f"state {self.state_path} is locked by {holder.get('command', '?')} ({who(holder)}). {advice}"
         if holder.get("ci_run"):
             text += f" It runs in CI run {holder['ci_run']}."
         if holder.get("host") != socket.gethostname():
@@ -246,18 +246,32 @@ def _loops(path: Path) -> bool:
     return False
 
 
-def _holder_info(command: str) -> dict:
+def holder_info(command: str) -> dict:
+    """Who takes a lock, for the message a waiter prints (every locker records the same)."""
     holder = {
         "id": str(uuid.uuid4()), "host": socket.gethostname(), "pid": os.getpid(), "command": command,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "lock": OS_LOCK,
     }
-    ci_run = os.environ.get("GITHUB_RUN_ID") or (os.environ.get("CI_JOB_ID") if os.environ.get("CI") else None)
+    ci_run = ci_run_of(os.environ)
     if ci_run:
         holder["ci_run"] = ci_run
     return holder
 
 
-def _who(holder: dict) -> str:
+def ci_run_of(environ: Mapping[str, str]) -> str | None:
+    """The CI run this process is part of: its URL when the CI's variables give one (GitHub
+    Actions, GitLab CI), else its id, else None."""
+    run_id = environ.get("GITHUB_RUN_ID")
+    if run_id:
+        server, repository = environ.get("GITHUB_SERVER_URL"), environ.get("GITHUB_REPOSITORY")
+        return f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}" if server and repository else run_id
+    if environ.get("CI"):
+        return environ.get("CI_JOB_URL") or environ.get("CI_JOB_ID") or None
+    return None
+
+
+def who(holder: dict) -> str:
+    """The holder as a waiter is told: pid, host, since when, lock id."""
     return (f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('started', '?')}, "
             f"lock id {holder.get('id', '?')}")
 
