@@ -165,3 +165,26 @@ def test_a_state_recorded_as_the_target_environment_moves(applied):
     assert path.read_bytes() == before
     plan = applied.run("state", "list")
     assert plan.exit_code == 0 and len(plan.output.splitlines()) == 10
+
+
+def test_local_to_postgres_to_local_round_trips_to_an_identical_state(applied, monkeypatch):
+    """Issue 15's round trip: the same lineage, serial and resources after local ->
+    postgres -> local; the DSN (and its password) in no output."""
+    from postgres_server import PASSWORD, new_workspace, shared_database
+
+    monkeypatch.setenv("MIGRATE_TEST_DSN", shared_database("migrate"))
+    add_environment(applied, "team", {"backend": "postgres", "dsnEnv": "MIGRATE_TEST_DSN",
+                                      "workspace": new_workspace()})
+    add_environment(applied, "back", {"path": "state/back.json"})
+
+    there = applied.run("state", "migrate", "--env", "local", "--to", "team")
+    listed = applied.run("state", "list", "--env", "team")
+    back = applied.run("state", "migrate", "--env", "team", "--to", "back")
+
+    for result in (there, listed, back):
+        assert result.exit_code == 0, result.stderr
+        assert PASSWORD not in result.output + result.stderr
+    assert len(listed.output.splitlines()) == 10
+    original, returned = stored(applied, "state/local.json"), stored(applied, "state/back.json")
+    assert without_owner(returned) == without_owner(original)
+    assert "postgres" in there.output and "Copied 10 resource(s)" in there.output
