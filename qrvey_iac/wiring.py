@@ -16,7 +16,6 @@ from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
 from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
-from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.sealing import Sealer, derive_key
 from qrvey_iac.core.state import StateOwner
@@ -58,6 +57,9 @@ class Workspace:
         environ = dict(os.environ)
         owner = state_owner(environment)
         if environment.is_postgres:
+            # imported here: psycopg takes a third of a second to import, and most commands never need it
+            from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
+
             where = f"state workspace {environment.state_workspace!r} (postgres, DSN in ${environment.state_dsn_env})"
             # the DSN is read when the state is first used (validate never needs it); the CLI masks it
             database = PostgresDatabase(lambda: environment.state_dsn(environ), where, known)
