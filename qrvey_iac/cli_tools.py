@@ -146,6 +146,61 @@ def state_claim(**kwargs):
                    "objects at this endpoint; an object not found there is planned to be created again.")
 
 
+@state.command("migrate")
+@click.option("--to", "target_env", required=True, metavar="ENV",
+              help="The environment of the config whose state backend receives the copy.")
+@environment_options
+@reports_errors
+def state_migrate(target_env, **kwargs):
+    """Copy this environment's state to the state backend of environment ENV.
+
+    For moving a state between backends (a local file to PostgreSQL, or back): give the
+    environment a second entry in qrvey-iac.yaml with the same endpoint and apps and the new
+    `state:` block, then run `qrvey-iac state migrate --env OLD --to NEW`. Lineage, serial,
+    resources and pending operations are kept; the copy is recorded as ENV's. Both states are
+    locked while it runs. The target must hold no state yet; the copy is read back and compared
+    before migrate reports success, and the source is never changed (remove it yourself once
+    the config uses the new backend). Run again after a success, it says the copy is there.
+    """
+    from qrvey_iac.adapters.state.owned import endpoint_identity
+    from qrvey_iac.migration import migrate_state
+
+    source = open_workspace(kwargs)
+    target = open_workspace({**kwargs, "env": target_env})
+    ours, theirs = source.store.owner, target.store.owner
+    if ours.environment == theirs.environment:
+        raise StateError(f"--to {target_env} is the environment being migrated: name another environment "
+                         "of the config, one whose `state:` block names the new backend")
+    if ours.endpoint != theirs.endpoint:
+        raise StateError(f"environment {ours.environment!r} (endpoint {ours.endpoint}) and {theirs.environment!r} "
+                         f"(endpoint {theirs.endpoint}) are different Qrvey endpoints: a state names the objects "
+                         "of one instance, so it moves only between environments of the same endpoint")
+    if source.store.where == target.store.where or source.state_location == target.state_location:
+        raise StateError(f"{source.store.where} is also the state of environment {target_env!r}: "
+                         "there is nothing to copy (give it another `state:` block first)")
+    with source.locker.lock("state migrate"), target.locker.lock("state migrate"):
+        recorded = source.store.inner.read().owner if source.store.inner.exists() else None
+        if recorded is not None and not any(
+                recorded.environment == owner.environment and endpoint_identity(recorded.endpoint) == owner.endpoint
+                for owner in (ours, theirs)):
+            raise StateError(f"{source.store.where} belongs to {recorded.describe()}, neither to "
+                             f"{ours.describe()} nor to {theirs.describe()}: migrate moves a state between two "
+                             "backends of one environment only. Nothing was changed.")
+        result = migrate_state(source.store.inner, target.store.inner, theirs,
+                               (source.store.where, target.store.where),
+                               reread=lambda: target.reopened_store().inner.read())
+    copied = result.state
+    if result.already_there:
+        click.echo(f"{target.store.where} already holds this state (lineage {copied.lineage}, serial "
+                   f"{copied.serial}); nothing was changed.")
+        return
+    click.echo(f"Copied {len(copied.resources)} resource(s) and {len(copied.journal)} pending operation(s) from "
+               f"{source.store.where} to {target.store.where} (lineage {copied.lineage}, serial {copied.serial}), "
+               "and read them back the same.")
+    click.echo(f"{source.store.where} is unchanged: point environment {ours.environment!r} at the new backend "
+               f"(or use {target_env!r}), then remove the old state when you no longer need it.")
+
+
 @state.command("unlock")
 @click.argument("lock_id")
 @click.option("--force", is_flag=True,

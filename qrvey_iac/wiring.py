@@ -16,7 +16,6 @@ from qrvey_iac.adapters.qrvey.gateway import QrveyGateway
 from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker, resolved_state_path
 from qrvey_iac.adapters.state.owned import EMBEDDED, OwnedStore, endpoint_identity
-from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.sealing import Sealer, derive_key
 from qrvey_iac.core.state import StateOwner
@@ -41,6 +40,7 @@ class Workspace:
     known_secrets: set[str] = field(default_factory=set)
     manifest_secrets: set[str] = field(default_factory=set)
     given_variables: Mapping[str, str] = field(default_factory=dict)   # name -> "--var" or the values file
+    new_store: Callable[[], OwnedStore] | None = None    # makes another store object for the same state
 
     @classmethod
     def open(cls, config: str, env: str | None, variables: Mapping[str, Any],
@@ -57,16 +57,40 @@ class Workspace:
         environ = dict(os.environ)
         owner = state_owner(environment)
         if environment.is_postgres:
+            # imported here: psycopg takes a third of a second to import, and most commands never need it
+            from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
+
             where = f"state workspace {environment.state_workspace!r} (postgres, DSN in ${environment.state_dsn_env})"
             # the DSN is read when the state is first used (validate never needs it); the CLI masks it
             database = PostgresDatabase(lambda: environment.state_dsn(environ), where, known)
-            store = OwnedStore(PostgresStateStore(database, environment.state_workspace), owner, where, claim, notify)
+
+            def new_store() -> OwnedStore:
+                return OwnedStore(PostgresStateStore(database, environment.state_workspace), owner, where, claim,
+                                  notify)
+
             locker: StateLocker = PostgresLocker(database, environment.state_workspace)
-            return cls(environment, store, environ, locker, None, known, given_variables=dict(given or {}))
+            return cls(environment, new_store(), environ, locker, None, known, given_variables=dict(given or {}),
+                       new_store=new_store)
         path = resolved_state_path(environment.state_path)
-        store = OwnedStore(LocalStateStore(path), owner, f"state file {environment.state_path}", claim, notify)
-        return cls(environment, store, environ, LocalLocker(path), path, known,
-                   given_variables=dict(given or {}))
+
+        def new_store() -> OwnedStore:
+            return OwnedStore(LocalStateStore(path), owner, f"state file {environment.state_path}", claim, notify)
+
+        return cls(environment, new_store(), environ, LocalLocker(path), path, known,
+                   given_variables=dict(given or {}), new_store=new_store)
+
+    def reopened_store(self) -> OwnedStore:
+        """A second, fresh reader and writer of this environment's state (nothing it read is
+        shared with ``store``): what ``state migrate`` verifies a copy through."""
+        return self.new_store()
+
+    @property
+    def state_location(self) -> str:
+        """Where the state is kept, one string per place: two environments with the same one
+        share a state."""
+        if self.state_path is None:
+            return f"postgres:${self.environment.state_dsn_env}:{self.environment.state_workspace}"
+        return f"file:{self.state_path}"
 
     @property
     def emulator_data(self) -> Path:

@@ -294,3 +294,83 @@ async def test_https_is_verified_against_the_trusted_certificates(certificate):
 def test_a_proxy_in_the_environment_leaves_the_transport_to_httpx(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert network.pooled_transport(LIMITS) is None
+
+
+def recording(seen: list[bytes]) -> Handler:
+    """Answers OK to every request on a connection and keeps each request's head."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                seen.append(await reader.readuntil(b"\r\n\r\n"))
+                writer.write(OK)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+    return handler
+
+
+def header_lines(head: bytes) -> dict[str, str]:
+    lines = head.decode("latin-1").split("\r\n")[1:]
+    return {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)}
+
+
+async def test_a_direct_exchange_sends_the_clients_headers_and_timeouts(monkeypatch):
+    """The request handed straight to the transport carries what the client would have sent:
+    its headers (the API key, the user agent, gzip accepted) and its timeouts."""
+    seen: list[bytes] = []
+    handed: list[httpx.Request] = []
+    async with server(recording(seen)) as port:
+        transport = network.AsyncioTransport(LIMITS)
+        original = transport.handle_async_request
+
+        async def keeping(request: httpx.Request) -> httpx.Response:
+            handed.append(request)
+            return await original(request)
+
+        monkeypatch.setattr(transport, "handle_async_request", keeping)
+        http = httpx.AsyncClient(transport=transport, headers={"x-api-key": "k-123", "User-Agent": "qrvey-iac/test"},
+                                 timeout=httpx.Timeout(7.0))
+        try:
+            exchange = network.Exchange.direct(http, transport)
+            response = await exchange.open("POST", f"http://127.0.0.1:{port}/x", b'{"a":1}')
+            body = b"".join([part async for part in response.aiter_bytes()])
+            await response.aclose()
+        finally:
+            await http.aclose()
+    assert body == b'{"ok": 1}\r\n' and response.status_code == 200 and response.request is handed[0]
+    headers = header_lines(seen[0])
+    assert seen[0].startswith(b"POST /x HTTP/1.1")
+    assert headers["x-api-key"] == "k-123" and headers["user-agent"] == "qrvey-iac/test"
+    assert headers["content-length"] == "7" and "gzip" in headers["accept-encoding"]
+    assert handed[0].extensions["timeout"] == httpx.Timeout(7.0).as_dict()
+
+
+async def test_through_a_proxy_the_exchange_goes_through_the_client(monkeypatch):
+    sent: list[httpx.Request] = []
+
+    class Recording(httpx.AsyncClient):
+        async def send(self, request, **kwargs):
+            sent.append(request)
+            return httpx.Response(204, request=request)
+
+    http = Recording(headers={"x-api-key": "k"})
+    exchange = network.Exchange.via_client(http)
+    response = await exchange.open("GET", "http://qrvey.example/y", None)
+    await http.aclose()
+    assert response.status_code == 204 and sent[0].headers["x-api-key"] == "k"
+
+
+async def test_the_client_sends_directly_unless_a_proxy_is_set(monkeypatch):
+    """QrveyClient: its own transport and a direct exchange; with HTTPS_PROXY set, httpx's
+    transports and the client's own send (which applies the proxy)."""
+    direct = QrveyClient("http://127.0.0.1:1", "k")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    proxied = QrveyClient("http://127.0.0.1:1", "k")
+    try:
+        assert direct._sender._http._transport is not None         # noqa: SLF001 (what the test is about)
+        assert proxied._sender._http._transport is None             # noqa: SLF001
+    finally:
+        await direct.aclose()
+        await proxied.aclose()

@@ -115,3 +115,22 @@ def test_serve_data_reports_both_modes_and_their_ratio():
         assert result["calls"] == calls
     assert figures["data"]["data_file_mib"] > 0 and "data_file_mib" not in figures["memory"]
     assert figures["ratio"] == pytest.approx(figures["data"]["wall_s"] / figures["memory"]["wall_s"], rel=0.01)
+
+
+def test_state_backends_runs_both_backends_and_compares_them():
+    """Each backend applied and planned (the script exits non-zero when a plan after apply
+    shows changes), with the ratio computed from the figures it prints."""
+    from postgres_server import find_bindir, unavailable
+
+    if find_bindir()[0] is None:
+        unavailable(find_bindir()[1])
+    figures = run_script("state_backends.py", "--n", "6", "--latency-ms", "2", "--parallelism", "4", "--repeat", "2")
+    assert figures["bench"] == "state_backends" and figures["repeat"] == 2
+    assert MACHINE_FIELDS <= figures["machine"].keys()
+    for command in ("apply", "plan"):
+        phase = figures[command]
+        for backend in ("local", "postgres"):
+            assert len(phase[backend]["wall_s_each"]) == 2
+            assert phase[backend]["wall_s"] == min(phase[backend]["wall_s_each"])
+            assert positive(phase[backend]["cpu_s"]) and 10 < phase[backend]["peak_rss_mib"] < 4096
+        assert phase["ratio"] == pytest.approx(phase["postgres"]["wall_s"] / phase["local"]["wall_s"], rel=0.01)

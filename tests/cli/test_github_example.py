@@ -25,7 +25,10 @@ def qrvey_commands(job: dict) -> list[list[str]]:
     return commands
 
 
-def test_workflow_commands_work_against_the_emulator(project):
+def test_workflow_commands_work_against_the_emulator(any_backend_project):
+    """The jobs' commands in order, with the state in a local file and in PostgreSQL (the
+    backend the workflow is written for)."""
+    project = any_backend_project
     workflow = yaml.safe_load(WORKFLOW.read_text())
     jobs = workflow["jobs"]
     plan_job, apply_job, drift_job = (qrvey_commands(jobs[name]) for name in ("plan", "apply", "drift"))
@@ -170,21 +173,22 @@ def test_every_job_installs_qrvey_iac_as_the_readme_does():
         assert installs == [expected], name
 
 
-def test_the_first_lines_say_the_state_must_be_durable_and_how():
-    head = "\n".join(WORKFLOW.read_text().splitlines()[:12])
-    assert "THE STATE MUST BE DURABLE" in head
-    assert "Until qrvey-iac has a shared state backend" in head and "commits state/prod.json" in head
-    assert "state/prod.json.wal" in head
+def test_the_first_lines_say_where_the_state_lives_and_what_the_environment_needs():
+    head = "\n".join(WORKFLOW.read_text().splitlines()[:20])
+    assert "THE STATE LIVES IN POSTGRESQL" in head
+    assert "state: {backend: postgres, dsnEnv: QRVEY_IAC_STATE_DSN, workspace: prod}" in head
+    assert "QRVEY_IAC_STATE_DSN" in head and "QRVEY_API_KEY" in head
 
 
-def test_the_apply_job_commits_the_state_even_after_a_failed_apply():
+def test_every_job_gets_the_state_dsn_from_a_secret_and_no_job_commits_state():
     workflow = yaml.safe_load(WORKFLOW.read_text())
-    apply_job = workflow["jobs"]["apply"]
-    assert apply_job["permissions"]["contents"] == "write"
-    commit = step("apply", "Commit the state")
-    assert commit["if"] == "always()"
-    names = [s.get("name", "") for s in apply_job["steps"]]
-    assert names.index("Commit the state (also after a failed apply)") > names.index(
-        "Apply exactly that plan (refused if anything moved since the review)")
-    assert 'git add --force "$QRVEY_IAC_STATE"' in commit["run"] and "$QRVEY_IAC_STATE.wal" in commit["run"]
-    assert workflow["env"]["QRVEY_IAC_STATE"] == "state/prod.json"
+    assert workflow["env"]["QRVEY_IAC_STATE_DSN"] == "${{ secrets.QRVEY_IAC_STATE_DSN }}"
+    for name, job in workflow["jobs"].items():
+        assert job["permissions"]["contents"] == "read", name
+        scripts = " ".join(s.get("run", "") for s in job["steps"])
+        assert "git push" not in scripts and "git commit" not in scripts, name
+
+
+def test_the_apply_job_waits_for_another_apply_instead_of_failing():
+    (apply_command,) = qrvey_commands(yaml.safe_load(WORKFLOW.read_text())["jobs"]["apply"])
+    assert apply_command[apply_command.index("--lock-timeout") + 1] == "10m"

@@ -17,7 +17,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "qrvey_iac"
 THIRD_PARTY_IO = ("httpx", "httpcore", "click", "yaml", "psycopg", "starlette", "uvicorn", "anyio")
-USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows", "qrvey_iac.exporting")
+USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows", "qrvey_iac.exporting",
+             "qrvey_iac.migration")
 COMPOSITION = ("qrvey_iac.wiring", "qrvey_iac.cli", "qrvey_iac.cli_tools", "qrvey_iac.cli_support",
                "qrvey_iac.cli_progress", "qrvey_iac.cli_doctor", "qrvey_iac.doctor", "qrvey_iac.__main__")
 
@@ -28,7 +29,7 @@ LAYERS = [
       *USE_CASES, *COMPOSITION)),
     ("ports", ("ports.py",),
      (*THIRD_PARTY_IO, "qrvey_iac.adapters", "qrvey_iac.emulator", *USE_CASES, *COMPOSITION)),
-    ("use cases", ("engine.py", "journal.py", "flows.py", "exporting.py"),
+    ("use cases", ("engine.py", "journal.py", "flows.py", "exporting.py", "migration.py"),
      (*THIRD_PARTY_IO, "qrvey_iac.adapters", "qrvey_iac.emulator", *COMPOSITION)),
     ("adapters", ("adapters/*.py", "adapters/*/*.py"),
      ("qrvey_iac.emulator", *USE_CASES, *COMPOSITION)),

@@ -22,7 +22,8 @@ from urllib.parse import quote
 
 import httpx
 
-from qrvey_iac.adapters.qrvey.network import pooled_transport
+from qrvey_iac import __version__
+from qrvey_iac.adapters.qrvey.network import Exchange, pooled_transport
 from qrvey_iac.adapters.qrvey.paths import NON_IDEMPOTENT_ROUTES, Route, resolve_routes
 from qrvey_iac.adapters.qrvey.responses import REDACTED, RedactingFilter, Redactor
 from qrvey_iac.adapters.qrvey.retry import RetryPolicy
@@ -90,14 +91,17 @@ class QrveyClient:
         self._parallelism = parallelism
         self._max_list_pages = max_list_pages
         limits = httpx.Limits(max_connections=parallelism, max_keepalive_connections=parallelism)
+        own = transport or pooled_transport(limits)     # None: httpx builds them (a proxy is set)
         self._http = httpx.AsyncClient(
-            transport=transport or pooled_transport(limits),
-            headers={"x-api-key": api_key, "Content-Type": "application/json", "Accept": "application/json"},
+            transport=own,
+            headers={"x-api-key": api_key, "Content-Type": "application/json", "Accept": "application/json",
+                     "User-Agent": f"qrvey-iac/{__version__}"},
             timeout=httpx.Timeout(timeout),
             limits=limits,
         )
+        exchange = Exchange.via_client(self._http) if own is None else Exchange.direct(self._http, own)
         self._sender = Sender(
-            self._http, self._base_url, self._redact, parallelism=parallelism, retry=retry,
+            exchange, self._base_url, self._redact, parallelism=parallelism, retry=retry,
             rate_limit=rate_limit, sleep=sleep, rng=rng or random.Random(),
             deadline=deadline, max_answer_bytes=max_answer_bytes, key_name=key_name,
         )

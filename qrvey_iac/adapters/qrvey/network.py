@@ -67,6 +67,43 @@ def httpx_errors() -> Iterator[None]:
         raise
 
 
+class Exchange:
+    """One request out and its answer streamed back: what the sender needs of an HTTP client.
+
+    ``direct`` (a transport of our own, or the emulator's): the request is built and handed to
+    the transport as it is, with the client's headers and timeouts. That is what
+    ``httpx.AsyncClient.send`` does, without the parts the Qrvey client never uses (cookies,
+    auth flows, redirects, event hooks): the cookie jar's look at every answer and the header
+    merge of every request were a third of httpx's function calls in a plan of 1,500 objects
+    (docs/performance.md, "Issue 11, a request's own cost"). Where httpx builds the transports
+    itself (a proxy from the environment), ``via_client`` sends through the client.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._client = client
+        self._transport = transport
+        self._headers = client.headers
+        self._extensions = {"timeout": client.timeout.as_dict()}
+
+    @classmethod
+    def via_client(cls, client: httpx.AsyncClient) -> Exchange:
+        return cls(client, None)
+
+    @classmethod
+    def direct(cls, client: httpx.AsyncClient, transport: httpx.AsyncBaseTransport) -> Exchange:
+        return cls(client, transport)
+
+    async def open(self, method: str, url: str, content: bytes | None) -> httpx.Response:
+        """The response with its body not read yet: the caller reads it, then closes it."""
+        if self._transport is None:
+            request = self._client.build_request(method, url, content=content)
+            return await self._client.send(request, stream=True)
+        request = httpx.Request(method, url, headers=self._headers, content=content, extensions=self._extensions)
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        return response
+
+
 class AsyncioTransport(httpx.AsyncBaseTransport):
     """httpx requests over httpcore's HTTP/1.1 connections on asyncio streams, pooled here.
 

@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from qrvey_iac.adapters.qrvey.network import Exchange
 from qrvey_iac.adapters.qrvey.responses import Redactor, decode_success, error_from_response
 from qrvey_iac.adapters.qrvey.retry import (
     RETRYABLE_STATUSES,
@@ -77,11 +78,11 @@ class _Retry:
 
 
 class Sender:
-    """Retries, concurrency slots, rate limit and logging around one httpx client."""
+    """Retries, concurrency slots, rate limit and logging around one HTTP exchange."""
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Exchange,
         base_url: str,
         redact: Redactor,
         *,
@@ -175,9 +176,8 @@ class Sender:
         deadline = asyncio.timeout(self._deadline)
         try:
             async with deadline:
-                outgoing = self._http.build_request(request.method, self._base_url + request.path,
-                                                    content=_encode(request.body))
-                response = await self._http.send(outgoing, stream=True)
+                response = await self._http.open(request.method, self._base_url + request.path,
+                                                 _encode(request.body))
                 try:
                     body = await self._read_capped(request, response)
                 finally:
