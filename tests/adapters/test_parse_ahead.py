@@ -22,6 +22,7 @@ from qrvey_iac.core.keys import AppRef
 REPO = Path(__file__).resolve().parents[2]
 APPS = {"sales": AppRef("u-hq-owner", "a-sales"), "emea": AppRef("u-emea-owner", "a-emea"),
         "apac": AppRef("u-apac-owner", "a-apac")}
+ENVIRON = {"WAREHOUSE_PASSWORD": "parse-ahead-test"}     # the example connection's ${env:}
 VARIABLES = {"warehouse_connection": "conn-warehouse", "crm_connection": "conn-crm", "warehouse_db": "shop"}
 TEXTS = [
     ("a: 1\nb: [1, 2]\n---\nc: {d: e}\n", "two.yaml"),
@@ -91,14 +92,14 @@ def test_a_worker_that_cannot_start_is_no_worker(monkeypatch):
 
 
 def test_the_example_manifests_load_the_same_either_way(monkeypatch):
-    here = load_manifest(REPO / "manifests", APPS, VARIABLES, {})
+    here = load_manifest(REPO / "manifests", APPS, VARIABLES, ENVIRON)
     monkeypatch.setattr(parse_ahead, "PARSE_AHEAD_BYTES", 0)
     started = []
     real_start = parse_ahead.ParseAhead.start
     monkeypatch.setattr(manifest_files.ParseAhead, "start",
                         classmethod(lambda cls, texts, threshold=None: started.append(1) or real_start(texts)))
-    there = load_manifest(REPO / "manifests", APPS, VARIABLES, {})
-    awaited = asyncio.run(load_manifest_async(REPO / "manifests", APPS, VARIABLES, {}))
+    there = load_manifest(REPO / "manifests", APPS, VARIABLES, ENVIRON)
+    awaited = asyncio.run(load_manifest_async(REPO / "manifests", APPS, VARIABLES, ENVIRON))
     assert started == [1, 1]
     assert there == here == awaited
 

@@ -51,10 +51,10 @@ def test_a_copy_keeps_lineage_serial_resources_and_records_the_new_owner(applied
     assert result.exit_code == 0, result.stderr
     original, copy = stored(applied, "state/local.json"), stored(applied, "state/copy.json")
     assert without_owner(copy) == without_owner(original)
-    assert len(copy["resources"]) == 10 and copy["serial"] == original["serial"] > 0
+    assert len(copy["resources"]) == 11 and copy["serial"] == original["serial"] > 0
     assert copy["owner"]["environment"] == "copy" and original["owner"]["environment"] == "local"
     assert (applied.root / "state" / "local.json").read_bytes() == before      # the source is never written
-    assert "Copied 10 resource(s)" in result.output and "read them back the same" in result.output
+    assert "Copied 11 resource(s)" in result.output and "read them back the same" in result.output
 
 
 def test_a_round_trip_gives_back_an_identical_state(applied):
@@ -76,7 +76,7 @@ def test_the_copy_is_usable_by_its_environment(applied):
     listed = applied.run("state", "list", "--env", "copy")
 
     assert listed.exit_code == 0, listed.stderr
-    assert len(listed.output.splitlines()) == 10
+    assert len(listed.output.splitlines()) == 11
 
 
 def test_migrating_again_after_a_success_changes_nothing(applied):
@@ -164,7 +164,7 @@ def test_a_state_recorded_as_the_target_environment_moves(applied):
     assert result.exit_code == 0, result.stderr
     assert path.read_bytes() == before
     plan = applied.run("state", "list")
-    assert plan.exit_code == 0 and len(plan.output.splitlines()) == 10
+    assert plan.exit_code == 0 and len(plan.output.splitlines()) == 11
 
 
 def test_local_to_postgres_to_local_round_trips_to_an_identical_state(applied, monkeypatch):
@@ -184,7 +184,7 @@ def test_local_to_postgres_to_local_round_trips_to_an_identical_state(applied, m
     for result in (there, listed, back):
         assert result.exit_code == 0, result.stderr
         assert PASSWORD not in result.output + result.stderr
-    assert len(listed.output.splitlines()) == 10
+    assert len(listed.output.splitlines()) == 11
     original, returned = stored(applied, "state/local.json"), stored(applied, "state/back.json")
     assert without_owner(returned) == without_owner(original)
-    assert "postgres" in there.output and "Copied 10 resource(s)" in there.output
+    assert "postgres" in there.output and "Copied 11 resource(s)" in there.output
