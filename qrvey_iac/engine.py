@@ -23,7 +23,7 @@ from qrvey_iac.core.kinds.base import (
 from qrvey_iac.core.manifest import Manifest
 from qrvey_iac.core.order import naturally_sorted
 from qrvey_iac.core.plan import STEP_PROGRESS, ActionBase, Plan, Step, execution_levels, fingerprint
-from qrvey_iac.core.planner import Found, Live, build_plan
+from qrvey_iac.core.planner import Found, Live, build_plan, known_ids
 from qrvey_iac.core.sealing import PLAIN, Sealer
 from qrvey_iac.core.state import JournalDetail, JournalEntry, ResourceState, State
 from qrvey_iac.journal import Settled, Settler, landing_window, recorded_resource, window_left
@@ -741,7 +741,7 @@ class _ApplyRun:
         resolved from the state as it is now: what it needs was created in an earlier level."""
         if action.desired is None:
             return action
-        desired = resolve_references(action.desired, {a: r.datasetId for a, r in self.state.resources.items()})
+        desired = resolve_references(action.desired, known_ids(self.state))   # looked up, not copied per step
         missing = unresolved_references(desired)
         if missing:
             raise ApplyError(f"{', '.join(sorted(missing))} has no id in the state yet: nothing was sent for "
