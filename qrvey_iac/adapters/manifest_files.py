@@ -20,15 +20,13 @@ import hashlib
 import os
 import re
 import stat
-from collections.abc import Collection, Generator, Iterator, Mapping
-from concurrent.futures import Future
+from collections.abc import Collection, Generator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from qrvey_iac.adapters.parse_ahead import ParseAhead
 from qrvey_iac.adapters.validation import problems_from, salvage
 from qrvey_iac.adapters.yaml_source import (
     YamlDocument, format_path, not_regular, parse_steps, read_text, run_steps, shown_path, unreadable,
@@ -128,13 +126,10 @@ async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
     steps = load_steps(*args, **kwargs)
     while True:
         try:
-            waiting = next(steps)
+            next(steps)
         except StopIteration as done:
             return done.value
-        if waiting is None:
-            await asyncio.sleep(0)
-        else:                                    # a batch parsed in the worker (parse_ahead.py)
-            await asyncio.wrap_future(waiting)
+        await asyncio.sleep(0)
 
 
 def load_steps(
@@ -172,7 +167,6 @@ def load_steps(
     used: set[str] = set()            # every ${var.NAME} of every file, in any document
     every_file_read = not refused
     digest = hashlib.sha256()
-    texts: list[tuple[str, str]] = []
     for path in files:
         shown = _shown(path, shown_base)
         text, read_problems = read_text(path, shown)
@@ -183,27 +177,16 @@ def load_steps(
         if given:
             used.update(name for name, _ in REFERENCE.findall(text) if name)
         digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
-        texts.append((text, shown))
-    ahead = ParseAhead.start(texts)
-    ahead_parsed = ahead.parsed() if ahead is not None else None
-    try:
-        for text, shown in texts:
-            if ahead_parsed is None:
-                documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
-            else:
-                documents, parse_problems = yield from _next_parsed(ahead_parsed)
-            problems.extend(parse_problems)
-            for document in documents:
-                parsed = _validate_document(document, variables, environ, secrets, problems)
-                if isinstance(parsed, INSTRUCTIONS):
-                    instructions.append((parsed, document))
-                elif parsed is not None:
-                    located.append((parsed, _slimmed(document)))
-                if pause:
-                    yield
-    finally:
-        if ahead is not None:
-            ahead.close()
+        documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
+        problems.extend(parse_problems)
+        for document in documents:
+            parsed = _validate_document(document, variables, environ, secrets, problems)
+            if isinstance(parsed, INSTRUCTIONS):
+                instructions.append((parsed, document))
+            elif parsed is not None:
+                located.append((parsed, _slimmed(document)))
+            if pause:
+                yield
     if every_file_read:
         problems.extend(_unknown_given(given or {}, used, declared))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)
@@ -225,16 +208,6 @@ def _unknown_given(given: Mapping[str, str], used: set[str], declared: Collectio
                 f"${{var.{name}}} and the environment's variables do not declare it")
         for name, origin in sorted(given.items(), key=lambda item: (item[1], item[0])) if name not in known
     ]
-
-
-def _next_parsed(parsed: Iterator[Any]) -> Generator[Future, None, Any]:
-    """The next file's (documents, problems) from a ParseAhead; a batch's Future is yielded
-    first, for the caller to wait on (load_manifest_async awaits it, run_steps blocks)."""
-    item = next(parsed)
-    while isinstance(item, Future):
-        yield item
-        item = next(parsed)
-    return item
 
 
 def _steps(steps: Generator[None, None, T], pause: bool) -> Generator[None, None, T]:
