@@ -236,7 +236,7 @@ class _KnownIds(Mapping[str, str]):
         yield from self.imported
         yield from (a for a in self.state.resources if a not in self.recreated and a not in self.imported)
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:       # counts every id: not for the planner's hot path
         return sum(1 for _ in self)
 
 
@@ -251,7 +251,7 @@ def _base(resource: Resource, ids: Mapping[str, str] | None = None) -> dict[str,
         "address": resource.address,
         "kind": resource.kind,
         "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
-        "desired": resolve_references(resource.desired, ids or {}),
+        "desired": resolve_references(resource.desired, {} if ids is None else ids),   # no len(): a lookup
         "source": source,
         "depends_on": resource.depends_on,
         "protect": resource.protect,
