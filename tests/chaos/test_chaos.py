@@ -114,6 +114,7 @@ def test_chaos_200_kill_points(tmp_path, backend):
 LATE = {"faults": LATE_MIX, "request_timeout": LATE_TIMEOUT, "plan_between": True}
 
 
+@pytest.mark.slow        # ~35 s: kept out of the default suite, which must stay under 10 minutes in CI
 @pytest.mark.parametrize("backend", SHORT_RUN_BACKENDS)
 def test_short_late_landing_chaos_run(tmp_path, backend):
     """Writes landing after the client's timeout, kills between apply, plan and apply."""
