@@ -192,13 +192,28 @@ def interruptible() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+LOCK_TIMEOUT_HELP = "Wait this long for the state lock (0, 30s, 5m)."
+PLAN_LOCK_TIMEOUT_HELP = ("plan takes no lock, except to settle operations an interrupted run left in the state: "
+                          "wait this long for it then (0, 30s, 5m); still held, they are read as settled and "
+                          "not recorded.")
+
+
 def run_options(fn):
+    """The options of the commands that plan and apply."""
+    return _run_options(fn, LOCK_TIMEOUT_HELP)
+
+
+def plan_run_options(fn):
+    """run_options, with what --lock-timeout means to plan."""
+    return _run_options(fn, PLAN_LOCK_TIMEOUT_HELP)
+
+
+def _run_options(fn, lock_help: str):
     options = [
         click.option("--parallelism", type=click.IntRange(1, 256), metavar="N",
                      help="API calls in flight at once (default 10)."),
         click.option("--rate-limit", metavar="N/s", help="At most N API requests per second (e.g. 20/s)."),
-        click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION",
-                     help="Wait this long for the state lock (0, 30s, 5m)."),
+        click.option("--lock-timeout", default="0", show_default=True, metavar="DURATION", help=lock_help),
         click.option("--target", "targets", multiple=True, metavar="ADDR",
                      help="Only this address and what it needs (repeatable)."),
         click.option("--exclude", "excludes", multiple=True, metavar="ADDR",
@@ -281,7 +296,7 @@ def validate(**kwargs):
 
 @cli.command()
 @environment_options
-@run_options
+@plan_run_options
 @click.option("--format", "output", type=FORMATS, default="text", show_default=True,
               help="Plan on stdout as text, a PR comment (markdown) or versioned JSON.")
 @click.option("--out", type=click.Path(dir_okay=False), metavar="FILE",
@@ -290,7 +305,11 @@ def validate(**kwargs):
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has changes, 0 when none.")
 @reports_errors
 def plan(**kwargs):
-    """Show what apply would change, reading the live objects from Qrvey."""
+    """Show what apply would change, reading the live objects from Qrvey.
+
+    Takes no state lock: it runs while an apply does, and writes nothing (unless the state
+    holds operations an interrupted run left unsettled: see --lock-timeout).
+    """
     workspace = open_workspace(kwargs)
     if kwargs["out"] and (what := workspace.state_file_at(Path(kwargs["out"]))):
         raise ConfigError([Problem("--out", None, "", f"{kwargs['out']} is {what}: a plan saved there would "

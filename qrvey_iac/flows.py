@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from qrvey_iac.core.errors import (
-    ApiError, ConfigError, Problem, QrveyIacError, StateError, TransportError, did_you_mean_address,
+    ApiError, ConfigError, Problem, QrveyIacError, StateError, StateLockedError, TransportError,
+    did_you_mean_address,
 )
 from qrvey_iac.core.keys import AppRef
 from qrvey_iac.core.manifest import Manifest
@@ -60,10 +61,34 @@ class RunOptions:
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
-    read_manifest = await _before_waiting(workspace, read_manifest, ui)
-    with _locked(workspace, ui, options):
+    """Plan without the state lock: other plans, drift and a running apply go on meanwhile.
+
+    Only a state holding unsettled operations (a run was interrupted) takes the lock, to settle
+    and record them as apply would; while another command holds it they are read as settled
+    for this plan and recorded by no one (with --lock-timeout, plan waits for the lock first).
+    A plan saved either way pins the state's lineage and serial: a state changed meanwhile is
+    refused when it is applied.
+    """
+    state = workspace.store.read()
+    with ExitStack() as held:
+        if state.journal:
+            read_manifest = await _before_waiting(workspace, read_manifest, ui)
+            try:
+                held.enter_context(_locked(workspace, ui, options))
+            except StateLockedError:
+                holder = workspace.locker.holder()
+                ui.progress("note: the state lock is held" + (f" by {describe_holder(holder)}" if holder else "")
+                            + ": this plan takes no lock and records nothing")
+            else:
+                state = None        # read again under the lock, and settled for real
         async with _engine(workspace, ui, options) as engine:
-            manifest, state, live = await _read(engine, workspace, read_manifest, ui)
+            if state is None:
+                manifest, state, live = await _read(engine, workspace, read_manifest, ui)
+            else:
+                manifest, state, live, undecided = await _read_unlocked(
+                    engine, workspace, state, read_manifest, ui, survey=False)
+                for line in undecided:
+                    ui.progress(f"note: an unsettled operation is not decided yet: {line}")
             return _narrowed(_build(manifest, state, live, workspace, options.targets, options.excludes), options)
 
 
@@ -73,22 +98,28 @@ async def read_drift(
     """Read-only: no lock, nothing written; the journal is settled in memory only. Every app of
     the manifests is listed (one call each), so the plan names the objects carrying this
     environment's marker that no state records (``Plan.untracked``)."""
-    state = workspace.store.read()
     async with _engine(workspace, ui, options) as engine:
-        read_manifest = _checking_apps(read_manifest, engine.qrvey, workspace)
-        if state.journal:
-            manifest = await _manifest(read_manifest, ui)
-            ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
-                        "read as settled here, recorded by the next plan or apply")
-            settled = await engine.settle_journal(state, manifest, write=False)
-            state = settled.state
-            undecided = tuple(settled.undecided)
-            live = await engine.refresh(manifest, state, survey=True)
-        else:
-            undecided = ()
-            manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui), survey=True)
+        manifest, state, live, undecided = await _read_unlocked(
+            engine, workspace, workspace.store.read(), read_manifest, ui, survey=True)
         plan = build_plan(manifest, state, live, environment=workspace.environment_name)
     return plan, undecided
+
+
+async def _read_unlocked(
+    engine: Engine, workspace: Workspace, state: State, read_manifest: ReadManifest, ui: UI, *, survey: bool
+) -> tuple[Manifest, State, Live, tuple[str, ...]]:
+    """The manifest, ``state`` with its journal settled in memory only (nothing is written),
+    what Qrvey holds, and the journal entries that could not be decided."""
+    read_manifest = _checking_apps(read_manifest, engine.qrvey, workspace)
+    if not state.journal:
+        manifest, live = await engine.refresh_while(state, _manifest(read_manifest, ui), survey=survey)
+        return manifest, state, live, ()
+    manifest = await _manifest(read_manifest, ui)
+    ui.progress(f"note: the state has {len(state.journal)} unsettled operation(s); "
+                "read as settled here, recorded by the next plan or apply")
+    settled = await engine.settle_journal(state, manifest, write=False)
+    live = await engine.refresh(manifest, settled.state, survey=survey)
+    return manifest, settled.state, live, tuple(settled.undecided)
 
 
 async def converge(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan | None:

@@ -82,7 +82,7 @@ def test_unlock_force_breaks_the_lock_of_a_holder_alive_here(project):
         assert forced.exit_code == 0, forced.output
         assert forced.stdout == f"Unlocked: the lock of apply (pid {holder.pid} on {socket.gethostname()}) is broken.\n"
         assert not state.with_name("local.json.lock").exists()
-        assert run("plan").exit_code == 0                  # the next command gets in while the holder runs
+        assert run("apply", "--auto-approve").exit_code == 0   # the next command gets in while the holder runs
     finally:
         killed(holder)
 
@@ -107,7 +107,7 @@ def test_a_holder_on_another_host_is_never_taken_over_and_unlock_breaks_it(proje
     lock.parent.mkdir()
     lock.write_text(json.dumps({"id": "L1", "host": "build-agent-7", "pid": 2 ** 22 + 1, "command": "apply",
                                 "started": "2026-01-01T00:00:00+00:00", "lock": "flock"}))
-    result = run("plan")
+    result = run("apply", "--auto-approve")
     assert result.exit_code == 1
     assert "(pid 4194305 on build-agent-7, since 2026-01-01T00:00:00+00:00, lock id L1). Wait for it" in result.stderr
     assert ("If it is no longer running on build-agent-7, run `qrvey-iac state unlock L1` to break its lock."
@@ -116,7 +116,7 @@ def test_a_holder_on_another_host_is_never_taken_over_and_unlock_breaks_it(proje
     unlocked = run("state", "unlock", "L1")
     assert unlocked.exit_code == 0
     assert unlocked.stdout == "Unlocked: the lock of apply (pid 4194305 on build-agent-7) is broken.\n"
-    assert run("plan").exit_code == 0
+    assert run("apply", "--auto-approve").exit_code == 0
 
 
 def test_a_lock_file_of_a_dead_process_here_does_not_block(project):
@@ -150,7 +150,7 @@ def test_a_manifest_mistake_is_reported_at_once_while_another_command_holds_the_
         "apiVersion: qrvey-iac/v1\nkind: Dataset\nmetadata: {name: b}\nspec: {app: sales, nme: x}\n")
     holder, _ = start_holder(state)
     try:
-        result = run("plan", "--lock-timeout", "10m")       # would wait ten minutes for the lock first
+        result = run("apply", "--auto-approve", "--lock-timeout", "10m")   # would wait ten minutes for the lock
         assert result.exit_code == 1
         assert result.stderr.startswith("Error: manifests/broken.yaml:4: spec"), result.stderr
         assert "locked" not in result.stderr

@@ -9,9 +9,12 @@ from qrvey_iac.adapters.state.local import LocalStateStore
 from qrvey_iac.adapters.state.lock import LocalLocker
 from qrvey_iac.adapters.state.postgres import PostgresDatabase, PostgresLocker, PostgresStateStore
 from qrvey_iac.cli import cli
+from qrvey_iac.emulator import EmulatorConfig, parse_faults
+from qrvey_iac.emulator.testing import running_server
 
 DSN_VARIABLE = "QRVEY_IAC_TEST_STATE_DSN"
 BACKENDS = ["local", "postgres"]
+SERVED_KEY = "k3y-SECRET-5f2a9c"
 
 
 class Project:
@@ -118,3 +121,27 @@ def any_backend_project(request, example_dir, monkeypatch):
         project.use_postgres(monkeypatch)
     yield project
     project.close()
+
+
+@pytest.fixture
+def served(project, monkeypatch):
+    """``served(faults, **config_fields)``: the example project's local environment pointed at a
+    served emulator (over real HTTP) injecting ``faults``; the running server is returned."""
+    servers = []
+    monkeypatch.setenv("QRVEY_API_KEY", SERVED_KEY)
+
+    def start(spec: str = "", **config_fields):
+        server = running_server(EmulatorConfig(api_key=SERVED_KEY, faults=parse_faults(spec)))
+        servers.append(server)
+        running = server.__enter__()
+        config = project.root / "qrvey-iac.yaml"
+        text = config.read_text().replace("    endpoint: local\n",
+                                          f"    endpoint: {running.base_url}\n    apiKeyEnv: QRVEY_API_KEY\n", 1)
+        for name, value in config_fields.items():
+            text = text.replace("    apiKeyEnv: QRVEY_API_KEY\n", f"    apiKeyEnv: QRVEY_API_KEY\n    {name}: {value}\n", 1)
+        config.write_text(text)
+        return running
+
+    yield start
+    for server in servers:
+        server.__exit__(None, None, None)

@@ -84,7 +84,7 @@ def held_lock(project, seconds):
 def test_waiting_for_the_lock_says_so_and_names_the_holder(project):
     holder = held_lock(project, 0.8)
     try:
-        result = project.run("plan", "--lock-timeout", "30s")
+        result = project.run("apply", "--auto-approve", "--lock-timeout", "30s")
     finally:
         holder.join()
     assert result.exit_code == 0, result.output
@@ -112,7 +112,7 @@ def test_a_wait_that_runs_out_names_the_holder_twice_and_changes_nothing(project
 
 
 def test_no_wait_no_waiting_line(project):
-    result = project.run("plan", "--lock-timeout", "30s")
+    result = project.run("apply", "--auto-approve", "--lock-timeout", "30s")
     assert result.exit_code == 0, result.output
     assert "Waiting" not in result.stderr and "Got the state lock" not in result.stderr
 

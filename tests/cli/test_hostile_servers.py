@@ -6,34 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from qrvey_iac.emulator import EmulatorConfig, parse_faults
+from qrvey_iac.emulator import parse_faults
 from qrvey_iac.emulator.injector import FaultInjector
-from qrvey_iac.emulator.testing import running_server
-
-KEY = "k3y-SECRET-5f2a9c"
-
-
-@pytest.fixture
-def remote(project, monkeypatch):
-    """The example project's local environment pointed at a served emulator with ``faults``."""
-    servers = []
-    monkeypatch.setenv("QRVEY_API_KEY", KEY)
-
-    def start(spec: str = "", **config_fields):
-        server = running_server(EmulatorConfig(api_key=KEY, faults=parse_faults(spec)))
-        servers.append(server)
-        running = server.__enter__()
-        config = project.root / "qrvey-iac.yaml"
-        text = config.read_text().replace("    endpoint: local\n",
-                                          f"    endpoint: {running.base_url}\n    apiKeyEnv: QRVEY_API_KEY\n", 1)
-        for name, value in config_fields.items():
-            text = text.replace("    apiKeyEnv: QRVEY_API_KEY\n", f"    apiKeyEnv: QRVEY_API_KEY\n    {name}: {value}\n", 1)
-        config.write_text(text)
-        return running
-
-    yield start
-    for server in servers:
-        server.__exit__(None, None, None)
 
 
 def created_ids(server) -> set[str]:
@@ -41,8 +15,8 @@ def created_ids(server) -> set[str]:
     return set(server.emulator.world.datasets) | set(server.emulator.world.connections)
 
 
-def test_a_create_answered_with_another_id_is_refused_then_settled(project, remote):
-    server = remote("POST /qollect/dataset: other-id@first=1")
+def test_a_create_answered_with_another_id_is_refused_then_settled(project, served):
+    server = served("POST /qollect/dataset: other-id@first=1")
     result = project.run("apply", "--auto-approve", "--parallelism", "1")
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "internal error" not in result.output
@@ -67,9 +41,9 @@ def inject(server, spec: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["body=null", "body=empty", "body=html", "body=error", "other-id"])
-def test_a_read_answered_badly_stops_plan_with_an_error(project, remote, kind):
+def test_a_read_answered_badly_stops_plan_with_an_error(project, served, kind):
     """Before: a ``null`` Get Dataset answer was an empty object, and the plan replaced the dataset."""
-    server = remote()
+    server = served()
     assert project.run("apply", "--auto-approve").exit_code == 0
     before = project.state()
     inject(server, f"GET /qollect/dataset/*: {kind}@first=1")
@@ -82,8 +56,8 @@ def test_a_read_answered_badly_stops_plan_with_an_error(project, remote, kind):
     assert project.run("plan", "--detailed-exitcode").exit_code == 0
 
 
-def test_a_trickling_server_is_stopped_by_the_deadline(project, remote):
-    server = remote(callDeadline=1)
+def test_a_trickling_server_is_stopped_by_the_deadline(project, served):
+    server = served(callDeadline=1)
     assert project.run("apply", "--auto-approve").exit_code == 0
     inject(server, "GET *: trickle=100ms")      # a byte every 100 ms: never a read timeout
     result = project.run("plan")
