@@ -249,8 +249,9 @@ def parse_rate(text: str | None) -> float | None:
     return float(match.group(1))
 
 
-def options_of(kwargs: dict[str, Any], command: str) -> RunOptions:
+def options_of(kwargs: dict[str, Any], command: str, pin: bool = True) -> RunOptions:
     return RunOptions(
+        pin=pin,
         lock_timeout=parse_duration(kwargs.get("lock_timeout", "0")),
         parallelism=kwargs.get("parallelism"),
         rate_limit=parse_rate(kwargs.get("rate_limit")),
@@ -316,7 +317,8 @@ def plan(**kwargs):
                                    "destroy it; save the plan to another file")])
     console = Console(workspace.secrets(), kwargs["output"], kwargs["debug"])
     with large_batch():
-        options = options_of(kwargs, "plan")
+        # fingerprints only for a plan that is saved or shown as JSON (they are in both)
+        options = options_of(kwargs, "plan", pin=bool(kwargs["out"]) or kwargs["output"] == "json")
         result = run_async(make_plan(workspace, workspace.manifest_async, console, options), options.stop)
     console.show_plan(result)
     if kwargs["out"]:
@@ -344,7 +346,7 @@ def apply(plan_file, **kwargs):
     """
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), debug=kwargs["debug"])
-    options = options_of(kwargs, "apply")
+    options = options_of(kwargs, "apply", pin=bool(plan_file))     # a saved plan is checked against them
     if plan_file:
         from qrvey_iac.adapters.plan_file import load_plan
 
@@ -364,7 +366,7 @@ def destroy(**kwargs):
     """Delete every object in the state, views first (protected ones refuse)."""
     workspace = open_workspace(kwargs)
     console = Console(workspace.secrets(), debug=kwargs["debug"])
-    options = options_of(kwargs, "destroy")
+    options = options_of(kwargs, "destroy", pin=False)
     applied = run_async(converge(workspace, nothing_wanted, console, options), options.stop)
     report_destroyed(applied)
 

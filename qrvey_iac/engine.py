@@ -102,6 +102,9 @@ class Engine:
     _flushing: asyncio.Future | None = field(default=None, init=False)
     request_timeout: float = 30.0     # the client's: how long an unanswered write may still land follows from it
     load_timeout: float = DEFAULT_LOAD_TIMEOUT   # how long apply and `load` wait for a load to end
+    # take each object's fingerprint as its answer arrives (Live.fingerprints), for a plan that
+    # is saved or printed as JSON; a plan that is only shown, or applied at once, needs none
+    pin: bool = True
 
     async def load(self, state: State, addresses: list[str]) -> list[str]:
         """Load the datasets at ``addresses`` (recorded in ``state``) and wait for each, as apply's
@@ -245,9 +248,9 @@ class Engine:
         sources = results[len(addresses) + 1: len(addresses) + 1 + len(source_reads)]
         users = results[len(addresses) + 1 + len(source_reads):]
         objects = {a: obj for a, (obj, _) in zip(addresses, pinned)}
-        fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned)}
+        fingerprints = {a: pin for a, (_, pin) in zip(addresses, pinned) if pin is not None}
         return manifest, Live(objects=objects, sources=dict(zip(externals, sources)), fingerprints=fingerprints,
-                              users=dict(zip(guarded, users)))
+                              users=dict(zip(guarded, users)), pinned=self.pin)
 
     async def _check_key(self, manifest: Manifest) -> None:
         """With nothing to read (an empty state), one GET in the first app the manifests name, of
@@ -329,12 +332,12 @@ class Engine:
                   "under management again), then run the command again."
             )
 
-    async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str]:
+    async def _pinned_read(self, resource: ResourceState) -> tuple[dict | None, str | None]:
         """An object's compared part and its fingerprint, taken as the answer arrives rather
         than all at the end; the rest of the answer is let go at once."""
         kind = KINDS[resource.kind]
         obj = await kind.read(self.qrvey, _app(resource), resource.datasetId)
-        return kind.compared_part(obj), fingerprint(obj)
+        return kind.compared_part(obj), fingerprint(obj) if self.pin else None
 
     async def plan(self, manifest: Manifest, state: State, environment: str) -> tuple[Plan, Live]:
         live = await self.refresh(manifest, state)

@@ -58,6 +58,7 @@ class RunOptions:
     command: str = "plan"
     stop: Stop = field(default_factory=Stop)   # set on SIGTERM / SIGINT: apply starts nothing new
     load_timeout: float = DEFAULT_LOAD_TIMEOUT  # seconds apply and `load` wait for a dataset's load
+    pin: bool = True     # the plan records each object's fingerprint (to be saved, or shown as JSON)
 
 
 async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, options: RunOptions) -> Plan:
@@ -231,7 +232,7 @@ async def _engine(workspace: Workspace, ui: UI, options: RunOptions) -> AsyncIte
     limit = workspace.parallelism(options.parallelism)
     async with workspace.qrvey(limit, options.rate_limit) as qrvey:
         yield Engine(qrvey, workspace.store, progress=ui.progress, meter=ui, parallelism=limit, stop=options.stop,
-                     request_timeout=workspace.request_timeout, load_timeout=options.load_timeout)
+                     request_timeout=workspace.request_timeout, load_timeout=options.load_timeout, pin=options.pin)
 
 
 async def _read(

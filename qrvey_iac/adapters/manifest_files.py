@@ -278,7 +278,7 @@ def _validate_document(
         problems.append(Problem(document.file, document.line, "", "expected a mapping (a manifest document)"))
         return None
     unresolved = _literal_secrets(document, problems)
-    data = _interpolate(document.data, (), document, variables, environ, secrets, problems, unresolved)
+    data = _interpolated(document, variables, environ, secrets, problems, unresolved)
     try:
         parsed = DOCUMENT.validate_python(data)
     except ValidationError as exc:
@@ -325,6 +325,34 @@ def _under(field: str, paths: set[tuple]) -> set[tuple]:
 
 def _spec_model(kind: str) -> type[BaseModel]:
     return KINDS[kind].document.model_fields["spec"].annotation
+
+
+def _interpolated(document: YamlDocument, variables, environ, secrets, problems, unresolved: set[tuple]) -> Any:
+    """The document's data with its ${var.X} and ${env:X} replaced (see _interpolate). Where the
+    reader noted the strings holding "${", only those are visited and only the containers on
+    their paths copied; the rest is shared with ``document.data``, which nothing changes."""
+    if document.placeholders is None:
+        return _interpolate(document.data, (), document, variables, environ, secrets, problems, unresolved)
+    data = document.data
+    for path in document.placeholders:
+        value = _interpolate(_at(data, path), path, document, variables, environ, secrets, problems, unresolved)
+        data = _replaced(data, path, value)
+    return data
+
+
+def _at(data: Any, path: tuple) -> Any:
+    for key in path:
+        data = data[key]
+    return data
+
+
+def _replaced(data: Any, path: tuple, value: Any) -> Any:
+    """A copy of ``data`` with ``value`` at ``path``: the containers on the path are copied."""
+    if not path:
+        return value
+    copy = list(data) if isinstance(data, list) else dict(data)
+    copy[path[0]] = _replaced(data[path[0]], path[1:], value)
+    return copy
 
 
 def _interpolate(value, path, document, variables, environ, secrets, problems, unresolved: set[tuple]):

@@ -27,7 +27,7 @@ import yaml
 from qrvey_iac.core.errors import Problem
 
 MAX_FILE_BYTES = 5 * 1024 * 1024
-FAST_LOADER = getattr(yaml, "CSafeLoader", None)  # libyaml, when PyYAML was built with it
+_LIBYAML_LOADER = getattr(yaml, "CSafeLoader", None)  # libyaml, when PyYAML was built with it
 # Deeper documents are refused before they are composed: libyaml's composer recurses on the
 # C stack, so a few hundred KB of "[[[[..." or "- - - ..." crashed the process (SIGSEGV), and
 # the pure-Python loader, the walk below and the validators recurse too.
@@ -48,6 +48,33 @@ Path_ = tuple[Any, ...]
 T = TypeVar("T")
 
 
+if _LIBYAML_LOADER is not None:
+    class _RememberingLoader(_LIBYAML_LOADER):
+        """libyaml's safe loader, resolving each distinct scalar once.
+
+        libyaml composes in C, but asks PyYAML's resolver, in Python, for the tag of every
+        scalar, which tries the implicit patterns (bool, int, float, null, timestamp) one by one;
+        manifests repeat the same few values (column types, keys, booleans) thousands of times.
+        The safe loaders have no path resolvers, so a tag depends on the value and on how it was
+        written (``implicit``) alone. What it saves: docs/performance.md, "Issue 11, last round".
+        """
+
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self._tags: dict[tuple, str] = {}
+
+        def resolve(self, kind: type, value: Any, implicit: Any) -> str:
+            key = (kind, value, implicit)
+            tag = self._tags.get(key)
+            if tag is None:
+                tag = self._tags[key] = super().resolve(kind, value, implicit)
+            return tag
+
+    FAST_LOADER: type | None = _RememberingLoader
+else:
+    FAST_LOADER = None
+
+
 @dataclass
 class YamlDocument:
     file: str
@@ -55,6 +82,8 @@ class YamlDocument:
     line: int
     lines: dict[Path_, int] = field(default_factory=dict)
     refused: frozenset[Path_] = frozenset()   # values JSON cannot carry, read as their text (see _scalar)
+    # the paths of the strings that hold "${" (what interpolation looks at); None: not noted
+    placeholders: tuple[Path_, ...] | None = None
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -209,9 +238,10 @@ def _read_stream(
                     problems.append(alias_problem)
                     return
             refused: set[Path_] = set()
-            data, lines, found = _document(loader, node, shown, scalars, one_pass and not aliases, refused)
+            data, lines, found, placeholders = _document(loader, node, shown, scalars, one_pass and not aliases, refused)
             problems.extend(found)
-            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines, frozenset(refused)))
+            documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines, frozenset(refused),
+                                          placeholders))
             yield
     finally:
         loader.dispose()
@@ -219,24 +249,27 @@ def _read_stream(
 
 def _document(
     loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool, refused: set[Path_],
-) -> tuple[Any, dict, list[Problem]]:
-    """(data, lines, problems) of one composed document.
+) -> tuple[Any, dict, list[Problem], tuple[Path_, ...] | None]:
+    """(data, lines, problems, placeholders) of one composed document.
 
     A plain document (string keys, standard tags, no aliases: every manifest we know)
-    is built in one pass that also records lines and duplicate keys, 40% faster than
-    _walk followed by PyYAML's constructor. Anything else takes that second road.
+    is built in one pass that also records lines, duplicate keys and where "${" is, 40%
+    faster than _walk followed by PyYAML's constructor. Anything else takes that second
+    road, which does not note placeholders (None).
     """
     if one_pass:
         lines: dict[Path_, int] = {}
         problems: list[Problem] = []
+        placeholders: list[Path_] = []
         try:
-            return _build(node, (), lines, problems, shown, scalars, refused), lines, problems
+            data = _build(node, (), lines, problems, shown, scalars, refused, placeholders)
+            return data, lines, problems, tuple(placeholders)
         except _NotPlain:
             pass
     lines, problems = {}, []
     refused.clear()      # what a one-pass attempt left before _NotPlain, like lines and problems
     _walk(node, (), lines, problems, shown, scalars, set(), refused)
-    return loader.construct_document(node), lines, problems
+    return loader.construct_document(node), lines, problems, None
 
 
 class _NotPlain(Exception):
@@ -245,12 +278,15 @@ class _NotPlain(Exception):
 
 def _build(
     node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict,
-    refused: set[Path_] | None = None,
+    refused: set[Path_] | None = None, placeholders: list[Path_] | None = None,
 ) -> Any:
-    """_walk and construct_document at once; same data, lines, problems and refused paths, or _NotPlain."""
+    """_walk and construct_document at once; same data, lines, problems and refused paths, or
+    _NotPlain; with ``placeholders``, the path of every string that holds "${" goes there."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
         if node.tag == _STR_TAG:
+            if placeholders is not None and "${" in node.value:
+                placeholders.append(path)
             return node.value
         if node.tag not in scalars:
             raise _NotPlain
@@ -262,7 +298,7 @@ def _build(
             return node.value
         return value
     if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-        return [_build(item, (*path, index), lines, problems, shown, scalars, refused)
+        return [_build(item, (*path, index), lines, problems, shown, scalars, refused, placeholders)
                 for index, item in enumerate(node.value)]
     if not isinstance(node, yaml.MappingNode) or node.tag != _MAP_TAG:
         raise _NotPlain
@@ -274,7 +310,7 @@ def _build(
         child = (*path, key)
         if key in mapping:
             problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
-        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused)
+        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused, placeholders)
         lines[child] = key_node.start_mark.line + 1
     return mapping
 

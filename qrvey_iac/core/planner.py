@@ -49,6 +49,9 @@ class Live:
     # fingerprint() of objects, by address, when the reader already took it (each as its
     # answer arrived, while others were still in flight); the rest are taken when needed
     fingerprints: Mapping[str, str] = field(default_factory=dict)
+    # False: read for a plan that is shown or applied at once, not saved: no fingerprints taken,
+    # and the plan holds none (Plan.fingerprints is what a saved plan is checked against)
+    pinned: bool = True
     # what Qrvey told of the objects using each state resource the manifests no longer have,
     # of a kind that guards its delete (a connection: the datasets of its app built on it)
     users: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -89,7 +92,7 @@ def build_plan(
         lineage=state.lineage,
         serial=state.serial,
         manifest_digest=manifest.digest,
-        fingerprints=fingerprints_of(state, live, manifest.sealer),
+        fingerprints=fingerprints_of(state, live, manifest.sealer) if live.pinned else {},
         untracked=adoption.strays(manifest),
         actions=tuple(actions),
     )

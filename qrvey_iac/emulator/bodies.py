@@ -38,6 +38,8 @@ async def read_json(request: Request, config: EmulatorConfig) -> Any:
 async def read_body(request: Request, config: EmulatorConfig) -> bytes:
     limit = config.max_body_bytes
     declared = request.headers.get("content-length", "")
+    if not declared and "transfer-encoding" not in request.headers:
+        return b""          # HTTP/1.1 (RFC 9112 section 6.3): a request with neither has no body
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     parts: list[bytes] = []

@@ -79,3 +79,27 @@ data = st.recursive(scalar, lambda inner: st.one_of(
 @given(document=data, flow=st.sampled_from([None, True, False]))
 def test_generated_documents_read_the_same_both_ways(document, flow):
     assert_same(yaml.safe_dump(document, default_flow_style=flow, allow_unicode=True))
+
+
+def test_the_one_pass_notes_the_path_of_every_string_that_holds_a_placeholder():
+    text = ("a: ${var.x}\nb: [plain, 'pre ${env:Y} post', {c: \"${var.z}\", d: 3}]\n"
+            "e: {f: no placeholder, g: costs $5}\nkey${var.k}: 1\n")
+    for loader in LOADERS:
+        [document], problems = yaml_source._parse(text, "f.yaml", loader)
+        assert problems == []
+        assert document.placeholders == (("a",), ("b", 1), ("b", 2, "c"))   # keys are never interpolated
+
+
+def test_a_document_read_by_the_walk_notes_no_placeholders_so_all_its_values_are_looked_at():
+    [document], _ = yaml_source._parse("a: &x ['${var.x}']\nb: *x\n", "f.yaml", LOADERS[-1])
+    assert document.data == {"a": ["${var.x}"], "b": ["${var.x}"]}
+    assert document.placeholders is None
+
+
+def test_remembered_tags_still_tell_a_plain_scalar_from_a_quoted_one():
+    text = "a: 1\nb: '1'\nc: 1\nd: \"1\"\ne: yes\nf: 'yes'\ng: null\nh: 'null'\ni: 2024-05-01\nj: '2024-05-01'\n"
+    [document], problems = yaml_source.parse_documents(text, "f.yaml")
+    assert [(p.field, "read as a YAML date" in p.message) for p in problems] == [("i", True)]   # not j
+    data = document.data
+    assert (data["a"], data["b"], data["c"], data["d"]) == (1, "1", 1, "1")
+    assert (data["e"], data["f"], data["g"], data["h"], data["j"]) == (True, "yes", None, "null", "2024-05-01")

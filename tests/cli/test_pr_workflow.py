@@ -36,6 +36,18 @@ def test_saved_plan_applies_exactly_what_was_reviewed(project):
     assert "the state changed since the plan was made" in again.stderr
 
 
+def test_the_json_plan_pins_every_object_it_read_and_the_saved_one_the_same(project):
+    """Fingerprints are taken only for a plan that is saved or shown as JSON (both hold them);
+    the saved one must pin every object read, or a change made meanwhile would go unseen."""
+    applied(project)
+    shown = project.run("plan", "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    pinned = json.loads(shown.stdout)["fingerprints"]
+    assert set(pinned) == set(project.state()["resources"]) and len(pinned) == 11
+    assert project.run("plan", "--out", "p.json").exit_code == 0
+    assert json.loads((project.root / "p.json").read_text())["fingerprints"] == pinned
+
+
 def test_saved_plan_refuses_when_an_object_it_read_moved(project):
     applied(project)
     project.replace_in("sales.yaml", "name: Products\n", "name: Catalogue\n")

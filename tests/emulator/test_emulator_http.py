@@ -39,6 +39,18 @@ def test_both_seed_flows_over_http():
         assert ok(client.post(f"{SALES}/qollect/dataset/all", json={}))["Count"] == 2
 
 
+def test_a_chunked_body_without_a_length_is_read_and_a_request_with_neither_has_none():
+    """A body is known to be absent only when neither Content-Length nor Transfer-Encoding is
+    sent (the emulator then does not wait for one): a chunked body must still be read."""
+    with running_server(EmulatorConfig(api_key="demo")) as server, http_client(server.base_url, "demo") as client:
+        raw = json.dumps(dataset_body(datasetId="chunked")).encode()
+        sent = client.build_request("POST", f"{SALES}/qollect/dataset", content=iter([raw[:10], raw[10:]]))
+        assert sent.headers["transfer-encoding"] == "chunked" and "content-length" not in sent.headers
+        assert ok(client.send(sent))["datasetId"] == "chunked"
+        assert ok(client.get(f"{SALES}/qollect/dataset/chunked"))["datasetId"] == "chunked"
+        error_message(client.post(f"{SALES}/qollect/dataset"), 400)        # a create with no body at all
+
+
 def test_auth_and_not_found_over_http():
     with running_server() as server, http_client(server.base_url, "wrong") as client:
         error_message(client.get(f"{SALES}/qollect/dataset/x"), 401)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from pathlib import Path
 
@@ -176,3 +177,22 @@ def test_invalid_manifests_are_reported_before_an_unreachable_endpoint(example_d
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: manifests/broken.yaml:4: spec"), result.stderr
     assert "Connect" not in result.stderr and "127.0.0.1" not in result.stderr
+
+
+def test_placeholders_are_replaced_wherever_they_are_and_nothing_else_is_touched(tmp_path, monkeypatch):
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "one.yaml").write_text(DATASET.format(i=1).replace("conn-1", "'${var.conn}'").replace(
+        "columnName: label", "columnName: '${var.prefix}_label'"))
+    (folder / "aliased.yaml").write_text(
+        DATASET.format(i=2).replace("conn-1", "'${env:QI_CONN}'").replace(
+            "{columnName: label, columnType: STRING}",
+            "{columnName: label, columnType: &t STRING}, {columnName: other, columnType: *t}"))
+    monkeypatch.setenv("QI_CONN", "conn-from-env")
+    loaded = load_manifest(folder, APPS, {"conn": "conn-7", "prefix": "p"}, dict(os.environ))
+    one, two = loaded.resources["dataset.ds-1"], loaded.resources["dataset.ds-2"]
+    assert one.spec.datasources[0].connectionId == "conn-7"
+    assert [c.columnName for c in one.spec.columns] == ["id", "p_label"]
+    assert two.spec.datasources[0].connectionId == "conn-from-env"    # read by the walk (an alias)
+    assert [c.columnType for c in two.spec.columns] == ["NUMBER", "STRING", "STRING"]
+    assert "conn-from-env" in loaded.secrets
