@@ -742,7 +742,7 @@ class _ApplyRun:
     def _resolved(self, action: ActionBase) -> ActionBase:
         """``action`` with the references of its document (``(known after apply: connection.x)``)
         resolved from the state as it is now: what it needs was created in an earlier level."""
-        if action.desired is None:
+        if action.desired is None or not action.depends_on:       # no dependency, no reference (reference())
             return action
         desired = resolve_references(action.desired, known_ids(self.state))   # looked up, not copied per step
         missing = unresolved_references(desired)

@@ -44,7 +44,7 @@ def diff_documents(
     shows as its fields, never as one JSON object. In a map of ``renamable`` (a top-level
     key, e.g. ``datasources``), one entry removed and one added are a rename: shown as
     ``datasources.<new>.name: "<old>" → "<new>"`` and the fields that differ between the two."""
-    if canonical_hash(before) == canonical_hash(after):
+    if before == after:         # as JSON values: 1 and 1.0 are one number (dicts compare in C, no encoding)
         return ()
     changes = _field_changes(before, after)
     for key in renamable:

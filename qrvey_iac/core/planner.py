@@ -254,7 +254,9 @@ def _base(resource: Resource, ids: Mapping[str, str] | None = None) -> dict[str,
         "address": resource.address,
         "kind": resource.kind,
         "app": AppTarget(alias=resource.app_alias, userId=resource.app.user_id, appId=resource.app.app_id),
-        "desired": resolve_references(resource.desired, {} if ids is None else ids),   # no len(): a lookup
+        # no len() of ids: a lookup; a resource that depends on nothing holds no reference (reference())
+        "desired": (resolve_references(resource.desired, {} if ids is None else ids) if resource.depends_on
+                    else resource.desired),
         "source": source,
         "depends_on": resource.depends_on,
         "protect": resource.protect,

@@ -443,7 +443,10 @@ _PENDING = re.compile(r"^\(known after apply: ([a-z]+\.[a-z0-9_-]+)\)$")
 def reference(address: str) -> str:
     """What a managed document holds where the id of the object at ``address`` goes (a
     dataset's ``connectionId`` given as ``connection: connection.warehouse``) until it is
-    resolved: by the planner from the state, by apply from the state as it is then."""
+    resolved: by the planner from the state, by apply from the state as it is then.
+
+    A kind places one only for an address its ``dependencies`` name, so a resource that
+    depends on nothing holds none: the planner and apply leave its document as it is."""
     return KNOWN_AFTER_APPLY.format(address=address)
 
 
