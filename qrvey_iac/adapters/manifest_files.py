@@ -226,6 +226,8 @@ def _slimmed(document: YamlDocument) -> YamlDocument:
     document is validated keeps every document's data from living until the end of the load
     (what that saves: docs/performance.md).
     """
+    if document.known_lines is None:        # found when asked (yaml_source.LineSource): nothing to drop
+        return YamlDocument(document.file, None, document.line, None, source=document.source, index=document.index)
     kept = {("metadata", "dependsOn"), *KINDS[document.data["kind"]].checked_spec_paths}
     lines = {path: line for path, line in document.lines.items() if len(path) <= 2 or path[:2] in kept}
     return YamlDocument(document.file, None, document.line, lines)

@@ -75,15 +75,50 @@ else:
     FAST_LOADER = None
 
 
+class LineSource:
+    """The lines of every key and item of one stream's documents, found when a message first
+    asks for one: composed and walked again then, once for the whole stream. Reading a valid
+    manifest never needs them, and recording them as it is built took about three quarters of
+    the build (docs/performance.md, "Issue 11, last round")."""
+
+    def __init__(self, text: str, shown: str, loader_class: type) -> None:
+        self.text, self.shown, self.loader_class = text, shown, loader_class
+        self._lines: list[dict[Path_, int]] | None = None
+
+    def lines(self, index: int) -> dict[Path_, int]:
+        """The line map of the stream's ``index``-th document (empty documents not counted)."""
+        if self._lines is None:
+            self._lines = []
+            loader = self.loader_class(self.text)
+            scalars = _scalar_constructors(loader)
+            try:
+                while loader.check_node():
+                    node = loader.get_node()
+                    if node is not None:
+                        self._lines.append(_eager(loader, node, self.shown, scalars, True, set())[1])
+            finally:
+                loader.dispose()
+        return self._lines[index]
+
+
 @dataclass
 class YamlDocument:
     file: str
     data: Any
     line: int
-    lines: dict[Path_, int] = field(default_factory=dict)
+    known_lines: dict[Path_, int] | None = field(default_factory=dict)   # None: from ``source`` when asked
     refused: frozenset[Path_] = frozenset()   # values JSON cannot carry, read as their text (see _scalar)
     # the paths of the strings that hold "${" (what interpolation looks at); None: not noted
     placeholders: tuple[Path_, ...] | None = None
+    source: LineSource | None = None
+    index: int = 0                             # the document's place in ``source``
+
+    @property
+    def lines(self) -> dict[Path_, int]:
+        """The line of each path, found on first use for a document read without them."""
+        if self.known_lines is None:
+            self.known_lines = self.source.lines(self.index)
+        return self.known_lines
 
     def line_of(self, path: Path_) -> int:
         """The line of ``path`` or of its nearest ancestor that has one."""
@@ -225,8 +260,8 @@ def _read_stream(
     mistakes are found in the same run; the problems alone already make the load fail."""
     loader = loader_class(text)
     aliases = "*" in text
-    scalars = {tag: functools.partial(loader.yaml_constructors[tag], loader)
-               for tag in _SCALAR_TAGS if tag in loader.yaml_constructors}
+    scalars = _scalar_constructors(loader)
+    source = LineSource(text, shown, loader_class)
     try:
         while loader.check_node():
             node = loader.get_node()
@@ -241,16 +276,37 @@ def _read_stream(
             data, lines, found, placeholders = _document(loader, node, shown, scalars, one_pass and not aliases, refused)
             problems.extend(found)
             documents.append(YamlDocument(shown, data, node.start_mark.line + 1, lines, frozenset(refused),
-                                          placeholders))
+                                          placeholders, source if lines is None else None, len(documents)))
             yield
     finally:
         loader.dispose()
 
 
+def _scalar_constructors(loader) -> dict:
+    return {tag: functools.partial(loader.yaml_constructors[tag], loader)
+            for tag in _SCALAR_TAGS if tag in loader.yaml_constructors}
+
+
 def _document(
     loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool, refused: set[Path_],
+) -> tuple[Any, dict | None, list[Problem], tuple[Path_, ...] | None]:
+    """(data, lines, problems, placeholders) of one composed document; lines None when the
+    document has no problem of its own: they are found when asked (LineSource)."""
+    if one_pass:
+        placeholders: list[Path_] = []
+        try:
+            return _plain(node, [], placeholders, scalars), None, [], tuple(placeholders)
+        except _NotPlain:
+            one_pass = False
+        except _Careful:
+            pass
+    return _eager(loader, node, shown, scalars, one_pass, refused)
+
+
+def _eager(
+    loader, node: yaml.Node, shown: str, scalars: dict, one_pass: bool, refused: set[Path_],
 ) -> tuple[Any, dict, list[Problem], tuple[Path_, ...] | None]:
-    """(data, lines, problems, placeholders) of one composed document.
+    """(data, lines, problems, placeholders) of one composed document, its lines recorded.
 
     A plain document (string keys, standard tags, no aliases: every manifest we know)
     is built in one pass that also records lines, duplicate keys and where "${" is, 40%
@@ -274,6 +330,48 @@ def _document(
 
 class _NotPlain(Exception):
     """A node _build leaves to PyYAML: merge keys, keys that are not strings, other tags."""
+
+
+class _Careful(Exception):
+    """A plain document with a problem of its own (a duplicate key, a value JSON cannot carry):
+    read again by _build, which records the lines the problem is reported at."""
+
+
+def _plain(node: yaml.Node, path: list, placeholders: list[Path_], scalars: dict) -> Any:
+    """The data of a plain document with no problem of its own, no lines recorded (_build's
+    data), and the path of each string holding "${" in ``placeholders``; else _NotPlain or
+    _Careful. ``path`` is the path of ``node``, as a list that grows and shrinks on the way."""
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag == _STR_TAG:
+            if "${" in node.value:
+                placeholders.append(tuple(path))
+            return node.value
+        if node.tag not in scalars:
+            raise _NotPlain
+        value, problem = _scalar(node, scalars)
+        if problem is not None:
+            raise _Careful
+        return value
+    if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
+        items = []
+        for index, item in enumerate(node.value):
+            path.append(index)
+            items.append(_plain(item, path, placeholders, scalars))
+            path.pop()
+        return items
+    if not isinstance(node, yaml.MappingNode) or node.tag != _MAP_TAG:
+        raise _NotPlain
+    mapping: dict[str, Any] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+            raise _NotPlain
+        key = key_node.value
+        if key in mapping:
+            raise _Careful
+        path.append(key)
+        mapping[key] = _plain(value_node, path, placeholders, scalars)
+        path.pop()
+    return mapping
 
 
 def _build(

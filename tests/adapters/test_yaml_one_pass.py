@@ -103,3 +103,26 @@ def test_remembered_tags_still_tell_a_plain_scalar_from_a_quoted_one():
     data = document.data
     assert (data["a"], data["b"], data["c"], data["d"]) == (1, "1", 1, "1")
     assert (data["e"], data["f"], data["g"], data["h"], data["j"]) == (True, "yes", None, "null", "2024-05-01")
+
+
+def test_lines_of_a_valid_document_are_found_when_first_asked_and_match_the_eager_ones():
+    text = ("a: 1\n---\n---\n# the empty document above is a null one\nspec:\n  columns:\n"
+            "    - {columnName: A}\n    - columnName: B\n      columnType: 5\n---\nz: [x, y]\n")
+    for loader in LOADERS:
+        documents, problems = yaml_source._parse(text, "f.yaml", loader)
+        assert problems == [] and [d.data for d in documents] == [
+            {"a": 1}, None, {"spec": {"columns": [{"columnName": "A"}, {"columnName": "B", "columnType": 5}]}},
+            {"z": ["x", "y"]}]
+        assert all(d.known_lines is None for d in documents)          # nothing recorded while reading
+        second, third = documents[2], documents[3]
+        assert second.line_of(("spec", "columns", 1, "columnType")) == 9
+        assert second.line_of(("spec", "columns", 0, "columnName")) == 7
+        assert third.line_of(("z", 1)) == 11 and documents[0].line_of(("a",)) == 1
+        eager, _ = yaml_source._parse(text, "f.yaml", loader, one_pass=False)
+        assert [d.lines for d in documents] == [d.lines for d in eager]
+
+
+def test_a_document_with_a_problem_of_its_own_records_its_lines_as_it_is_read():
+    [document], problems = yaml_source._parse("a: 1\nb: 2\na: 3\n", "f.yaml", LOADERS[-1])
+    assert [(p.line, p.field, p.message) for p in problems] == [(3, "a", "duplicate key")]
+    assert document.known_lines is not None and document.data == {"a": 3, "b": 2}
