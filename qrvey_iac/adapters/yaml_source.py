@@ -352,9 +352,13 @@ def _plain(node: yaml.Node, path: list, placeholders: list[Path_], scalars: dict
         if problem is not None:
             raise _Careful
         return value
+    # a string child (most nodes) is read here rather than by a call of its own
     if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
         items = []
         for index, item in enumerate(node.value):
+            if item.tag == _STR_TAG and isinstance(item, yaml.ScalarNode) and "${" not in item.value:
+                items.append(item.value)
+                continue
             path.append(index)
             items.append(_plain(item, path, placeholders, scalars))
             path.pop()
@@ -368,6 +372,9 @@ def _plain(node: yaml.Node, path: list, placeholders: list[Path_], scalars: dict
         key = key_node.value
         if key in mapping:
             raise _Careful
+        if value_node.tag == _STR_TAG and isinstance(value_node, yaml.ScalarNode) and "${" not in value_node.value:
+            mapping[key] = value_node.value
+            continue
         path.append(key)
         mapping[key] = _plain(value_node, path, placeholders, scalars)
         path.pop()
