@@ -367,9 +367,7 @@ def _plain(node: yaml.Node, path: list, placeholders: list[Path_], scalars: dict
         raise _NotPlain
     mapping: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
-            raise _NotPlain
-        key = key_node.value
+        key = _string_key(key_node)
         if key in mapping:
             raise _Careful
         if value_node.tag == _STR_TAG and isinstance(value_node, yaml.ScalarNode) and "${" not in value_node.value:
@@ -379,6 +377,13 @@ def _plain(node: yaml.Node, path: list, placeholders: list[Path_], scalars: dict
         mapping[key] = _plain(value_node, path, placeholders, scalars)
         path.pop()
     return mapping
+
+
+def _string_key(key_node: yaml.Node) -> str:
+    """A plain mapping's key: a string; any other key is left to PyYAML (_NotPlain)."""
+    if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
+        raise _NotPlain
+    return key_node.value
 
 
 def _build(
@@ -409,9 +414,7 @@ def _build(
         raise _NotPlain
     mapping: dict[str, Any] = {}
     for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
-            raise _NotPlain
-        key = key_node.value
+        key = _string_key(key_node)
         child = (*path, key)
         if key in mapping:
             problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
