@@ -71,19 +71,19 @@ async def make_plan(workspace: Workspace, read_manifest: ReadManifest, ui: UI, o
     refused when it is applied.
     """
     state = workspace.store.read()
+    locked = False
     with ExitStack() as held:
         if state.journal:
             read_manifest = await _before_waiting(workspace, read_manifest, ui)
             try:
                 held.enter_context(_locked(workspace, ui, options))
+                locked = True
             except StateLockedError:
                 holder = workspace.locker.holder()
                 ui.progress("note: the state lock is held" + (f" by {describe_holder(holder)}" if holder else "")
                             + ": this plan takes no lock and records nothing")
-            else:
-                state = None        # read again under the lock, and settled for real
         async with _engine(workspace, ui, options) as engine:
-            if state is None:
+            if locked:              # the state read again under the lock, its journal settled and recorded
                 manifest, state, live = await _read(engine, workspace, read_manifest, ui)
             else:
                 manifest, state, live, undecided = await _read_unlocked(

@@ -309,17 +309,16 @@ def _eager(
     """(data, lines, problems, placeholders) of one composed document, its lines recorded.
 
     A plain document (string keys, standard tags, no aliases: every manifest we know)
-    is built in one pass that also records lines, duplicate keys and where "${" is, 40%
-    faster than _walk followed by PyYAML's constructor. Anything else takes that second
-    road, which does not note placeholders (None).
+    is built in one pass that also records lines and duplicate keys, 40% faster than
+    _walk followed by PyYAML's constructor. Anything else takes that second road. Neither
+    notes placeholders (None: interpolation looks at every value of a document read here,
+    which has a problem of its own or is not plain).
     """
     if one_pass:
         lines: dict[Path_, int] = {}
         problems: list[Problem] = []
-        placeholders: list[Path_] = []
         try:
-            data = _build(node, (), lines, problems, shown, scalars, refused, placeholders)
-            return data, lines, problems, tuple(placeholders)
+            return _build(node, (), lines, problems, shown, scalars, refused), lines, problems, None
         except _NotPlain:
             pass
     lines, problems = {}, []
@@ -388,15 +387,12 @@ def _string_key(key_node: yaml.Node) -> str:
 
 def _build(
     node: yaml.Node, path: Path_, lines: dict, problems: list[Problem], shown: str, scalars: dict,
-    refused: set[Path_] | None = None, placeholders: list[Path_] | None = None,
+    refused: set[Path_] | None = None,
 ) -> Any:
-    """_walk and construct_document at once; same data, lines, problems and refused paths, or
-    _NotPlain; with ``placeholders``, the path of every string that holds "${" goes there."""
+    """_walk and construct_document at once; same data, lines, problems and refused paths, or _NotPlain."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.ScalarNode):
         if node.tag == _STR_TAG:
-            if placeholders is not None and "${" in node.value:
-                placeholders.append(path)
             return node.value
         if node.tag not in scalars:
             raise _NotPlain
@@ -408,7 +404,7 @@ def _build(
             return node.value
         return value
     if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ_TAG:
-        return [_build(item, (*path, index), lines, problems, shown, scalars, refused, placeholders)
+        return [_build(item, (*path, index), lines, problems, shown, scalars, refused)
                 for index, item in enumerate(node.value)]
     if not isinstance(node, yaml.MappingNode) or node.tag != _MAP_TAG:
         raise _NotPlain
@@ -418,7 +414,7 @@ def _build(
         child = (*path, key)
         if key in mapping:
             problems.append(Problem(shown, key_node.start_mark.line + 1, format_path(child), "duplicate key"))
-        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused, placeholders)
+        mapping[key] = _build(value_node, child, lines, problems, shown, scalars, refused)
         lines[child] = key_node.start_mark.line + 1
     return mapping
 
