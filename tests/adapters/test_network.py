@@ -1,5 +1,5 @@
-"""The client's transport (adapters/qrvey/network.py: httpcore's pool on asyncio streams, behind
-httpx's public transport interface), against small local servers: plain and TLS answers,
+"""The client's transport (adapters/qrvey/network.py: HTTP/1.1 connections on h11 and asyncio
+streams, pooled, behind httpx's public transport interface), against small local servers: plain and TLS answers,
 every failure mapped to the httpx type the retry rules expect, a kept-alive connection the
 server closed never reused, proxies left to httpx."""
 
@@ -129,15 +129,15 @@ async def test_a_body_is_streamed_and_a_connection_busy_with_one_is_not_shared()
 
 @pytest.fixture
 def sends(monkeypatch) -> list[str]:
-    """The request targets handed to a connection (httpcore.AsyncHTTPConnection), tries included."""
+    """The request targets handed to a connection (network.Connection), tries included."""
     handed: list[str] = []
-    real_send = httpcore.AsyncHTTPConnection.handle_async_request
+    real_send = network.Connection.send
 
-    async def counting(self, request):
-        handed.append(request.url.target.decode())
-        return await real_send(self, request)
+    async def counting(self, request, *timeouts):
+        handed.append(request.url.raw_path.decode())
+        return await real_send(self, request, *timeouts)
 
-    monkeypatch.setattr(httpcore.AsyncHTTPConnection, "handle_async_request", counting)
+    monkeypatch.setattr(network.Connection, "send", counting)
     return handed
 
 
@@ -208,6 +208,51 @@ async def test_a_connection_the_server_reset_while_idle_is_not_reused():
         await asyncio.sleep(0.1)         # the reset reaches the idle connection
         second = await http.get(f"http://127.0.0.1:{port}/2")
     assert first.status_code == second.status_code == 200
+
+
+def answering_with(*answers: bytes, accepted: list | None = None) -> Handler:
+    """Answers each request on a connection with the next of ``answers``, then hangs up."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if accepted is not None:
+            accepted.append(writer.get_extra_info("peername"))
+        try:
+            for answer in answers:
+                await read_request(reader)
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        writer.close()
+    return handler
+
+
+CHUNKED = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n4\r\n: 1}\r\n0\r\n\r\n"
+CLOSING = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+UNTIL_EOF = b"HTTP/1.0 200 OK\r\n\r\n{\"b\": 2}"          # no length: the body ends when the server closes
+
+
+async def test_bodies_framed_every_way_are_read_whole_and_a_closing_answer_frees_no_connection(connects):
+    async with server(answering_with(CHUNKED, CLOSING)) as port, client() as http:
+        chunked = await http.get(f"http://127.0.0.1:{port}/1")
+        closing = await http.get(f"http://127.0.0.1:{port}/2")       # the same connection, kept alive
+        assert len(connects) == 1
+        again = await http.get(f"http://127.0.0.1:{port}/3")         # "Connection: close": a new one
+    assert (chunked.json(), closing.json(), again.status_code) == ({"a": 1}, {}, 200)
+    assert len(connects) == 2
+    async with server(answering_with(UNTIL_EOF)) as port, client() as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/")).json() == {"b": 2}
+
+
+async def test_a_body_cut_short_is_an_error_and_an_unread_one_leaves_its_connection_unused(connects):
+    cut = b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n{\"partial"
+    async with server(answering_with(cut)) as port, client() as http:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await http.get(f"http://127.0.0.1:{port}/")
+    async with server(answering()) as port, client() as http:
+        async with http.stream("GET", f"http://127.0.0.1:{port}/1") as streamed:
+            assert streamed.status_code == 200                      # closed without reading its body
+        assert (await http.get(f"http://127.0.0.1:{port}/2")).json() == {"ok": 1}
+    assert len(connects) == 3                                       # the second request could not reuse it
 
 
 async def test_failures_map_to_the_httpx_types_the_retry_rules_read():

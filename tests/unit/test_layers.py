@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "qrvey_iac"
-THIRD_PARTY_IO = ("httpx", "httpcore", "click", "yaml", "psycopg", "starlette", "uvicorn", "anyio")
+THIRD_PARTY_IO = ("httpx", "httpcore", "h11", "click", "yaml", "psycopg", "starlette", "uvicorn", "anyio")
 USE_CASES = ("qrvey_iac.engine", "qrvey_iac.journal", "qrvey_iac.flows", "qrvey_iac.exporting",
              "qrvey_iac.migration")
 COMPOSITION = ("qrvey_iac.wiring", "qrvey_iac.cli", "qrvey_iac.cli_tools", "qrvey_iac.cli_support",

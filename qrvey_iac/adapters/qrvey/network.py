@@ -1,15 +1,16 @@
-"""The HTTP client's transport: httpcore's HTTP/1.1 connections on plain asyncio streams.
+"""The HTTP client's transport: HTTP/1.1 over plain asyncio streams, pooled here.
 
-httpx reaches the network through httpcore, whose default backend wraps every socket in
-anyio. This module keeps httpcore's HTTP/1.1 (``httpcore.AsyncHTTPConnection``: h11, TLS,
-keep-alive) and swaps the socket layer and the pool, through public interfaces alone:
-``httpx.AsyncBaseTransport`` on top, httpcore's ``AsyncNetworkBackend`` /
-``AsyncNetworkStream`` below, and a small pool of our own in between (AsyncioTransport says
-why). What it buys, and what the plain httpx transport costs instead: docs/performance.md,
-"Fourth round" and "Issue 11, the HTTP plan's extra CPU".
+httpx reaches the network through httpcore, whose connections take three anyio locks per
+request, each acquired with a pass through the event loop, and whose default backend wraps
+every socket in anyio. This module speaks HTTP/1.1 with h11 (the protocol library httpcore
+itself uses) on asyncio streams, through public interfaces alone: ``httpx.AsyncBaseTransport``
+on top, ``Connection`` (h11 and one ``AsyncioStream``) below, and a small pool of our own in
+between (AsyncioTransport says why). What it buys, and what the plain httpx transport costs
+instead: docs/performance.md, "Fourth round", "Issue 11, the HTTP plan's extra CPU" and
+"Issue 11, the loop's passes per request".
 
-Every httpcore failure leaves as the httpx exception httpx itself would raise
-(ConnectError, ReadTimeout, ...): the sender's retry rules read those types.
+Every failure leaves as the httpx exception httpx itself would raise (ConnectError,
+ReadTimeout, ...): the sender's retry rules read those types.
 """
 
 from __future__ import annotations
@@ -17,16 +18,21 @@ from __future__ import annotations
 import asyncio
 import select
 import ssl
+import time
 import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import h11
 import httpcore
 import httpx
 
 SocketOption = tuple[int, int, int | bytes] | tuple[int, int, None, int]
 HAPPY_EYEBALLS_DELAY = 0.25   # try the next address of a host after this long (RFC 8305; anyio's too)
+READ_SIZE = 64 * 1024         # bytes asked of the socket at a time
+MAX_ANSWER_HEAD = 100 * 1024  # an answer's status line and headers together, at most
+Origin = tuple[bytes, bytes, int]   # scheme, host, port
 
 # httpcore's exceptions and the httpx ones they become, most specific first (the first match wins)
 ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
@@ -105,7 +111,7 @@ class Exchange:
 
 
 class AsyncioTransport(httpx.AsyncBaseTransport):
-    """httpx requests over httpcore's HTTP/1.1 connections on asyncio streams, pooled here.
+    """httpx requests over HTTP/1.1 connections of our own (``Connection``), pooled here.
 
     The pool is ours rather than ``httpcore.AsyncConnectionPool``: with 16 calls in flight that
     pool was most of a call's CPU (it asks every connection whether it is idle, once for each
@@ -120,30 +126,26 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = limits.keepalive_expiry
         self._max_idle = limits.max_keepalive_connections
         self._slots = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTPConnection]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._backend = AsyncioBackend()
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        timeouts = request.extensions.get("timeout", {})
+        await self._take_slot(timeouts.get("pool"))
         url = request.url
-        core_request = httpcore.Request(
-            method=request.method,
-            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
-            headers=request.headers.raw,
-            content=request.stream,
-            extensions=request.extensions,       # the timeouts travel here
-        )
-        await self._take_slot(request.extensions.get("timeout", {}).get("pool"))
+        origin = (url.raw_scheme, url.raw_host, url.port or (443 if url.raw_scheme == b"https" else 80))
         try:
             with httpx_errors():
-                connection, response = await self._send(core_request)
+                connection, answer = await self._send(origin, request, timeouts)
         except BaseException:
             self._give_slot()
             raise
-        origin = _origin_key(core_request)
-        return httpx.Response(status_code=response.status, headers=response.headers,
-                              stream=ResponseBody(response.stream, lambda: self._release(origin, connection)),
-                              extensions=response.extensions)
+        return httpx.Response(
+            status_code=answer.status_code, headers=answer.headers.raw_items(),
+            stream=ResponseBody(connection.body(timeouts.get("read")), lambda: self._release(origin, connection)),
+            extensions={"http_version": b"HTTP/" + answer.http_version, "reason_phrase": answer.reason,
+                        "network_stream": connection.stream})
 
     async def aclose(self) -> None:
         self._closed = True
@@ -153,26 +155,27 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             for connection in idle:
                 await connection.aclose()
 
-    async def _send(self, request: httpcore.Request) -> tuple[httpcore.AsyncHTTPConnection, httpcore.Response]:
-        """The response, and the connection it holds until its body is closed."""
-        while True:
-            connection = await self._idle_connection(_origin_key(request))
-            reused = connection is not None
-            if connection is None:
-                connection = httpcore.AsyncHTTPConnection(
-                    origin=request.url.origin, ssl_context=self._ssl_context,
-                    keepalive_expiry=self._keepalive_expiry, network_backend=self._backend)
-            try:
-                return connection, await connection.handle_async_request(request)
-            except httpcore.ConnectionNotAvailable:
-                if not reused:
-                    raise
-                await connection.aclose()   # closed by the server since it was checked: take another
-            except BaseException:
-                await connection.aclose()
-                raise
+    async def _send(self, origin: Origin, request: httpx.Request, timeouts: dict[str, float | None]
+                    ) -> tuple[Connection, h11.Response]:
+        """The answer's head, and the connection it holds until its body is closed."""
+        connection = self._idle_connection(origin) or await self._connect(origin, timeouts.get("connect"))
+        try:
+            return connection, await connection.send(request, timeouts.get("write"), timeouts.get("read"))
+        except BaseException:
+            await connection.aclose()
+            raise
 
-    async def _idle_connection(self, origin: tuple[bytes, bytes, int]) -> httpcore.AsyncHTTPConnection | None:
+    async def _connect(self, origin: Origin, timeout: float | None) -> Connection:
+        scheme, host, port = origin
+        if scheme not in (b"http", b"https"):
+            raise httpcore.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme.decode()}://'.")
+        stream = await self._backend.connect_tcp(host.decode("ascii"), port, timeout=timeout)
+        if scheme == b"https":
+            self._ssl_context.set_alpn_protocols(["http/1.1"])
+            stream = await stream.start_tls(self._ssl_context, server_hostname=host.decode("ascii"), timeout=timeout)
+        return Connection(stream, self._keepalive_expiry)
+
+    def _idle_connection(self, origin: Origin) -> Connection | None:
         """The idle connection of ``origin`` used last that can still take a request; the ones
         that expired or that the server closed meanwhile are closed on the way."""
         idle = self._idle.get(origin)
@@ -180,10 +183,10 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             connection = idle.pop()
             if connection.is_available() and not connection.has_expired():
                 return connection
-            await connection.aclose()
+            connection.close()
         return None
 
-    async def _release(self, origin: tuple[bytes, bytes, int], connection: httpcore.AsyncHTTPConnection) -> None:
+    async def _release(self, origin: Origin, connection: Connection) -> None:
         """A response's body was closed: its connection goes back to the pool when it can take
         another request, and is closed otherwise."""
         self._give_slot()
@@ -207,13 +210,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             self._slots.release()
 
 
-def _origin_key(request: httpcore.Request) -> tuple[bytes, bytes, int]:
-    origin = request.url.origin
-    return origin.scheme, origin.host, origin.port
-
-
 class ResponseBody(httpx.AsyncByteStream):
-    """A response body as httpcore streams it, its failures as httpx's; closing it hands its
+    """A response body as a connection streams it, its failures as httpx's; closing it hands its
     connection back (``release``, called once)."""
 
     def __init__(self, stream: AsyncIterable[bytes], release: Callable[[], Awaitable[None]] | None = None) -> None:
@@ -226,7 +224,7 @@ class ResponseBody(httpx.AsyncByteStream):
                 yield part
 
     async def aclose(self) -> None:
-        closing = getattr(self._stream, "aclose", None)      # httpcore's streams have it; a plain iterable need not
+        closing = getattr(self._stream, "aclose", None)      # an async generator has it; a plain iterable need not
         release, self._release = self._release, None
         try:
             if closing is not None:
@@ -236,6 +234,100 @@ class ResponseBody(httpx.AsyncByteStream):
             if release is not None:
                 with httpx_errors():
                     await release()
+
+
+class Connection:
+    """One HTTP/1.1 connection of the pool: h11 keeps the protocol's state and framing, an
+    ``AsyncioStream`` carries the bytes. A request and its answer's head take one pass
+    through the event loop, waiting for the answer (httpcore's connections took three more, for
+    their locks: docs/performance.md, "Issue 11, the loop's passes per request").
+
+    Reusable once the answer's body was read to its end and both sides are done; any failure
+    or cancellation on the way leaves it unusable, and the pool closes it."""
+
+    def __init__(self, stream: AsyncioStream, keepalive_expiry: float | None) -> None:
+        self._stream = stream
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_ANSWER_HEAD)
+        self._keepalive_expiry = keepalive_expiry
+        self._idle_since: float | None = None      # None while a request is on it
+        self._broken = False
+
+    async def send(self, request: httpx.Request, write_timeout: float | None, read_timeout: float | None
+                   ) -> h11.Response:
+        """Send ``request`` (its head, then its body) and return the answer's head."""
+        self._idle_since = None
+        self._broken = True        # until the answer's body has been read to its end
+        head = h11.Request(method=request.method, target=request.url.raw_path, headers=request.headers.raw)
+        try:
+            await self._stream.write(self._protocol(head), write_timeout)
+            async for chunk in request.stream:      # type: ignore[union-attr]
+                await self._stream.write(self._protocol(h11.Data(data=chunk)), write_timeout)
+            await self._stream.write(self._protocol(h11.EndOfMessage()), write_timeout)
+        except httpcore.WriteError:
+            pass        # the server may have answered before it stopped reading (a 413): read that answer
+        while True:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, h11.Response):
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise httpcore.RemoteProtocolError(f"unexpected {type(event).__name__} before the answer's head")
+
+    async def body(self, read_timeout: float | None) -> AsyncIterator[bytes]:
+        """The answer's body, part by part; at its end the connection can take the next request."""
+        while True:
+            event = await self._next_event(read_timeout)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            else:
+                raise httpcore.RemoteProtocolError(f"unexpected {type(event).__name__} in the answer's body")
+        if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
+            self._h11.start_next_cycle()
+            self._broken = False
+            self._idle_since = time.monotonic()
+
+    @property
+    def stream(self) -> AsyncioStream:
+        return self._stream
+
+    def is_available(self) -> bool:
+        return not self._broken and self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+
+    def has_expired(self) -> bool:
+        """Idle past the keep-alive expiry, or closed, reset or written to by the server since."""
+        if self._idle_since is not None and self._keepalive_expiry is not None:
+            if time.monotonic() - self._idle_since > self._keepalive_expiry:
+                return True
+        return self._stream.get_extra_info("is_readable")
+
+    def close(self) -> None:
+        self._broken = True
+        self._stream.close()
+
+    async def aclose(self) -> None:
+        self.close()
+
+    def _protocol(self, event: h11.Event) -> bytes:
+        try:
+            return self._h11.send(event) or b""
+        except h11.LocalProtocolError as exc:
+            raise httpcore.LocalProtocolError(str(exc)) from exc
+
+    async def _next_event(self, timeout: float | None) -> h11.Event:
+        while True:
+            try:
+                event = self._h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise httpcore.RemoteProtocolError(str(exc)) from exc
+            if event is not h11.NEED_DATA:
+                if event is h11.PAUSED:     # a client never pipelines: nothing may follow a whole answer
+                    raise httpcore.RemoteProtocolError("data after the end of the answer")
+                return event
+            data = await self._stream.read(READ_SIZE, timeout)
+            if data == b"" and self._h11.their_state is h11.SEND_RESPONSE:
+                raise httpcore.RemoteProtocolError("Server disconnected without sending a response.")
+            self._h11.receive_data(data)
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
@@ -288,6 +380,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(exc) or exc.__class__.__name__) from exc
 
     async def aclose(self) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._writer.close()
 
     async def start_tls(
