@@ -231,6 +231,28 @@ def log_span_s(log: list[Request]) -> float:
     return max(r.ended for r in log) - min(r.started for r in log) if log else 0.0
 
 
+def cpu_ticks() -> list[int] | None:
+    """The machine's CPU time so far, per state, in clock ticks (Linux /proc/stat; None elsewhere)."""
+    try:
+        return [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+STARTED_TICKS = cpu_ticks()     # when the benchmark script started
+
+
+def steal_share() -> float | None:
+    """The share of the machine's CPU time since the script started that the hypervisor gave to
+    other guests ("steal", the 8th field of /proc/stat): above a few percent, the figures of
+    this run do not compare with those of a quiet one."""
+    now = cpu_ticks()
+    if STARTED_TICKS is None or now is None or len(now) < 8:
+        return None
+    spent = [after - before for before, after in zip(STARTED_TICKS, now)]
+    return round(spent[7] / sum(spent), 3) if sum(spent) else 0.0
+
+
 def machine() -> dict:
     model = ""
     try:
@@ -243,7 +265,7 @@ def machine() -> dict:
     memory_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return {"cpus": len(os.sched_getaffinity(0)), "cpu_model": model or platform.processor(),
             "ram_gib": round(memory_gib, 1), "python": platform.python_version(),
-            "load_average_1m": round(os.getloadavg()[0], 2)}
+            "load_average_1m": round(os.getloadavg()[0], 2), "cpu_steal_share": steal_share()}
 
 
 def rounded(value: float, digits: int = 3) -> float:
