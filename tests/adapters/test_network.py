@@ -255,6 +255,16 @@ async def test_a_body_cut_short_is_an_error_and_an_unread_one_leaves_its_connect
     assert len(connects) == 3                                       # the second request could not reuse it
 
 
+async def test_plain_http_builds_no_tls_context(monkeypatch):
+    """Loading the trusted certificates takes ~50 ms: only an https connection needs them."""
+    built: list[object] = []
+    real = httpx.create_ssl_context
+    monkeypatch.setattr(httpx, "create_ssl_context", lambda *a, **k: built.append(a) or real(*a, **k))
+    async with server(answering()) as port, client() as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/")).status_code == 200
+    assert built == []
+
+
 async def test_failures_map_to_the_httpx_types_the_retry_rules_read():
     async def silent(reader, writer):
         await asyncio.sleep(5)

@@ -122,7 +122,7 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
     """
 
     def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
-        self._ssl_context = ssl_context or httpx.create_ssl_context(trust_env=True)
+        self._ssl_context = ssl_context     # built at the first https connection (the CA bundle takes ~50 ms)
         self._keepalive_expiry = limits.keepalive_expiry
         self._max_idle = limits.max_keepalive_connections
         self._slots = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
@@ -171,6 +171,8 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             raise httpcore.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme.decode()}://'.")
         stream = await self._backend.connect_tcp(host.decode("ascii"), port, timeout=timeout)
         if scheme == b"https":
+            if self._ssl_context is None:
+                self._ssl_context = httpx.create_ssl_context(trust_env=True)
             self._ssl_context.set_alpn_protocols(["http/1.1"])
             stream = await stream.start_tls(self._ssl_context, server_hostname=host.decode("ascii"), timeout=timeout)
         return Connection(stream, self._keepalive_expiry)
