@@ -402,10 +402,14 @@ class PostgresLocker:
         holder = {**holder_info(command), "lock": LOCK}
         deadline = time.monotonic() + timeout
         conn = self.database.connect()
+        quick_retries = 3
         try:
             with self.database.errors("cannot take the state lock"):
                 while not conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0]:
                     if time.monotonic() >= deadline:
+                        if quick_retries and self.holder() is None:
+                            quick_retries -= 1      # released since the attempt: try again at once
+                            continue
                         raise StateLockedError(self._held_message(timeout))
                     time.sleep(POLL_SECONDS)
                 holder["backend_pid"] = conn.info.backend_pid
