@@ -294,7 +294,7 @@ class Connection:
         return self._stream
 
     def is_available(self) -> bool:
-        return not self._broken and self._h11.our_state is h11.IDLE and self._h11.their_state is h11.IDLE
+        return not self._broken       # cleared only when both sides finished and h11 began a new cycle
 
     def has_expired(self) -> bool:
         """Idle past the keep-alive expiry, or closed, reset or written to by the server since."""
@@ -350,9 +350,6 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         for option in socket_options or ():
             sock.setsockopt(*option)
         return AsyncioStream(reader, writer)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
