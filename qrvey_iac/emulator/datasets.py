@@ -76,11 +76,12 @@ def get_dataset(call: Call) -> dict:
 
 
 def list_datasets(call: Call) -> dict:
-    """POST /qollect/dataset/all: the path app's datasets, views included, in creation order."""
+    """POST /qollect/dataset/all: the path app's datasets, views included, in creation order.
+    The views on the page follow their sources (the others are followed when they are read:
+    following every view of the app for each page made a 1,500-dataset listing quadratic)."""
     mine = [dataset for dataset in call.world.ordered_datasets() if call.owns(dataset, "appId", "userId")]
-    for dataset in mine:
-        views.follow_source(call, dataset)
-    return list_page(call.body, mine, call.world.dataset_order, shape=call.config.list_shape)
+    return list_page(call.body, mine, call.world.dataset_order, shape=call.config.list_shape,
+                     read=lambda dataset: views.follow_source(call, dataset))
 
 
 def update_dataset(call: Call) -> dict:

@@ -17,6 +17,7 @@ notice (``total``, ``count``: the number is larger than what came back; ``unpage
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,8 +36,9 @@ class ListQuery:
 
 
 def list_page(body: Any, items: list[dict], order: dict[str, int], key: str = "datasetId",
-              shape: str = "cursor") -> dict:
-    """One page of ``items`` (already in order), in the envelope ``shape`` names (see above)."""
+              shape: str = "cursor", read: Callable[[dict], object] | None = None) -> dict:
+    """One page of ``items`` (already in order), in the envelope ``shape`` names (see above).
+    ``read`` is called on each item of the page before it is answered (a view follows its source)."""
     query = parse_list_query(body, key)
     selected = [item for item in items if _matches(item, query.needles)]
     if query.start_after is not None:
@@ -46,6 +48,8 @@ def list_page(body: Any, items: list[dict], order: dict[str, int], key: str = "d
         selected = [item for item in selected if order.get(item[key], float("inf")) > position]
     page = selected[: query.limit]
     more = len(selected) > query.limit
+    for item in page if read is not None else ():
+        read(item)
     if shape == "items-token":
         result: dict[str, Any] = {"count": len(page), "items": page}
         if more:

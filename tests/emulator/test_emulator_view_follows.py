@@ -5,7 +5,7 @@ the world, show in the view; what the view set itself stays."""
 from __future__ import annotations
 
 import pytest
-from emulator_helpers import EMEA, SALES, dataset_body, ok, shared_dataset_with_view
+from emulator_helpers import EMEA, SALES, create_dataset, create_view, dataset_body, ok, share, shared_dataset_with_view
 
 pytestmark = pytest.mark.anyio
 
@@ -80,3 +80,22 @@ async def test_reading_a_view_that_follows_already_changes_nothing(client, emula
 async def test_a_dataset_that_is_not_a_view_is_left_alone(client):
     created = ok(await client.post(f"{SALES}/qollect/dataset", json=dataset_body()))
     assert (await get(client, SALES, created["datasetId"]))["columns"] == created["columns"]
+
+
+async def test_a_listing_page_follows_the_views_it_answers_with_and_no_others(client, emulator):
+    """Each page's views follow their sources; the views of later pages are followed when their
+    page is read (following the whole app for every page made a long listing quadratic)."""
+    source = await create_dataset(client)
+    await share(client, source["datasetId"])
+    views = [await create_view(client, source, name=f"view {index}") for index in range(5)]
+    stored = emulator.world.datasets[source["datasetId"]]
+    stored["columns"] = [c for c in stored["columns"] if c["columnName"] != "Total"]
+
+    first = ok(await client.post(f"{EMEA}/qollect/dataset/all", json={"limit": 2}))
+    assert [set(by_source_name(item)) for item in first["Items"]] == [{"Region"}, {"Region"}]
+    unread = [emulator.world.datasets[view["datasetId"]] for view in views[2:]]
+    assert all("Total" in by_source_name(view) for view in unread)      # not on the page: untouched
+
+    rest = ok(await client.post(f"{EMEA}/qollect/dataset/all",
+                                json={"limit": 10, "ExclusiveStartKey": first["LastEvaluatedKey"]}))
+    assert [set(by_source_name(item)) for item in rest["Items"]] == [{"Region"}] * 3
