@@ -5,6 +5,8 @@ larger than what came back. Each envelope is answered by the emulator itself
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from client_fakes import APP, Script, ok
 
@@ -91,3 +93,28 @@ async def test_get_app_reads_the_app_and_a_missing_one_is_none_asked_once(make_c
     async with QrveyClient("http://emulator", "local", transport=EmulatorTransport(open_world)) as client:
         got = await client.get_app(APP)
     assert (got["userid"], got["appid"]) == (APP.user_id, APP.app_id)
+
+
+async def test_a_listings_pages_go_out_before_single_reads_waiting_for_a_slot():
+    """A listing is a chain of pages: queued behind a refresh's reads, each page would wait for
+    all of them (the listing became a tail of round trips at the end). With one slot, each page
+    takes the slot freed after the page before it, at most one read between two pages."""
+    app = create_app(EmulatorConfig())
+    sent: list[str] = []
+
+    class Recording(EmulatorTransport):
+        async def handle_async_request(self, request):
+            sent.append("page" if request.url.path.endswith("/all") else "read")
+            return await super().handle_async_request(request)
+
+    async with QrveyClient("http://emulator", "local", transport=Recording(app), parallelism=1) as client:
+        for index in range(7):
+            await client.create_dataset(APP, {**BODY, "datasetId": f"ds-{index}", "name": f"ds-{index}"})
+        sent.clear()
+        reads = [asyncio.ensure_future(client.get_dataset(APP, f"ds-{index % 7}")) for index in range(12)]
+        names = await client.list_datasets(APP, page_size=3)       # 3 pages: 3, 3 and 1 item
+        await asyncio.gather(*reads)
+    assert [d["name"] for d in names] == [f"ds-{i}" for i in range(7)]
+    pages = [index for index, what in enumerate(sent) if what == "page"]
+    assert len(pages) == 3 and len(sent) == 15
+    assert pages[-1] <= 5, sent          # FIFO slots: the pages at 12, 13 and 14

@@ -177,10 +177,10 @@ class QrveyClient:
         return (await self._request_object(route, app, body, gone_result, ids))[1]
 
     async def _request_object(self, route: str, app: AppRef, body: Any, gone_result: Any,
-                              ids: dict[str, str]) -> tuple[PreparedRequest, dict]:
+                              ids: dict[str, str], ahead: bool = False) -> tuple[PreparedRequest, dict]:
         request = self._prepare(route, app, ids, body)
         result = await self._sender.send(request, route not in NON_IDEMPOTENT_ROUTES, gone_result,
-                                         need_object=True)
+                                         need_object=True, ahead=ahead)
         return request, result
 
     async def _identified(self, route: str, app: AppRef, expected: str | None, body: Any = None,
@@ -211,7 +211,7 @@ class QrveyClient:
         ``Total`` (or a ``Count`` larger than the items it holds) says more exist than were read,
         or a full page with neither a cursor nor a number, is an UnusableAnswerError naming what
         is missing. A cursor that repeats, or more than ``max_list_pages`` pages, is a listing
-        that never ends."""
+        that never ends. Its pages take the sender's free slots before single calls (slots.py)."""
         items: list[dict] = []
         cursor: dict[str, Any] = {}
         seen: set[str] = set()
@@ -220,7 +220,7 @@ class QrveyClient:
             if filters:
                 body["filters"] = filters
             body.update(cursor)
-            page = await self._object(route, app, body=body)
+            _, page = await self._request_object(route, app, body, RAISE_ON_404, {}, ahead=True)
             batch = self._page_items(route, app, page)
             items.extend(batch)
             named, cursor = _next_cursor(page)

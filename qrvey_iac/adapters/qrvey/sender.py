@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from qrvey_iac.adapters.qrvey.network import Exchange
+from qrvey_iac.adapters.qrvey.slots import Slots
 from qrvey_iac.adapters.qrvey.responses import Redactor, decode_success, error_from_response
 from qrvey_iac.adapters.qrvey.retry import (
     RETRYABLE_STATUSES,
@@ -107,20 +108,22 @@ class Sender:
         self._retry = retry
         self._sleep = sleep
         self._rng = rng
-        self._slots = asyncio.Semaphore(parallelism)
+        self._slots = Slots(parallelism)
         self._bucket = TokenBucket(rate_limit, sleep) if rate_limit is not None else None
 
     async def send(self, request: PreparedRequest, idempotent: bool, gone_result: Any = RAISE_ON_404, *,
-                   need_object: bool = False) -> Any:
+                   need_object: bool = False, ahead: bool = False) -> Any:
         """The decoded JSON of the first successful attempt, or the typed error.
 
         ``gone_result`` is returned for a 404 that follows an attempt the
         server may have acted on: a delete whose first answer was lost.
         ``need_object``: a success must answer a JSON object (see ``decode_success``).
+        ``ahead``: each attempt takes a freed slot before waiting calls without it (a listing's
+        pages: see slots.py).
         """
         retried: list[str] = []      # the reason of each retry, for the summary line
         try:
-            answer = await self._send(request, idempotent, gone_result, need_object, retried)
+            answer = await self._send(request, idempotent, gone_result, need_object, ahead, retried)
         except QrveyIacError as exc:
             if retried:
                 self._summarise(request, retried, f"failed ({exc.__class__.__name__})")
@@ -130,13 +133,14 @@ class Sender:
         return answer
 
     async def _send(
-        self, request: PreparedRequest, idempotent: bool, gone_result: Any, need_object: bool, retried: list[str]
+        self, request: PreparedRequest, idempotent: bool, gone_result: Any, need_object: bool, ahead: bool,
+        retried: list[str],
     ) -> Any:
         attempts = self._retry.attempts
         ambiguous = False
         for attempt in range(1, attempts + 1):
             try:
-                response = await self._attempt(request, attempt)
+                response = await self._attempt(request, attempt, ahead)
             except httpx.TransportError as exc:
                 retry = self._on_transport_error(request, exc, idempotent)
             else:
@@ -155,8 +159,8 @@ class Sender:
             await self._wait(request, attempt, retry)
         raise AssertionError("unreachable: the loop returns or raises")
 
-    async def _attempt(self, request: PreparedRequest, attempt: int) -> httpx.Response:
-        async with self._slots:
+    async def _attempt(self, request: PreparedRequest, attempt: int, ahead: bool = False) -> httpx.Response:
+        async with self._slots.taken(ahead):
             if self._bucket is not None:
                 await self._bucket.acquire()
             started = time.perf_counter()
