@@ -118,3 +118,24 @@ async def test_a_listings_pages_go_out_before_single_reads_waiting_for_a_slot():
     pages = [index for index, what in enumerate(sent) if what == "page"]
     assert len(pages) == 3 and len(sent) == 15
     assert pages[-1] <= 5, sent          # FIFO slots: the pages at 12, 13 and 14
+
+
+async def test_an_app_check_goes_before_single_reads_waiting_for_a_slot():
+    """Planning waits on the check that each app exists: with one slot and 12 reads queued, the
+    check goes out with the next freed slot, so a missing app is said before the last read."""
+    app = create_app(EmulatorConfig())
+    sent: list[str] = []
+
+    class Recording(EmulatorTransport):
+        async def handle_async_request(self, request):
+            sent.append("read" if "/qollect/" in request.url.path else "app")
+            return await super().handle_async_request(request)
+
+    async with QrveyClient("http://emulator", "local", transport=Recording(app), parallelism=1) as client:
+        await client.create_dataset(APP, {**BODY, "datasetId": "ds-0", "name": "ds-0"})
+        sent.clear()
+        reads = [asyncio.ensure_future(client.get_dataset(APP, "ds-0")) for _ in range(12)]
+        await asyncio.sleep(0)             # the reads are queued first
+        await client.get_app(APP)
+        await asyncio.gather(*reads)
+    assert sent.index("app") <= 1, sent

@@ -307,8 +307,10 @@ class QrveyClient:
             slept += pause
 
     async def get_app(self, app: AppRef) -> dict:
-        """GET /user/{u}/app/{a} (qrvey-api.md §1.4): the app, NotFoundError when it does not exist."""
-        return await self._object("app.get", app)
+        """GET /user/{u}/app/{a} (qrvey-api.md §1.4): the app, NotFoundError when it does not exist.
+        It goes before single calls waiting for a slot: planning waits on it (a missing app is
+        said before a refresh's last read, not after it)."""
+        return (await self._request_object("app.get", app, None, RAISE_ON_404, {}, ahead=True))[1]
 
     async def set_shared(self, app: AppRef, dataset_id: str, shared: bool) -> dict:
         return await self._object("dataset.publish", app, body={"isPublic": shared}, datasetId=dataset_id)
