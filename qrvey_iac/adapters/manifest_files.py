@@ -29,8 +29,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qrvey_iac.adapters.validation import problems_from, salvage
 from qrvey_iac.adapters.yaml_source import (
-    YamlDocument, format_path, not_regular, parse_steps, read_text, run_steps, shown_path, unreadable,
+    YamlDocument, format_path, not_regular, run_steps, shown_path, unreadable,
 )
+from qrvey_iac.adapters.yaml_worker import FileReader
 from qrvey_iac.core.errors import ManifestError, Problem, did_you_mean, did_you_mean_address
 from qrvey_iac.core.graph import find_cycle
 from qrvey_iac.core.keys import AppRef
@@ -124,12 +125,18 @@ async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
     cannot be read fails the load then, before the refresh's first call goes out.
     """
     steps = load_steps(*args, **kwargs)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
-        await asyncio.sleep(0)
+    try:
+        while True:
+            try:
+                waited = next(steps)
+            except StopIteration as done:
+                return done.value
+            if waited is None:
+                await asyncio.sleep(0)
+            else:                      # a file the YAML worker is still parsing (yaml_worker.py)
+                await asyncio.wait([asyncio.wrap_future(waited)])
+    finally:
+        steps.close()                  # stops the worker of a load left early (cancelled)
 
 
 def load_steps(
@@ -167,26 +174,26 @@ def load_steps(
     used: set[str] = set()            # every ${var.NAME} of every file, in any document
     every_file_read = not refused
     digest = hashlib.sha256()
-    for path in files:
-        shown = _shown(path, shown_base)
-        text, read_problems = read_text(path, shown)
-        problems.extend(read_problems)
-        if text is None:
-            every_file_read = False
-            continue
-        if given:
-            used.update(name for name, _ in REFERENCE.findall(text) if name)
-        digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
-        documents, parse_problems = yield from _steps(parse_steps(text, shown), pause)
-        problems.extend(parse_problems)
-        for document in documents:
-            parsed = _validate_document(document, variables, environ, secrets, problems)
-            if isinstance(parsed, INSTRUCTIONS):
-                instructions.append((parsed, document))
-            elif parsed is not None:
-                located.append((parsed, _slimmed(document)))
-            if pause:
-                yield
+    with FileReader([(path, _shown(path, shown_base)) for path in files]) as reader:
+        for index, path in enumerate(files):
+            shown = _shown(path, shown_base)
+            text, read_problems, (documents, parse_problems) = yield from _steps(reader.steps(index), pause)
+            problems.extend(read_problems)
+            if text is None:
+                every_file_read = False
+                continue
+            if given:
+                used.update(name for name, _ in REFERENCE.findall(text) if name)
+            digest.update(shown.encode() + b"\0" + text.encode() + b"\0")
+            problems.extend(parse_problems)
+            for document in documents:
+                parsed = _validate_document(document, variables, environ, secrets, problems)
+                if isinstance(parsed, INSTRUCTIONS):
+                    instructions.append((parsed, document))
+                elif parsed is not None:
+                    located.append((parsed, _slimmed(document)))
+                if pause:
+                    yield
     if every_file_read:
         problems.extend(_unknown_given(given or {}, used, declared))
     located = _with_overrides(located, overrides or {}, overrides_origin, problems)

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import stat
+from concurrent import futures
 from dataclasses import dataclass, field
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -220,13 +221,16 @@ def parse_steps(text: str, shown: str) -> Steps:
     return (yield from _parse_steps(text, shown, yaml.SafeLoader))
 
 
-def run_steps(steps: Generator[None, None, T]) -> T:
-    """Run a generator of pauses to its end, without pausing; its return value."""
+def run_steps(steps: Generator[Any, None, T]) -> T:
+    """Run a generator of pauses to its end, without pausing; its return value. A pause that
+    yields a Future (a file the YAML worker is parsing: yaml_worker.py) waits for it."""
     while True:
         try:
-            next(steps)
+            waited = next(steps)
         except StopIteration as done:
             return done.value
+        if waited is not None:
+            futures.wait([waited])
 
 
 def _parse(
