@@ -134,9 +134,18 @@ async def load_manifest_async(*args: Any, **kwargs: Any) -> Manifest:
             if waited is None:
                 await asyncio.sleep(0)
             else:                      # a file the YAML worker is still parsing (yaml_worker.py)
-                await asyncio.wait([asyncio.wrap_future(waited)])
+                answer = asyncio.wrap_future(waited)
+                answer.add_done_callback(_looked_at)
+                await asyncio.wait([answer])
     finally:
         steps.close()                  # stops the worker of a load left early (cancelled)
+
+
+def _looked_at(answer: asyncio.Future) -> None:
+    """A worker's failure is read where the file is taken (yaml_worker.FileReader.steps); this
+    copy of it, on the event loop's side, is only waited for, or left when the load stopped."""
+    if not answer.cancelled():
+        answer.exception()
 
 
 def load_steps(

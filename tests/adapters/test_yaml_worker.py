@@ -173,18 +173,23 @@ def test_a_child_killed_half_way_leaves_the_rest_here(tmp_path, worker_always, s
     assert [first, *rest] == here
 
 
-@pytest.mark.anyio
-async def test_a_load_cancelled_while_the_child_parses_stops_the_child(tmp_path, worker_always, started):
+def test_a_load_cancelled_while_the_child_parses_stops_the_child(tmp_path, worker_always, started):
+    """(What the command then says: tests/chaos/test_signals.py, a signal while the worker parses.)"""
     (tmp_path / "big.yaml").write_text("---\n".join(f"a{i}: [{', '.join(str(n) for n in range(3000))}]\n"
                                                     for i in range(60)))
-    load = asyncio.ensure_future(load_manifest_async(tmp_path, ENV.apps, ENV.variables, {}))
-    while not started:
-        await asyncio.sleep(0.001)
-    await asyncio.sleep(0.05)
-    load.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await load
-    assert started[0].process.returncode is not None           # killed and reaped, not left running
+
+    async def cancelled_load() -> None:
+        load = asyncio.ensure_future(load_manifest_async(tmp_path, ENV.apps, ENV.variables, {}))
+        while not started:
+            await asyncio.sleep(0.001)
+        await asyncio.sleep(0.05)
+        assert not started[0].answers[0].done()
+        load.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await load
+
+    asyncio.run(cancelled_load())
+    assert started[0].process.returncode is not None       # killed and reaped, not left running
 
 
 def test_the_command_holds_no_more_than_a_few_answers_it_has_not_taken(tmp_path, worker_always, monkeypatch,

@@ -9,11 +9,15 @@ lock and exit 128 + the signal's number with the usual report.
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from chaos_harness import Emulator, Project, check_invariants, wait_for
 
+from qrvey_iac.adapters import yaml_worker
 from qrvey_iac.adapters.state.local import LocalStateStore
 
 HELD = "POST /qollect/dataset: latency=1500ms"
@@ -110,3 +114,39 @@ def test_a_signal_at_the_confirmation_question_cancels_the_apply(example_dir):
     assert "Error: apply cancelled: nothing was changed" in stderr
     assert not (example_dir / "state" / "local.json.lock").exists()
     assert not (example_dir / "state" / "local.json").exists()
+
+
+def _large_project(root: Path, datasets: int = 700) -> None:
+    """An embedded-emulator project whose manifests pass yaml_worker.WORKER_FROM_BYTES."""
+    (root / "manifests").mkdir(parents=True)
+    (root / "qrvey-iac.yaml").write_text(
+        "manifests: manifests\ndefaultEnvironment: dev\nenvironments:\n  dev:\n    endpoint: local\n"
+        "    apps:\n      sales: {userId: u-1, appId: a-1}\n    state: {path: state/dev.json}\n")
+    columns = "\n".join(f"    - {{columnName: Column{k:02d}, columnType: STRING}}" for k in range(30))
+    documents = [f"apiVersion: qrvey-iac/v1\nkind: Dataset\nmetadata: {{name: ds-{i:04d}}}\nspec:\n  app: sales\n"
+                 f"  name: Dataset {i}\n  datasources:\n    - {{name: Main, connectionId: conn-1, "
+                 f"connectorType: MSSQL_LIVE, tableName: table_{i}}}\n  columns:\n{columns}\n"
+                 for i in range(datasets)]
+    for start in range(0, datasets, 100):
+        (root / "manifests" / f"part-{start:04d}.yaml").write_text("---\n".join(documents[start:start + 100]))
+    assert sum(p.stat().st_size for p in (root / "manifests").iterdir()) >= yaml_worker.WORKER_FROM_BYTES
+
+
+def _children(pid: int, matching: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", matching], capture_output=True, text=True).stdout
+    return [int(child) for child in found.split()]
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_while_the_yaml_worker_parses_stops_it_and_the_command_says_only_why(tmp_path, signum, code):
+    _large_project(tmp_path)
+    process = subprocess.Popen([sys.executable, "-m", "qrvey_iac", "plan"], cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    worker = wait_for(lambda: _children(process.pid, "qrvey_iac.adapters.yaml_worker"))[0]
+    time.sleep(0.05)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code, stderr
+    assert f"Error: interrupted by {signal.Signals(signum).name} while only reading" in stderr
+    assert "Traceback" not in stderr and "never retrieved" not in stderr, stderr
+    assert not Path(f"/proc/{worker}").exists()        # killed and reaped
