@@ -224,13 +224,16 @@ def parse_steps(text: str, shown: str) -> Steps:
 def run_steps(steps: Generator[Any, None, T]) -> T:
     """Run a generator of pauses to its end, without pausing; its return value. A pause that
     yields a Future (a file the YAML worker is parsing: yaml_worker.py) waits for it."""
-    while True:
-        try:
-            waited = next(steps)
-        except StopIteration as done:
-            return done.value
-        if waited is not None:
-            futures.wait([waited])
+    try:
+        while True:
+            try:
+                waited = next(steps)
+            except StopIteration as done:
+                return done.value
+            if waited is not None:
+                futures.wait([waited])
+    finally:
+        steps.close()      # at once, also when it failed (a Ctrl-C stops the YAML worker now)
 
 
 def _parse(

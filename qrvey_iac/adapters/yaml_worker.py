@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import marshal
+import os
 import signal
 import subprocess
 import sys
@@ -42,11 +43,13 @@ from qrvey_iac.core.errors import Problem
 logger = logging.getLogger("qrvey_iac.manifests")
 
 WORKER_FROM_BYTES = 1024 * 1024     # below this, starting a Python (~0.1 s of CPU) costs more than it saves
-PROTOCOL = b"qrvey-iac-yaml-worker 1\n"
+PROTOCOL = b"qrvey-iac-yaml-worker 2\n"
+GREETING = b"qrvey-iac-yaml-worker 2: ready\n"    # what the child answers first (never an echo of PROTOCOL)
 _LENGTH_BYTES = 8
 _MAX_RECORD_BYTES = 64 * MAX_FILE_BYTES   # a file is at most MAX_FILE_BYTES; its record, text and values
 READ_AHEAD = 4          # records the command holds before it takes them (each holds a file's text and values)
-_EXIT_WAIT_S = 2.0      # for a child that has sent its last answer to exit by itself
+_EXIT_WAIT_S = 2.0
+_ANSWER_DEADLINE_S = 10.0       # for the child's greeting: a Python that starts and reads its jobs      # for a child that has sent its last answer to exit by itself
 _LOADERS = {loader.__name__: loader for loader in (FAST_LOADER, yaml.SafeLoader) if loader is not None}
 
 # one file: its text (None when it could not be read), the problems reading it, what parsing gave
@@ -86,7 +89,7 @@ class FileReader:
                 record = answer.result()
                 self._worker.taken()
                 text, read_problems, parsed = _decoded(record, shown)
-            except (WorkerGone, ValueError, EOFError, TypeError) as gone:     # (an unreadable record)
+            except Exception as gone:       # WorkerGone, or a record that does not decode: read it here
                 logger.debug("the YAML worker did not read %s (%s): reading it here", shown, gone)
             else:
                 if parsed is not None:
@@ -134,25 +137,36 @@ class _Worker:
 
     @classmethod
     def start(cls, files: list[tuple[Path, str]]) -> _Worker:
-        command = [sys.executable, "-P", "-m", __name__]
         try:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            process = subprocess.Popen(_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        stderr=subprocess.DEVNULL)
-        except OSError as error:
+        except (OSError, ValueError, TypeError) as error:    # (sys.executable may be None or odd)
             worker = cls(None, len(files))
             worker._fail(0, f"it could not be started: {error}")
             return worker
         worker = cls(process, len(files))
-        jobs = marshal.dumps([(str(path), shown) for path, shown in files])
-        threading.Thread(target=worker._exchange, args=(jobs, files), name="qrvey-yaml-worker", daemon=True).start()
+        jobs = marshal.dumps((str(Path(__file__).resolve()), [(str(path), shown) for path, shown in files]))
+        try:
+            threading.Thread(target=worker._exchange, args=(jobs, files), name="qrvey-yaml-worker",
+                             daemon=True).start()
+        except RuntimeError as error:        # no thread to be had: the work stays here
+            worker._give_up(0, f"its reader could not be started: {error}")
         return worker
 
     def _exchange(self, jobs: bytes, files: list[tuple[Path, str]]) -> None:
         process = self.process
         answered = 0
+        # a child that never answers (a wrapper, not Python, stuck at start) is killed: its
+        # files are then read here, rather than the command waiting for ever
+        deadline = threading.Timer(_ANSWER_DEADLINE_S, process.kill)
+        deadline.daemon = True
+        deadline.start()
         try:
             process.stdin.write(PROTOCOL + len(jobs).to_bytes(_LENGTH_BYTES, "big") + jobs)
             process.stdin.close()
+            if _read_exactly(process.stdout, len(GREETING)) != GREETING:
+                raise ValueError("it answered something else than the worker's greeting")
+            deadline.cancel()
             for index in range(len(files)):
                 self._room.acquire()     # the child waits on its full pipe meanwhile
                 if self._stopping:
@@ -160,7 +174,15 @@ class _Worker:
                 self.answers[index].set_result(_read_record(process.stdout))   # decoded when taken
                 answered = index + 1
         except Exception as error:      # whatever it is, every file not answered is read here
-            self._fail(answered, _why(process, error))
+            self._give_up(answered, _why(process, error))
+        finally:
+            deadline.cancel()
+
+    def _give_up(self, first: int, why: str) -> None:
+        """No more answers from this child: it is stopped now, its files are read here."""
+        self._fail(first, why)
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
 
     def taken(self) -> None:
         """A record was taken: room for the next one."""
@@ -189,6 +211,16 @@ class _Worker:
                 stream.close()
             except OSError:
                 pass
+
+
+def _command() -> list[str]:
+    """This module run by this Python, with the command's own isolation (``-I``, ``-E``, ``-s``)
+    and never the current folder first on its path (``-P``)."""
+    if not sys.executable:
+        raise ValueError("this Python does not know its executable")
+    flags = [flag for flag, on in (("-I", sys.flags.isolated), ("-E", sys.flags.ignore_environment),
+                                   ("-s", sys.flags.no_user_site)) if on]
+    return [sys.executable, *flags, "-P", "-m", __name__]
 
 
 def _why(process: subprocess.Popen, error: Exception) -> str:
@@ -261,8 +293,12 @@ def main() -> None:
     source, out = sys.stdin.buffer, sys.stdout.buffer
     if source.read(len(PROTOCOL)) != PROTOCOL:
         sys.exit(2)
-    jobs = marshal.loads(_read_record(source))
+    expected, jobs = marshal.loads(_read_record(source))
+    if not os.path.samefile(expected, __file__):
+        sys.exit(3)                  # another qrvey_iac than the command's: it reads the files itself
     try:
+        out.write(GREETING)
+        out.flush()
         for path, shown in jobs:
             record = _encoded(run_steps(read_and_parse(Path(path), shown)))
             out.write(len(record).to_bytes(_LENGTH_BYTES, "big") + record)

@@ -8,6 +8,8 @@ import asyncio
 import datetime
 import logging
 import os
+import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import Future
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 from test_yaml_one_pass import SNIPPETS
 
-from qrvey_iac.adapters import yaml_worker
+from qrvey_iac.adapters import yaml_source, yaml_worker
 from qrvey_iac.adapters.config import load_environment
 from qrvey_iac.adapters.manifest_files import load_manifest, load_manifest_async
 from qrvey_iac.adapters.yaml_source import run_steps
@@ -203,3 +205,83 @@ def test_the_command_holds_no_more_than_a_few_answers_it_has_not_taken(tmp_path,
         assert sum(answer.done() for answer in started[0].answers) == 3     # file 0, then room for 2
         rest = [comparable(run_steps(reader.steps(index))) for index in range(1, len(listed))]
     assert len(rest) == len(listed) - 1
+
+
+def _child(tmp_path: Path, script: str) -> str:
+    path = tmp_path / "child"
+    path.write_text(script)
+    os.chmod(path, 0o755)
+    return str(path)
+
+
+def test_a_child_that_starts_and_never_answers_is_killed_and_the_files_read_here(tmp_path, worker_always,
+                                                                                monkeypatch, started):
+    monkeypatch.setattr(yaml_worker, "_ANSWER_DEADLINE_S", 0.5)
+    monkeypatch.setattr(sys, "executable", _child(tmp_path, "#!/bin/sh\nexec sleep 60\n"))
+    (tmp_path / "in").mkdir()
+    listed = files(tmp_path / "in")
+    with yaml_worker.FileReader(listed) as reader:
+        read = [comparable(run_steps(reader.steps(index))) for index in range(len(listed))]
+    assert read == [comparable(run_steps(yaml_worker.read_and_parse(path, shown))) for path, shown in listed]
+    assert started[0].process.returncode == -signal.SIGKILL
+
+
+def test_a_child_that_answers_garbage_is_stopped_at_once(tmp_path, worker_always, monkeypatch, started):
+    monkeypatch.setattr(sys, "executable", _child(tmp_path, "#!/bin/sh\necho a banner, not a greeting\n"
+                                                            "exec sleep 60\n"))
+    (tmp_path / "in").mkdir()
+    with yaml_worker.FileReader(files(tmp_path / "in")) as reader:
+        with pytest.raises(yaml_worker.WorkerGone):
+            started[0].answers[0].result(timeout=30)
+        assert started[0].process.wait(timeout=5) == -signal.SIGKILL    # not left parsing till close
+        run_steps(reader.steps(0))
+
+
+@pytest.mark.parametrize("executable", [None, ""])
+def test_a_python_that_does_not_know_its_executable_reads_the_files_here(tmp_path, worker_always, monkeypatch,
+                                                                       executable):
+    monkeypatch.setattr(sys, "executable", executable)
+    listed = files(tmp_path)
+    with yaml_worker.FileReader(listed) as reader:
+        assert comparable(run_steps(reader.steps(0))) == comparable(run_steps(yaml_worker.read_and_parse(*listed[0])))
+
+
+def test_a_child_running_another_copy_of_the_code_refuses_and_the_files_are_read_here(
+    tmp_path, worker_always, monkeypatch, started, caplog
+):
+    other = tmp_path / "other_yaml_worker.py"
+    other.write_text("")
+    monkeypatch.setattr(yaml_worker, "__file__", str(other))     # what the command says it runs
+    listed = files(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="qrvey_iac.manifests"):
+        with yaml_worker.FileReader(listed) as reader:
+            run_steps(reader.steps(0))
+    assert started[0].process.returncode == 3
+    assert "exited with code 3" in caplog.text
+
+
+def test_the_child_keeps_the_commands_isolation():
+    shown = subprocess.run([sys.executable, "-I", "-c", "from qrvey_iac.adapters.yaml_worker import _command;"
+                            "print(_command()[1:])"], capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "['-I', '-E', '-s', '-P', '-m', 'qrvey_iac.adapters.yaml_worker']"
+
+
+def test_a_synchronous_load_interrupted_while_it_waits_stops_its_steps_at_once(monkeypatch):
+    """(validate, state show: Ctrl-C while the worker parses must stop it then, not when the
+    traceback is collected.)"""
+    closed = []
+
+    def steps():
+        try:
+            yield Future()
+        finally:
+            closed.append(True)
+
+    def interrupted(waited):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(yaml_source.futures, "wait", interrupted)
+    with pytest.raises(KeyboardInterrupt) as interruption:
+        run_steps(steps())
+    assert closed == [True]            # while the traceback (and the frame holding the steps) lives
+    assert interruption.traceback
