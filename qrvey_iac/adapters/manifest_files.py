@@ -183,9 +183,9 @@ def load_steps(
     used: set[str] = set()            # every ${var.NAME} of every file, in any document
     every_file_read = not refused
     digest = hashlib.sha256()
-    with FileReader([(path, _shown(path, shown_base)) for path in files]) as reader:
-        for index, path in enumerate(files):
-            shown = _shown(path, shown_base)
+    listed = [(path, _shown(path, shown_base)) for path in files]
+    with FileReader(listed) as reader:
+        for index, (_, shown) in enumerate(listed):
             text, read_problems, (documents, parse_problems) = yield from _steps(reader.steps(index), pause)
             problems.extend(read_problems)
             if text is None:
