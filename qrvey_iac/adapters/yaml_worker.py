@@ -224,7 +224,10 @@ def _command() -> list[str]:
 
 
 def _why(process: subprocess.Popen, error: Exception) -> str:
-    code = process.poll()
+    try:       # a pipe that ended is a child exiting: its code says more, once it has gone
+        code = process.wait(timeout=_EXIT_WAIT_S) if isinstance(error, EOFError) else process.poll()
+    except subprocess.TimeoutExpired:
+        code = None
     if code is not None:
         return f"it exited with code {code}"
     return f"its answer could not be read: {type(error).__name__}: {error}"
