@@ -271,10 +271,12 @@ def _update_or_noop(
     base = {**base, "desired": desired}
     changes = diff_documents(*kind.compared_documents(kind.live_document(obj, desired), desired),
                              renamable=kind.rules.renamable)
-    manifest_moved = kind.applied_hash(desired, sealer) != current.applied_hash
-    if not changes and manifest_moved:
-        changes = _write_only_changes(kind, desired)
-    changes = _with_origins(changes, kind, desired, current, sealer, manifest_moved)
+    write_only = () if changes else _write_only_changes(kind, desired)
+    if changes or write_only:   # else the applied hash could change nothing: not taken
+        manifest_moved = kind.applied_hash(desired, sealer) != current.applied_hash
+        if not changes and manifest_moved:
+            changes = write_only
+        changes = _with_origins(changes, kind, desired, current, sealer, manifest_moved)
     if current.protect != resource.protect:
         changes = (*changes, FieldChange(path="protect", before=current.protect, after=resource.protect,
                                          state_only=True))

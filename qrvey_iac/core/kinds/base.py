@@ -404,15 +404,19 @@ class NamedProjection:
 
 def project_named(have: Mapping[str, dict], wanted: Mapping[str, dict | None], how: NamedProjection) -> dict[str, Any]:
     """``have`` (live, by name) projected onto the fields ``wanted`` names, entry by entry."""
-    names = set(wanted) | (set(have) if how.keep_unmanaged else set())
+    names = set(have) if how.keep_unmanaged else set(have).intersection(wanted)
     projected: dict[str, Any] = {}
     for name in sorted(names):
-        if name not in have:
-            continue
+        entry = have[name]
         fields = (wanted.get(name) or {}).keys() or how.default_fields
-        projected[name] = {
-            f: jsonable(have[name].get(f)) for f in fields if have[name].get(f) is not None or f in how.always
-        }
+        shown = {}
+        for f in fields:
+            value = entry.get(f)
+            if value is not None:
+                shown[f] = jsonable(value)
+            elif f in how.always:
+                shown[f] = None
+        projected[name] = shown
     return projected
 
 

@@ -102,6 +102,8 @@ class DatasetDocument(Frozen):
 
 DATASOURCES = NamedProjection(default_fields=DATASOURCE_KEYS, keep_unmanaged=True, always=DATASOURCE_KEYS)
 COLUMNS = NamedProjection(default_fields=("columnType",), keep_unmanaged=True)
+DATASOURCE_READ = ("name", "datasourceId", *DATASOURCE_KEYS)   # what refresh keeps of a live datasource
+COLUMN_READ = tuple(ColumnSpec.model_fields)                    # and of a live column
 
 
 class DatasetKind(Kind):
@@ -198,9 +200,9 @@ class DatasetKind(Kind):
         if kept is None:
             return None
         if isinstance(kept.get("datasources"), list):
-            kept["datasources"] = [_only(s, ("name", "datasourceId", *DATASOURCE_KEYS)) for s in kept["datasources"]]
+            kept["datasources"] = [_only(s, DATASOURCE_READ) for s in kept["datasources"]]
         if isinstance(kept.get("columns"), list):
-            kept["columns"] = [_only(c, tuple(ColumnSpec.model_fields)) for c in kept["columns"]]
+            kept["columns"] = [_only(c, COLUMN_READ) for c in kept["columns"]]
         return kept
 
     def project_live(self, live: Mapping[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
@@ -331,7 +333,7 @@ def _normalise(live: Mapping[str, Any]) -> dict[str, Any]:
         record = {k: source.get(k) for k in DATASOURCE_KEYS}
         record["datasourceId"] = source.get("datasourceId")
         datasources[str(source.get("name"))] = record
-    columns = {str(c.get("columnName")): dict(c) for c in live.get("columns") or []}
+    columns = {str(c.get("columnName")): c for c in live.get("columns") or []}   # read, never changed
     return {
         "name": live.get("name"),
         "datasources": datasources,
