@@ -15,7 +15,7 @@ from qrvey_iac.emulator.serve import serve
 from qrvey_iac.emulator.testing import running_server
 
 PACKAGE_DIR = Path(emulator_package.__file__).parent
-ALLOWED_THIRD_PARTY = {"starlette", "uvicorn", "httpx", "anyio"}
+ALLOWED_THIRD_PARTY = {"starlette", "uvicorn", "httpx", "anyio", "orjson"}   # orjson: its answers (app.JsonAnswer)
 
 
 def imported_modules(path: Path) -> set[str]:

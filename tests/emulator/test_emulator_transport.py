@@ -101,3 +101,18 @@ async def test_transport_turns_an_unfinished_response_into_read_error():
     async with httpx.AsyncClient(transport=EmulatorTransport(half_answer), base_url="http://x") as client:
         with pytest.raises(httpx.ReadError):
             await client.get("/")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+async def test_a_body_holding_a_non_json_number_is_400(client, constant):
+    body = f'{{"name": "Orders", "customAttributes": {{"ratio": {constant}}}}}'.encode()
+    response = await client.post(f"{SALES}/qollect/dataset", content=body, headers={"content-type": "application/json"})
+    assert error_message(response, 400) == "ValidationError: body is not valid JSON"
+
+
+async def test_an_integer_beyond_64_bits_comes_back_exact(client):
+    huge = 2**70 + 1                # orjson cannot write it: the answer falls back to the json module
+    created = await create_dataset(client, customAttributes={"huge": huge, "small": 7})
+    read = await client.get(f"{SALES}/qollect/dataset/{created['datasetId']}")
+    assert b"1180591620717411303425" in read.content
+    assert ok(read)["customAttributes"] == {"huge": huge, "small": 7}
