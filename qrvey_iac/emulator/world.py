@@ -221,7 +221,7 @@ class World:
         path = Path(path)
         try:
             with path.open(encoding="utf-8") as stream:
-                return cls.from_json(json.load(stream))
+                return cls.from_json(json.load(stream, parse_constant=_not_json))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"{path}: not a valid emulator data file: {exc}") from None
 
@@ -255,6 +255,12 @@ def write_atomically(path: Path, text: str) -> None:
         Path(temp_name).unlink(missing_ok=True)
         raise
     _fsync_folder(path.parent)
+
+
+def _not_json(constant: str) -> None:
+    """NaN and the infinities are no JSON: a data file holding one is refused (its answers could
+    not carry it: app.JsonAnswer)."""
+    raise ValueError(f"{constant} is not JSON")
 
 
 def _check_world_json(data: Any) -> None:

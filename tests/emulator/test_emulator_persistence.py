@@ -139,6 +139,8 @@ def test_save_writes_through_a_temp_file_then_renames(tmp_path, monkeypatch):
         '{"datasetOrder": {"x": "1"}}',
         '{"loads": {"x": {"pollsLeft": "2"}}}',
         "\udcff",
+        '{"datasets": {"x": {"datasetId": "x", "ratio": NaN}}}',     # no JSON: answers could not carry it
+        '{"datasets": {"x": {"datasetId": "x", "size": Infinity}}}',
     ],
 )
 def test_loading_a_corrupt_file_names_the_file(tmp_path, content):
