@@ -161,10 +161,10 @@ class Emulator:
 
 class JsonAnswer(JSONResponse):
     """A handler's answer, encoded by orjson: ~12 times faster than the json module for a
-    dataset of 30 columns (docs/performance.md, "Issue 11, JSON"), the same JSON value. What
-    orjson refuses (an integer beyond 64 bits) is encoded by JSONResponse as before. A NaN,
-    which orjson would write as null where JSONResponse refuses it, never gets in: a request
-    body holding one is refused (bodies.read_json)."""
+    dataset of 30 columns (docs/performance.md, "Issue 11, planning's per-object work and
+    JSON"), the same JSON value. What orjson refuses (an integer beyond 64 bits, a lone
+    surrogate) is encoded by JSONResponse as before. A NaN, which orjson would write as null
+    where JSONResponse refuses it, never gets in (world.refuse_non_json)."""
 
     def render(self, content: Any) -> bytes:
         try:

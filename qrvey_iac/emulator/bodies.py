@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from qrvey_iac.emulator.config import EmulatorConfig
 from qrvey_iac.emulator.errors import ApiError, invalid
+from qrvey_iac.emulator.world import refuse_non_json
 
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
@@ -28,7 +29,7 @@ async def read_json(request: Request, config: EmulatorConfig) -> Any:
     if nested_deeper(raw, config.max_body_depth):
         raise invalid(f"body is nested deeper than {config.max_body_depth} levels")
     try:
-        return json.loads(raw, parse_constant=_not_json)
+        return json.loads(raw, parse_constant=refuse_non_json)
     except RecursionError:                # not reached after the depth check; kept as a last line
         raise invalid(f"body is nested deeper than {config.max_body_depth} levels") from None
     except (ValueError, UnicodeDecodeError):
@@ -71,11 +72,6 @@ def nested_deeper(raw: bytes, bound: int) -> bool:
         else:
             depth -= 1
     return False
-
-
-def _not_json(constant: str) -> None:
-    """NaN, Infinity and -Infinity are no JSON (RFC 8259): a JSON server's parser refuses them."""
-    raise ValueError(f"{constant} is not JSON")
 
 
 def _too_large(limit: int) -> ApiError:

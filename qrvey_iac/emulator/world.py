@@ -221,7 +221,7 @@ class World:
         path = Path(path)
         try:
             with path.open(encoding="utf-8") as stream:
-                return cls.from_json(json.load(stream, parse_constant=_not_json))
+                return cls.from_json(json.load(stream, parse_constant=refuse_non_json))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise ValueError(f"{path}: not a valid emulator data file: {exc}") from None
 
@@ -257,9 +257,10 @@ def write_atomically(path: Path, text: str) -> None:
     _fsync_folder(path.parent)
 
 
-def _not_json(constant: str) -> None:
-    """NaN and the infinities are no JSON: a data file holding one is refused (its answers could
-    not carry it: app.JsonAnswer)."""
+def refuse_non_json(constant: str) -> None:
+    """``parse_constant`` for the json module: NaN, Infinity and -Infinity are no JSON (RFC 8259),
+    and the emulator's answers could not carry them (app.JsonAnswer). A data file or a request
+    body holding one is refused, as a JSON server's parser refuses it."""
     raise ValueError(f"{constant} is not JSON")
 
 

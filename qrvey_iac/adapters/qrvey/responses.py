@@ -131,7 +131,8 @@ def _qrvey_messages(payload: Any) -> list[str]:
 
 def parse_json(content: bytes) -> Any:
     """``json.loads(content)``: the same value for every text, the same errors, in about half
-    the time for an ordinary answer (orjson; docs/performance.md, "Issue 11, JSON").
+    the time for an ordinary answer (orjson; docs/performance.md, "Issue 11, planning's
+    per-object work and JSON").
 
     orjson refuses what json accepts beyond strict JSON (NaN, Infinity, lone surrogates, a
     byte order mark, UTF-16, numbers beyond a double's range): those texts go to json, which
