@@ -37,6 +37,7 @@ ADDRESS_SYNTAX = r"^[a-z]+\.[a-z0-9]([a-z0-9_-]{0,62}[a-z0-9])?$"
 OWNER_ATTRIBUTE = "qrveyIacAddress"          # customAttributes key naming the managing address
 ENVIRONMENT_ATTRIBUTE = "qrveyIacEnvironment"   # ... and the environment (since issue 14)
 MARKER_ATTRIBUTES = (OWNER_ATTRIBUTE, ENVIRONMENT_ATTRIBUTE)
+_MARKER_PATHS = frozenset(f"customAttributes.{name}" for name in MARKER_ATTRIBUTES)   # never shown in a create
 WRITE_ONLY = "(write-only: not returned by Qrvey)"   # the "before" of a write-only field in a plan
 
 LoadMode = str
@@ -386,11 +387,19 @@ class Kind:
 
 
 def _flattened(value: Any, path: str) -> list[tuple[str, Any]]:
-    if path in {f"customAttributes.{name}" for name in MARKER_ATTRIBUTES}:
-        return []
+    rows: list[tuple[str, Any]] = []
+    _flatten_into(rows, value, path)
+    return rows
+
+
+def _flatten_into(rows: list[tuple[str, Any]], value: Any, path: str) -> None:
+    if path in _MARKER_PATHS:
+        return
     if isinstance(value, dict):       # an empty map (a view with no column overrides) sends nothing
-        return [row for key, inner in value.items() for row in _flattened(inner, f"{path}.{key}")]
-    return [] if value is None else [(path, value)]
+        for key, inner in value.items():
+            _flatten_into(rows, inner, f"{path}.{key}")
+    elif value is not None:
+        rows.append((path, value))
 
 
 @dataclass(frozen=True)
