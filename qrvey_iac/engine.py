@@ -850,14 +850,13 @@ class _ApplyRun:
         # the journal (on disk) holds the source with its secret ids concealed; the calls need them
         calls = entry.model_copy(update={"detail": entry.detail.model_copy(update={"source": detail.get("source")})})
         desired = action.desired or {}
-        created = None
+        created = found = None     # created: what a create answered; found: what a look saw landed
         if earlier is not None:
-            created = await self._landed(kind, calls, window_left(entry, self.engine.landing_window))
-            if created is None:
+            found = await self._landed(kind, calls, window_left(entry, self.engine.landing_window))
+            if found is None:
                 entry = await self._resent(entry)       # its window starts again with this request
         for attempt in range(1, CREATE_ATTEMPTS + 1):
-            if created is not None:
-                created = await kind.finish_landed(qrvey, calls, created, desired)
+            if found is not None:
                 break
             sent = time.monotonic()
             try:
@@ -867,11 +866,13 @@ class _ApplyRun:
                 if isinstance(exc, BadRequestError) and not kind.client_minted_id:
                     raise
                 left = self.engine.landing_window - (time.monotonic() - sent)
-                created = await self._landed(kind, calls, left)   # landed (or an earlier try did, late)?
-                if created is None and (isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS):
+                found = await self._landed(kind, calls, left)   # landed (or an earlier try did, late)?
+                if found is None and (isinstance(exc, BadRequestError) or attempt == CREATE_ATTEMPTS):
                     raise
-                if created is None:
+                if found is None:
                     entry = await self._resent(entry)
+        if created is None:        # found landed, by a look after any attempt, the last one included:
+            created = await kind.finish_landed(qrvey, calls, found, desired)    # what the create still owes
         await self._finish(entry, recorded_resource(entry, created))
         return f" [id={created['datasetId']}]"
 

@@ -105,6 +105,24 @@ async def test_a_failed_view_create_keeps_its_journal_entry_when_the_outcome_sta
     assert entry.detail.marker == {OWNER_ATTRIBUTE: "view.orders-emea"}
 
 
+async def test_a_view_found_landed_after_the_last_attempt_still_gets_its_overrides():
+    """Found by the look after the last attempt (each attempt's outcome unknown, the last one
+    landed): the clone carries only its name, so the column overrides must still be set, or the
+    state records as applied what the view does not have (the next plan shows it as drift)."""
+    qrvey, store = FakeQrvey(), MemoryStateStore()
+    engine = Engine(qrvey, store, request_timeout=0.01)
+    await converge_once(engine, store, manifest(dataset()))
+    qrvey.fail("clone_view", times=3)          # attempts 1 to 3: nothing lands
+    qrvey.lose_answer("clone_view")            # attempt 4 (the last): it lands, its answer is lost
+    wanted = manifest(dataset(), view(columns=[{"column": "Total", "columnName": "Amount"}]))
+    await converge_once(engine, store, wanted)
+    [view_id] = marked(qrvey, "view.orders-emea")
+    assert [op for op, _ in qrvey.writes()].count("clone_view") == 4
+    assert qrvey.objects[view_id]["columns"][0]["columnName"] == "Amount"
+    again, _ = await engine.plan(wanted, store.read(), "test")
+    assert not again.has_changes
+
+
 class FakeWorkspace:
     """ports.Workspace over the fakes."""
 
