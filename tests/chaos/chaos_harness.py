@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from collections.abc import Callable
@@ -75,6 +76,10 @@ LATE_MIX = FAULT_MIX + "".join(f"; {target}: late={LATE_SECONDS:g}s@3%" for targ
 SAVE_INTERVAL = 0.05   # the emulator saves its world at most this often while it changes
 
 
+START_TRIES = 5       # an emulator whose port another process took first is started again on another
+PROBE = "/devapi/v4/user/u-harness-probe/app/a-harness-probe"   # checks the key (makes that app, no dataset)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -86,30 +91,41 @@ class Emulator:
 
     def __init__(self, data: Path, faults: str | None = None, seed: int = 0, latency_ms: float = 0) -> None:
         self.data = data
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(self.port),
-                "--api-key", API_KEY, "--data", str(data), "--save-interval", str(SAVE_INTERVAL),
-                "--seed", str(seed)]
-        if faults:
-            args += ["--faults", faults]
-        if latency_ms:
-            args += ["--latency-ms", str(latency_ms)]
+        # a key of its own: a client of another lane's emulator is refused (401), never served.
+        # It holds API_KEY, so the leak checks, which look for API_KEY, still find it anywhere.
+        self.api_key = f"{API_KEY}-{uuid.uuid4().hex[:8]}"
         data.parent.mkdir(parents=True, exist_ok=True)
         self.log = data.with_suffix(".log").open("w")
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        self._wait_ready()
+        self._options = ["--api-key", self.api_key, "--data", str(data), "--save-interval", str(SAVE_INTERVAL),
+                         "--seed", str(seed), *(["--faults", faults] if faults else []),
+                         *(["--latency-ms", str(latency_ms)] if latency_ms else [])]
+        for _ in range(START_TRIES):
+            self.port = free_port()
+            self.url = f"http://127.0.0.1:{self.port}"
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(self.port), *self._options],
+                stdout=self.log, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+        raise RuntimeError(f"emulator lost its port to another process {START_TRIES} times: see {self.log.name}")
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self) -> bool:
+        """True once this emulator answers with its own key; False when it exited because another
+        process took the port between free_port() and its bind (two lanes at once: start again)."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if "address already in use" in Path(self.log.name).read_text():
+                    return False
                 raise RuntimeError(f"emulator exited with {self.process.returncode}: see {self.log.name}")
             try:
-                httpx.get(self.url + "/", timeout=0.5)
-                return
+                answer = httpx.get(self.url + PROBE, headers={"x-api-key": self.api_key}, timeout=0.5)
             except httpx.TransportError:
                 time.sleep(0.05)
+                continue
+            if answer.status_code != 401:        # 401: another lane's emulator on this port
+                return True
+            time.sleep(0.05)
         raise RuntimeError("emulator did not start within 20 s")
 
     def world(self) -> dict:
@@ -268,7 +284,7 @@ class Project:
         (root / "manifests").mkdir(parents=True, exist_ok=True)
         if examples:
             copy_examples_without_connection(root / "manifests")
-        self.environ = {**os.environ, KEY_ENV: API_KEY, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
+        self.environ = {**os.environ, KEY_ENV: emulator.api_key, SECRET_ENV: SECRET, "PYTHONUNBUFFERED": "1"}
         if backend == "postgres":
             self.workspace = new_workspace()
             self.environ[DSN_ENV] = self.dsn = shared_database("chaos")
