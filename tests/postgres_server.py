@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -125,7 +126,14 @@ def unavailable(reason: str):
 
 
 def shared_server() -> PostgresServer:
-    """The session's server, started on the first call."""
+    """The session's server, started on the first call. Under a lock: the chaos lanes run in
+    threads and ask for it at once; each started a server of its own, and only the one kept
+    here was stopped at the session's end (three postgres processes left per chaos run)."""
+    with _starting:
+        return _shared_server()
+
+
+def _shared_server() -> PostgresServer:
     global _shared, _failure
     if _shared is None and _failure is None:
         bindir, why = find_bindir()
@@ -154,15 +162,17 @@ def stop_shared() -> None:
 
 
 _databases: dict[str, str] = {}
+_starting = threading.RLock()      # shared_server and shared_database, from the chaos lanes' threads
 
 
 def shared_database(purpose: str) -> str:
     """The DSN of a database of the session's server kept for ``purpose`` (made on first use):
     tests that each take a workspace of their own share it."""
     server = shared_server()
-    if purpose not in _databases:
-        _databases[purpose] = server.create_database()
-    return _databases[purpose]
+    with _starting:
+        if purpose not in _databases:
+            _databases[purpose] = server.create_database()
+        return _databases[purpose]
 
 
 def new_workspace() -> str:
