@@ -96,27 +96,31 @@ class Emulator:
         self.api_key = f"{API_KEY}-{uuid.uuid4().hex[:8]}"
         data.parent.mkdir(parents=True, exist_ok=True)
         self.log = data.with_suffix(".log").open("w")
-        self._options = ["--api-key", self.api_key, "--data", str(data), "--save-interval", str(SAVE_INTERVAL),
-                         "--seed", str(seed), *(["--faults", faults] if faults else []),
-                         *(["--latency-ms", str(latency_ms)] if latency_ms else [])]
+        options = ["--api-key", self.api_key, "--data", str(data), "--save-interval", str(SAVE_INTERVAL),
+                   "--seed", str(seed), *(["--faults", faults] if faults else []),
+                   *(["--latency-ms", str(latency_ms)] if latency_ms else [])]
         for _ in range(START_TRIES):
             self.port = free_port()
             self.url = f"http://127.0.0.1:{self.port}"
+            self.log.flush()
+            started_at = self.log.tell()        # this start's lines: an earlier one lost its port
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(self.port), *self._options],
+                [sys.executable, "-m", "qrvey_iac", "emulator", "serve", "--port", str(self.port), *options],
                 stdout=self.log, stderr=subprocess.STDOUT)
-            if self._wait_ready():
+            if self._wait_ready(started_at):
                 return
         raise RuntimeError(f"emulator lost its port to another process {START_TRIES} times: see {self.log.name}")
 
-    def _wait_ready(self) -> bool:
+    def _wait_ready(self, started_at: int) -> bool:
         """True once this emulator answers with its own key; False when it exited because another
         process took the port between free_port() and its bind (two lanes at once: start again)."""
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                if "address already in use" in Path(self.log.name).read_text():
-                    return False
+                with open(self.log.name, "rb") as log:
+                    log.seek(started_at)
+                    if b"address already in use" in log.read():
+                        return False
                 raise RuntimeError(f"emulator exited with {self.process.returncode}: see {self.log.name}")
             try:
                 answer = httpx.get(self.url + PROBE, headers={"x-api-key": self.api_key}, timeout=0.5)
